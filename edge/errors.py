@@ -1,0 +1,18 @@
+"""The project's exception types, importable without TensorFlow."""
+
+
+class SkinlesionError(Exception):
+    """Base class for every error this project raises on purpose."""
+
+
+class ImageError(SkinlesionError, ValueError):
+    """An input could not be turned into model pixels.
+
+    The message always names the source (a path, or a description such as
+    ``<bytes: 1234 bytes>``) and the cause, so a user with a folder of
+    thousands of photos knows which one to look at.
+    """
+
+
+class BundleError(SkinlesionError, ValueError):
+    """A model bundle is missing, inconsistent or fails its checksums."""
