@@ -1,0 +1,215 @@
+"""Build configuration: one frozen dataclass per stage, loaded from TOML, overridable from the CLI.
+
+    >>> config = load_config("build/configs/ham10000.toml", overrides=["train.epochs=3"])
+    >>> config.train.epochs
+    3
+
+The resolved config is saved as ``config.json`` in the run folder; resuming compares against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from build.datasets import SplitConfig
+from build.pipeline import AugmentConfig, BalanceConfig
+from models.classifier import ModelConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, labels and split.
+
+    Attributes:
+        sources: Data set roots or CSVs (see ``build.datasets.load_dataset``); relative paths are
+            resolved against the current directory.
+        label_maps: Per source (same order), a built-in label map name or "" for none.
+        classes: Target classes in output order; empty = the sorted labels found.
+        task: ``"ham10000"`` or ``"msid"``: picks display names and malignant classes for the card.
+        split: Fractions and seed of the lesion-grouped split.
+    """
+
+    sources: tuple[str, ...] = ("../shared/data/ham10000",)
+    label_maps: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    task: str = "ham10000"
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Float training, in two phases.
+
+    Attributes:
+        batch_size: Images per step (global, across devices).
+        steps_per_epoch: Steps per epoch; 0 = one pass over the training split's size.
+        head_epochs: Phase 1: epochs training only the head on a frozen backbone.
+        head_learning_rate: Phase 1 learning rate.
+        epochs: Phase 2: epochs fine-tuning the top ``unfreeze_blocks`` blocks.
+        learning_rate: Phase 2 peak learning rate (after warm-up, then cosine decay).
+        warmup_epochs: Linear warm-up length of phase 2.
+        unfreeze_blocks: Backbone blocks (from the top) trained in phase 2.
+        optimizer: ``adam``, ``adamw``, ``rmsprop`` or ``sgd`` (momentum 0.9).
+        weight_decay: Decoupled weight decay for ``adamw``.
+        label_smoothing: Label smoothing of the cross-entropy targets.
+        patience: Stop phase 2 after this many epochs without a better validation balanced accuracy.
+        prior_correction: Strength of the logit adjustment folded into the head after training
+            (1 = predict as if classes were equally likely; 0 = keep the sampling prior).
+        augment: Augmentation of training images.
+        balance: Class balancing.
+        seed: Seed for weights of the head, sampling and augmentation.
+        strategy: ``auto``, ``one``, ``mirrored`` or ``multiworker`` (tf.distribute).
+    """
+
+    batch_size: int = 32
+    steps_per_epoch: int = 0
+    head_epochs: int = 2
+    head_learning_rate: float = 1e-3
+    epochs: int = 12
+    learning_rate: float = 3e-4
+    warmup_epochs: int = 1
+    unfreeze_blocks: int = 8
+    optimizer: str = "adam"
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    patience: int = 5
+    prior_correction: float = 1.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    seed: int = 0
+    strategy: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw", "rmsprop", "sgd"):
+            raise ValueError(f"optimizer must be adam|adamw|rmsprop|sgd, got {self.optimizer!r}")
+        if self.strategy not in ("auto", "one", "mirrored", "multiworker"):
+            raise ValueError(f"strategy must be auto|one|mirrored|multiworker, got {self.strategy!r}")
+        if self.batch_size < 1 or self.epochs < 0 or self.head_epochs < 0:
+            raise ValueError("batch_size must be >= 1 and epochs >= 0")
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    """Quantization-aware fine-tuning of the trained float model.
+
+    Attributes:
+        enabled: Run QAT (else the int8 file comes from post-training quantization only).
+        epochs: QAT epochs.
+        steps_per_epoch: Steps per QAT epoch; 0 = same as float training.
+        learning_rate: Constant low learning rate of QAT.
+    """
+
+    enabled: bool = True
+    epochs: int = 2
+    steps_per_epoch: int = 0
+    learning_rate: float = 1e-5
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """TFLite export and the parity gate.
+
+    Attributes:
+        variants: Which files to write: float32, float16, dynamic, int8.
+        calibration_images: Training images used to calibrate post-training int8.
+        validation_images: Validation images used for parity checks (0 = all).
+        int8_min_agreement: Gate: top-1 agreement of int8 with the float model.
+        int8_max_drop: Gate: largest allowed balanced-accuracy drop of int8 (absolute, 0.01 = 1 pt).
+        float_min_agreement: Gate: top-1 agreement of float16/float32/dynamic.
+    """
+
+    variants: tuple[str, ...] = ("int8", "float16", "dynamic", "float32")
+    calibration_images: int = 300
+    validation_images: int = 0
+    int8_min_agreement: float = 0.985
+    int8_max_drop: float = 0.01
+    float_min_agreement: float = 0.999
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything ``skinlesion build`` does, stage by stage."""
+
+    name: str = "skinlesion-ham10000"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    qat: QatConfig = field(default_factory=QatConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    resize: str = "stretch"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> BuildConfig:
+    """Reads a TOML file (or starts from defaults) and applies ``section.key=value`` overrides.
+
+    Raises:
+        FileNotFoundError: The TOML file is missing.
+        ValueError: An unknown section or key, or a value of the wrong type.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    for override in overrides or []:
+        key, sep, raw = override.partition("=")
+        if not sep:
+            raise ValueError(f"override {override!r} must look like section.key=value")
+        _set_path(data, key.strip().split("."), _parse_value(raw.strip()))
+    return from_dict(BuildConfig, data, where=str(path or "defaults"))
+
+
+def from_dict(cls, data: dict[str, Any], *, where: str):
+    """Builds a (nested) frozen dataclass from plain data, refusing unknown keys."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if _has_defaults(cls) else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = from_dict(type(default), value, where=f"{where}:{name}")
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        elif isinstance(default, float) and isinstance(value, int):
+            kwargs[name] = float(value)
+        else:
+            if default is not None and not isinstance(value, type(default)):
+                raise ValueError(f"{where}: {name} must be {type(default).__name__}, got {value!r}")
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _has_defaults(cls) -> bool:
+    try:
+        cls()
+        return True
+    except TypeError:
+        return False
+
+
+def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+    data[keys[-1]] = value
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare string such as optimizer=sgd

@@ -1,0 +1,303 @@
+"""Data sets as one table: readers for every layout we meet, label maps, merging, lesion-grouped splits.
+
+Every reader returns a pandas DataFrame with one row per image and these columns:
+
+    path      absolute image path
+    image_id  file stem (ISIC_0024306), the key for de-duplication across sources
+    label     class code (after any label map)
+    group     images that must stay in one split: lesion_id where known, else image_id
+    source    where the row came from (for summaries and merging reports)
+    age, sex, localization   metadata where the source has it (else missing)
+
+    >>> frame = load_dataset("../shared/data/ham10000")
+    >>> frame = split_by_group(frame, SplitConfig(seed=42))
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic")
+COLUMNS = ["path", "image_id", "label", "group", "source", "age", "sex", "localization"]
+HAM10000_LABELS = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+SPLITS = ("train", "val", "test")
+
+# The ISIC archive's 9 names onto HAM10000 codes. Squamous cell carcinoma joins akiec (HAM's akiec
+# includes Bowen's disease, an intraepithelial SCC); both keratosis kinds are HAM's bkl.
+ISIC_ARCHIVE_TO_HAM = {
+    "actinic keratosis": "akiec",
+    "squamous cell carcinoma": "akiec",
+    "basal cell carcinoma": "bcc",
+    "pigmented benign keratosis": "bkl",
+    "seborrheic keratosis": "bkl",
+    "dermatofibroma": "df",
+    "melanoma": "mel",
+    "nevus": "nv",
+    "vascular lesion": "vasc",
+}
+LABEL_MAPS = {"isic-archive": ISIC_ARCHIVE_TO_HAM}
+ISIC2018_COLUMNS = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "BKL": "bkl", "DF": "df",
+                    "VASC": "vasc"}
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How a data set is divided.
+
+    Attributes:
+        fractions: Share of images for train, val and test; must sum to 1.
+        seed: Seed of the shuffle; the same seed and data give the same split.
+    """
+
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1) > 1e-6:
+            raise ValueError(f"split fractions must be three non-negative numbers summing to 1, "
+                             f"got {self.fractions}")
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    """What merging sources kept and dropped."""
+
+    kept: dict[str, int]
+    dropped_duplicates: dict[str, int]
+    dropped_unmapped: dict[str, int]
+
+    def lines(self) -> list[str]:
+        out = [f"kept {n} images from {source}" for source, n in self.kept.items()]
+        out += [f"dropped {n} images from {source}: same image_id already in an earlier source"
+                for source, n in self.dropped_duplicates.items() if n]
+        out += [f"dropped {n} images labelled {label!r}: no mapping to a target class"
+                for label, n in self.dropped_unmapped.items() if n]
+        return out
+
+
+def load_dataset(root: str | Path, *, label_map: Mapping[str, str] | str | None = None,
+                 source: str | None = None) -> pd.DataFrame:
+    """Reads any supported layout under ``root`` into the common table.
+
+    Layouts, tried in this order: a HAM10000 root (``HAM10000_metadata.csv`` anywhere below, images
+    anywhere below), an ISIC 2018 Task 3 ground-truth CSV (one-hot columns MEL, NV, ...) or a folder
+    holding one, a ``labels.csv`` with ``image_id`` or ``path`` and ``dx`` or ``label``, and a folder
+    per class.
+
+    Args:
+        root: A folder, or a CSV file (ISIC one-hot ground truth or labels.csv).
+        label_map: Maps source labels to target labels, or the name of a built-in map
+            (``"isic-archive"``). Rows whose label is not in the map are dropped and reported by
+            :func:`merge_datasets`; when loading alone they raise.
+        source: Name recorded in the ``source`` column (default: the folder name).
+
+    Raises:
+        FileNotFoundError: ``root`` is missing, or images named by the labels are missing (all listed).
+        ValueError: No known layout under ``root``, or labels outside ``label_map``.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"data set not found: {root}")
+    name = source or (root.stem if root.is_file() else root.name)
+    frame = _read_layout(root, name)
+    if label_map is not None:
+        mapping = resolve_label_map(label_map)
+        unmapped = sorted(set(frame["label"]) - set(mapping))
+        if unmapped:
+            raise ValueError(f"{root}: labels {unmapped} have no entry in the label map; add them to the map "
+                             f"(known targets: {sorted(set(mapping.values()))})")
+        frame["label"] = frame["label"].map(mapping)
+    return frame[COLUMNS].reset_index(drop=True)
+
+
+def resolve_label_map(label_map: Mapping[str, str] | str) -> dict[str, str]:
+    if isinstance(label_map, str):
+        if label_map not in LABEL_MAPS:
+            raise ValueError(f"unknown label map {label_map!r}; built-in maps: {sorted(LABEL_MAPS)}")
+        return dict(LABEL_MAPS[label_map])
+    return dict(label_map)
+
+
+def merge_datasets(frames: Iterable[pd.DataFrame], *, labels: Iterable[str] | None = None
+                   ) -> tuple[pd.DataFrame, MergeReport]:
+    """Concatenates sources, keeping the first copy of each image_id and only rows with a known label.
+
+    Args:
+        frames: Tables from :func:`load_dataset`, in priority order (earlier sources win duplicates).
+        labels: Target classes; rows with any other label are dropped (and counted). None keeps all.
+    """
+    frames = list(frames)
+    if not frames:
+        raise ValueError("merge_datasets needs at least one data set")
+    merged = pd.concat(frames, ignore_index=True)
+    unmapped: dict[str, int] = {}
+    if labels is not None:
+        allowed = set(labels)
+        outside = ~merged["label"].isin(allowed)
+        unmapped = merged.loc[outside, "label"].value_counts().to_dict()
+        merged = merged[~outside]
+    duplicated = merged["image_id"].duplicated(keep="first")
+    dropped = merged.loc[duplicated, "source"].value_counts().to_dict()
+    merged = merged[~duplicated].reset_index(drop=True)
+    kept = merged["source"].value_counts(sort=False).to_dict()
+    report = MergeReport(kept={str(k): int(v) for k, v in kept.items()},
+                         dropped_duplicates={str(k): int(v) for k, v in dropped.items()},
+                         dropped_unmapped={str(k): int(v) for k, v in unmapped.items()})
+    return merged, report
+
+
+def split_by_group(frame: pd.DataFrame, config: SplitConfig = SplitConfig()) -> pd.DataFrame:
+    """Adds a ``split`` column (train/val/test), stratified by label and grouped by ``group``.
+
+    Groups are dealt out per class in a seeded random order, each to the split furthest below its
+    share of that class's images, so class ratios match across splits and no group straddles two.
+    """
+    rng = np.random.default_rng(config.seed)
+    group_label = frame.groupby("group")["label"].agg(lambda s: s.mode().iloc[0])
+    group_size = frame.groupby("group").size()
+    assignment: dict[str, str] = {}
+    for label in sorted(group_label.unique()):
+        groups = np.array(sorted(group_label.index[group_label == label]))
+        rng.shuffle(groups)
+        total = group_size[groups].sum()
+        filled = np.zeros(3)
+        for group in groups:
+            deficit = np.array(config.fractions) * total - filled
+            index = int(np.argmax(deficit))
+            assignment[group] = SPLITS[index]
+            filled[index] += group_size[group]
+    result = frame.copy()
+    result["split"] = result["group"].map(assignment)
+    check_groups_within_splits(result)
+    return result
+
+
+def check_groups_within_splits(frame: pd.DataFrame) -> None:
+    """Raises if any group (lesion) has images in more than one split."""
+    splits_per_group = frame.groupby("group")["split"].nunique()
+    leaking = splits_per_group[splits_per_group > 1]
+    if len(leaking):
+        raise ValueError(f"{len(leaking)} lesion groups straddle splits (e.g. {list(leaking.index[:5])}); "
+                         "images of one lesion must stay in one split")
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A short hash of (image_id, label) pairs: equal fingerprints mean the same data set."""
+    pairs = sorted(zip(frame["image_id"].astype(str), frame["label"].astype(str)))
+    return hashlib.sha256("\n".join(f"{i},{l}" for i, l in pairs).encode()).hexdigest()[:16]
+
+
+# --- layouts -----------------------------------------------------------------------------------------
+
+def _read_layout(root: Path, source: str) -> pd.DataFrame:
+    if root.is_file():
+        table = pd.read_csv(root)
+        if _is_isic2018_onehot(table):
+            return _from_isic2018(table, root.parent, source)
+        return _from_labels_csv(table, root.parent, source, csv_path=root)
+    ham = sorted(root.rglob("HAM10000_metadata*.csv"))
+    if ham:
+        return _from_ham10000(ham[0], root, source)
+    for csv_path in sorted(root.glob("*.csv")):
+        table = pd.read_csv(csv_path)
+        if _is_isic2018_onehot(table):
+            return _from_isic2018(table, root, source)
+    if (root / "labels.csv").exists():
+        return _from_labels_csv(pd.read_csv(root / "labels.csv"), root, source, csv_path=root / "labels.csv")
+    class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _images_under(d, recursive=False)]
+    if class_dirs:
+        return _from_class_folders(class_dirs, source)
+    raise ValueError(f"{root}: no known data layout (expected HAM10000_metadata.csv, an ISIC 2018 one-hot CSV, "
+                     "labels.csv beside images/, or one folder of images per class)")
+
+
+def _images_under(folder: Path, recursive: bool = True) -> list[Path]:
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _index_images(root: Path) -> dict[str, Path]:
+    """image_id -> path for every image below root (Kaggle ships HAM10000 in two part folders)."""
+    return {p.stem: p.resolve() for p in _images_under(root)}
+
+
+def _require_images(ids: Iterable[str], index: Mapping[str, Path], where: Path) -> list[Path]:
+    ids = list(ids)
+    missing = [i for i in ids if i not in index]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise FileNotFoundError(f"{len(missing)} images named in the labels are missing under {where}: {shown}. "
+                                "Add the image files, or remove their rows from the labels.")
+    return [index[i] for i in ids]
+
+
+def _from_ham10000(csv_path: Path, root: Path, source: str) -> pd.DataFrame:
+    table = pd.read_csv(csv_path)
+    needed = {"lesion_id", "image_id", "dx"}
+    if not needed <= set(table.columns):
+        raise ValueError(f"{csv_path}: HAM10000 metadata needs columns {sorted(needed)}, has {list(table.columns)}")
+    paths = _require_images(table["image_id"], _index_images(root), root)
+    return pd.DataFrame({
+        "path": [str(p) for p in paths], "image_id": table["image_id"], "label": table["dx"],
+        "group": table["lesion_id"], "source": source, "age": table.get("age"),
+        "sex": table.get("sex"), "localization": table.get("localization"),
+    })
+
+
+def _is_isic2018_onehot(table: pd.DataFrame) -> bool:
+    return "image" in table.columns and set(ISIC2018_COLUMNS) <= set(table.columns)
+
+
+def _from_isic2018(table: pd.DataFrame, root: Path, source: str) -> pd.DataFrame:
+    onehot = table[list(ISIC2018_COLUMNS)].to_numpy()
+    bad = np.flatnonzero(onehot.sum(axis=1) != 1)
+    if len(bad):
+        raise ValueError(f"{root}: {len(bad)} rows of the ISIC one-hot CSV do not have exactly one class set "
+                         f"(e.g. {list(table['image'].iloc[bad[:5]])})")
+    labels = np.array(list(ISIC2018_COLUMNS.values()))[onehot.argmax(axis=1)]
+    paths = _require_images(table["image"], _index_images(root), root)
+    return _table(paths, table["image"], labels, groups=table["image"], source=source)
+
+
+def _from_labels_csv(table: pd.DataFrame, root: Path, source: str, *, csv_path: Path) -> pd.DataFrame:
+    label_column = next((c for c in ("dx", "label") if c in table.columns), None)
+    if label_column is None or not ({"image_id", "path"} & set(table.columns)):
+        raise ValueError(f"{csv_path}: labels.csv needs an 'image_id' or 'path' column and a 'dx' or 'label' "
+                         f"column; found {list(table.columns)}")
+    if "path" in table.columns:
+        paths = [(root / p).resolve() for p in table["path"]]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} images listed in {csv_path} are missing: "
+                                    f"{', '.join(missing[:10])}. Add them, or remove their rows.")
+        ids = table["image_id"] if "image_id" in table.columns else [p.stem for p in paths]
+    else:
+        image_dir = root / "images" if (root / "images").is_dir() else root
+        paths = _require_images(table["image_id"], _index_images(image_dir), image_dir)
+        ids = table["image_id"]
+    groups = table["lesion_id"] if "lesion_id" in table.columns else ids
+    frame = _table(paths, ids, table[label_column], groups=groups, source=source)
+    for column in ("age", "sex", "localization"):
+        if column in table.columns:
+            frame[column] = table[column].to_numpy()
+    return frame
+
+
+def _from_class_folders(class_dirs: list[Path], source: str) -> pd.DataFrame:
+    rows = [(p, d.name) for d in class_dirs for p in _images_under(d)]
+    paths = [p.resolve() for p, _ in rows]
+    # Folder datasets can repeat file names across classes, so the id keeps the class.
+    ids = [f"{label}/{p.stem}" for p, label in rows]
+    return _table(paths, ids, [label for _, label in rows], groups=ids, source=source)
+
+
+def _table(paths, ids, labels, *, groups, source: str) -> pd.DataFrame:
+    return pd.DataFrame({"path": [str(p) for p in paths], "image_id": list(ids), "label": list(labels),
+                         "group": list(groups), "source": source, "age": np.nan, "sex": None,
+                         "localization": None})

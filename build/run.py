@@ -1,0 +1,141 @@
+"""The run folder: where a build keeps its config, split, cache, checkpoints and outputs.
+
+    runs/<name>/
+      config.json        the resolved BuildConfig; --resume refuses a different one
+      split.csv          image_id, path, label, group, split (+ metadata): the exact images of each split
+      float/             checkpoints/, log.csv, state.json, model.keras (the float reference)
+      qat/               checkpoints/, log.csv, state.json, model.keras (quantization-aware)
+      export/            model_<variant>.tflite, parity.json
+      bundle/            the model bundle (see DESIGN.md)
+    runs/.cache/         decoded uint8 images, shared by runs with the same data and input size
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from build.config import BuildConfig
+from build.datasets import HAM10000_LABELS, fingerprint, load_dataset, merge_datasets, split_by_group
+from build.pipeline import CachedImages, build_cache
+from edge.preprocess import InputSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Paths of one run folder."""
+
+    root: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def split_file(self) -> Path:
+        return self.root / "split.csv"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root.parent / ".cache"
+
+    def stage(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def load_config(self) -> BuildConfig:
+        from build.config import from_dict
+
+        if not self.config_file.is_file():
+            raise FileNotFoundError(f"{self.root} is not a run folder: {self.config_file.name} is missing")
+        return from_dict(BuildConfig, json.loads(self.config_file.read_text()), where=str(self.config_file))
+
+
+def start_run(root: str | Path, config: BuildConfig, *, resume: bool) -> Run:
+    """Creates a run folder, or reopens one for ``resume`` after checking the config is unchanged.
+
+    Raises:
+        FileExistsError: The folder holds a run and ``resume`` is False.
+        ValueError: ``resume`` with a config that differs from the saved one.
+    """
+    run = Run(Path(root))
+    if run.config_file.exists():
+        saved = json.loads(run.config_file.read_text())
+        if not resume:
+            raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it, or choose "
+                                  "another --run folder")
+        if saved != json.loads(config.to_json()):
+            changed = sorted(k for k in set(saved) | set(config.to_dict()) if saved.get(k) != json.loads(
+                config.to_json()).get(k))
+            raise ValueError(f"cannot resume {run.root}: the config differs from the saved one in {changed}. "
+                             "Resume with the same config, or start a new run folder.")
+        return run
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run.config_file, config.to_json())
+    return run
+
+
+def input_spec(config: BuildConfig) -> InputSpec:
+    """The input spec every stage and the bundle share."""
+    return InputSpec(height=config.model.image_size, width=config.model.image_size, resize=config.resize)
+
+
+def class_names(config: BuildConfig, frame: pd.DataFrame | None = None) -> list[str]:
+    if config.data.classes:
+        return list(config.data.classes)
+    if config.data.task == "ham10000":
+        return list(HAM10000_LABELS)
+    if frame is None:
+        raise ValueError("class names come from the data: pass the frame or set data.classes")
+    return sorted(frame["label"].unique())
+
+
+def prepare_split(run: Run, config: BuildConfig) -> pd.DataFrame:
+    """Loads and merges the sources, splits by lesion, and saves ``split.csv`` (reused on resume)."""
+    if run.split_file.exists():
+        return pd.read_csv(run.split_file)
+    maps = list(config.data.label_maps) + [""] * (len(config.data.sources) - len(config.data.label_maps))
+    frames = [load_dataset(source, label_map=label_map or None) for source, label_map in
+              zip(config.data.sources, maps)]
+    labels = config.data.classes or (HAM10000_LABELS if config.data.task == "ham10000" else None)
+    frame, report = merge_datasets(frames, labels=labels)
+    for line in report.lines():
+        log.info("data: %s", line)
+    frame = split_by_group(frame, config.data.split)
+    write_csv_atomic(run.split_file, frame)
+    return frame
+
+
+def split_summary(frame: pd.DataFrame, config: BuildConfig) -> dict:
+    """What the card records so ``--split val`` re-derives exactly the same images later."""
+    return {"seed": config.data.split.seed, "fractions": list(config.data.split.fractions),
+            "grouped_by": "lesion_id", "data_fingerprint": fingerprint(frame),
+            "counts": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")}}
+
+
+def cached_split(run: Run, frame: pd.DataFrame, split: str, classes: list[str], spec: InputSpec) -> CachedImages:
+    part = frame[frame["split"] == split]
+    pixels = build_cache(list(part["path"]), spec, run.cache_dir)
+    index = {c: i for i, c in enumerate(classes)}
+    return CachedImages(pixels=pixels, labels=np.array([index[l] for l in part["label"]], dtype=np.int32))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)

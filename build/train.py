@@ -1,0 +1,208 @@
+"""Float training: phase 1 trains the head on a frozen backbone, phase 2 fine-tunes the top blocks.
+
+Each epoch ends with a checkpoint (weights + optimizer + epoch counter) and a row in ``log.csv``; the
+best epoch by validation balanced accuracy is kept separately. A run killed at any point continues
+from its last completed epoch with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from build.config import BuildConfig, TrainConfig
+from build.pipeline import (CachedImages, class_loss_weights, class_sampling_weights, evaluation_batches,
+                            training_dataset)
+from build.run import Run, cached_split, class_names, input_spec, prepare_split, write_text_atomic
+from build.strategy import make_strategy
+from edge.preprocess import InputSpec
+
+log = logging.getLogger(__name__)
+
+
+def train_float(run: Run, config: BuildConfig) -> Path:
+    """Trains the float model of ``run`` (or finishes an interrupted training) and returns its path.
+
+    The saved model has the prior correction folded into its head (see ``models.classifier.adjust_prior``).
+    """
+    from models.classifier import adjust_prior, build_model, set_trainable_top
+    from models.keras import keras, tf
+
+    stage = run.stage("float")
+    final_path = stage / "model.keras"
+    if final_path.exists():
+        log.info("float: %s exists, skipping training", final_path)
+        return final_path
+    started = time.perf_counter()
+    frame = prepare_split(run, config)
+    classes = class_names(config, frame)
+    spec = input_spec(config)
+    train, val = (cached_split(run, frame, split, classes, spec) for split in ("train", "val"))
+    prior = training_prior(train.labels, len(classes), config.train)
+    cfg = config.train
+    steps = cfg.steps_per_epoch or max(1, len(train.labels) // cfg.batch_size)
+    total_epochs = cfg.head_epochs + cfg.epochs
+
+    keras.utils.set_random_seed(cfg.seed)
+    strategy = make_strategy(cfg.strategy)
+    with strategy.scope():
+        model = build_model(config.model, len(classes))
+        optimizer = make_optimizer(cfg)
+        # Build the optimizer over every variable either phase trains, so one optimizer (and one
+        # checkpoint) serves both phases.
+        set_trainable_top(model, config.model.backbone, cfg.unfreeze_blocks)
+        optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints"), max_to_keep=2)
+    state = _load_state(stage)
+    if state["epoch"] > 0:
+        # The checkpoint numbered like the saved state, so a kill between the two writes is harmless.
+        checkpoint.restore(str(stage / "checkpoints" / f"ckpt-{state['epoch']}"))
+        _truncate_log(stage / "log.csv", state["epoch"])
+        log.info("float: resumed after epoch %d (best val balanced accuracy %.4f)", state["epoch"], state["best"])
+
+    dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
+                               augment=cfg.augment, balance=cfg.balance, seed=cfg.seed + state["epoch"],
+                               label_smoothing=cfg.label_smoothing)
+    class_weight = class_loss_weights(train.labels, len(classes)) if cfg.balance.mode == "class_weight" else None
+    phase = None
+    for epoch in range(state["epoch"], total_epochs):
+        if state["stopped"]:
+            break
+        epoch_phase = "head" if epoch < cfg.head_epochs else "finetune"
+        if epoch_phase != phase:
+            phase = epoch_phase
+            with strategy.scope():
+                blocks = 0 if phase == "head" else cfg.unfreeze_blocks
+                trainable = set_trainable_top(model, config.model.backbone, blocks)
+                model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+            log.info("float: phase %s, %d trainable layers", phase, trainable)
+        rate = learning_rate_at(epoch, cfg)
+        optimizer.learning_rate.assign(rate)
+        epoch_started = time.perf_counter()
+        history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2, class_weight=class_weight)
+        seconds = time.perf_counter() - epoch_started
+        score = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
+        improved = score > state["best"]
+        if improved:
+            _save_weights_atomic(model, stage / "best.weights.h5")
+            state.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
+        elif phase == "finetune":
+            state["bad_epochs"] += 1
+        _append_log(stage / "log.csv", {
+            "epoch": epoch + 1, "stage": phase, "lr": rate, "loss": history.history["loss"][-1],
+            "accuracy": history.history["accuracy"][-1], "val_balanced_accuracy": score,
+            "seconds": round(seconds, 1)})
+        log.info("float: epoch %d/%d (%s) loss %.4f val balanced accuracy %.4f%s in %.0f s", epoch + 1,
+                 total_epochs, phase, history.history["loss"][-1], score, " (best)" if improved else "", seconds)
+        state["epoch"] = epoch + 1
+        state["seconds"] += seconds
+        state["stopped"] = phase == "finetune" and state["bad_epochs"] >= cfg.patience
+        manager.save(checkpoint_number=epoch + 1)
+        write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
+
+    model.load_weights(str(stage / "best.weights.h5"))
+    adjust_prior(model, prior, cfg.prior_correction)
+    _save_model_atomic(model, final_path)
+    summary = {**state, "steps_per_epoch": steps, "train_prior": prior.tolist(), "classes": classes,
+               "wall_seconds": time.perf_counter() - started}
+    write_text_atomic(stage / "summary.json", json.dumps(summary, indent=2))
+    log.info("float: best val balanced accuracy %.4f at epoch %d -> %s", state["best"], state["best_epoch"],
+             final_path)
+    return final_path
+
+
+def training_prior(labels: np.ndarray, num_classes: int, cfg: TrainConfig) -> np.ndarray:
+    """The class distribution the model sees while training (what prior correction removes)."""
+    if cfg.balance.mode in ("oversample", "undersample"):
+        return class_sampling_weights(labels, num_classes, cfg.balance)
+    if cfg.balance.mode == "class_weight":
+        return np.full(num_classes, 1.0 / num_classes)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return np.maximum(counts, 1) / counts.sum()
+
+
+def learning_rate_at(epoch: int, cfg: TrainConfig) -> float:
+    """Head phase: constant; fine-tune phase: linear warm-up, then cosine decay to 5% of the peak."""
+    if epoch < cfg.head_epochs:
+        return cfg.head_learning_rate
+    step = epoch - cfg.head_epochs
+    if step < cfg.warmup_epochs:
+        return cfg.learning_rate * (step + 1) / (cfg.warmup_epochs + 1)
+    span = max(1, cfg.epochs - cfg.warmup_epochs)
+    progress = (step - cfg.warmup_epochs) / span
+    return cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(cfg: TrainConfig):
+    from models.keras import keras
+
+    optimizers = keras.optimizers
+    if cfg.optimizer == "adam":
+        return optimizers.Adam(cfg.head_learning_rate)
+    if cfg.optimizer == "adamw":
+        return optimizers.AdamW(cfg.head_learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return optimizers.RMSprop(cfg.head_learning_rate)
+    return optimizers.SGD(cfg.head_learning_rate, momentum=0.9, nesterov=True)
+
+
+def predict_probabilities(model, pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Class probabilities of a Keras model for cached uint8 pixels."""
+    return np.concatenate([model(batch, training=False).numpy() for batch in evaluation_batches(pixels, spec)])
+
+
+def validation_balanced_accuracy(model, val: CachedImages, spec: InputSpec, prior: np.ndarray,
+                                 strength: float) -> float:
+    """Balanced accuracy on the validation split, with the prior correction the saved model will have."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    probabilities = predict_probabilities(model, val.pixels, spec)
+    corrected = np.log(probabilities + 1e-12) - strength * np.log(prior)
+    return float(balanced_accuracy_score(val.labels, corrected.argmax(axis=1)))
+
+
+def _load_state(stage: Path) -> dict:
+    path = stage / "state.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0, "stopped": False}
+
+
+def _append_log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _truncate_log(path: Path, epochs: int) -> None:
+    """Drops log rows of an epoch that was logged but not checkpointed before a crash."""
+    if not path.exists():
+        return
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= epochs]
+    path.unlink()
+    for row in rows:
+        _append_log(path, row)
+
+
+def _save_weights_atomic(model, path: Path) -> None:
+    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)
+
+
+def _save_model_atomic(model, path: Path) -> None:
+    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
+    model.save(str(tmp))
+    os.replace(tmp, path)

@@ -1,0 +1,103 @@
+"""The classifier: a registry backbone plus a pooling-dropout-softmax head, as one flat Functional graph.
+
+    >>> model = build_model(ModelConfig(backbone="mobilenet_v2", alpha=1.0, image_size=160,
+    ...                                 weights="../shared/weights/mobilenet_v2_..._1.0_160_no_top.h5"),
+    ...                     num_classes=7)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.backbones import BACKBONES, BLOCK_PREFIXES
+from models.keras import keras
+
+HEAD_LAYERS = ("head_pool", "head_dropout", "head_logits", "probabilities")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What network to build.
+
+    Attributes:
+        backbone: A key of ``models.backbones.BACKBONES``.
+        alpha: Width multiplier of MobileNet backbones.
+        image_size: Square input side in pixels.
+        weights: ``"imagenet"``, ``"none"``, or a path to a Keras Applications weight file.
+        dropout: Dropout rate before the final dense layer.
+        l1: L1 penalty on the final dense kernel.
+        l2: L2 penalty on the final dense kernel.
+    """
+
+    backbone: str = "mobilenet_v2"
+    alpha: float = 1.0
+    image_size: int = 160
+    weights: str = "imagenet"
+    dropout: float = 0.3
+    l1: float = 0.0
+    l2: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def build_model(config: ModelConfig, num_classes: int) -> "keras.Model":
+    """Builds backbone + head. The output is softmax probabilities (what TFLite classifiers emit)."""
+    if num_classes < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+    shape = (config.image_size, config.image_size, 3)
+    backbone = BACKBONES[config.backbone](shape, config.weights, alpha=config.alpha)
+    regularizer = keras.regularizers.L1L2(l1=config.l1, l2=config.l2) if (config.l1 or config.l2) else None
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(backbone.output)
+    x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
+    logits = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="head_logits")(x)
+    # A separate Softmax layer keeps the logits reachable for prior correction and Grad-CAM.
+    probabilities = keras.layers.Softmax(name="probabilities")(logits)
+    return keras.Model(backbone.input, probabilities, name=f"{config.backbone}_classifier")
+
+
+def set_trainable_top(model: "keras.Model", backbone: str, blocks: int) -> int:
+    """Freezes the backbone except its top ``blocks`` blocks; the head always trains.
+
+    BatchNormalization layers stay frozen (inference mode): small CPU batches give noisy statistics,
+    and the pretrained ones transfer well. Returns the number of trainable layers.
+    """
+    prefix = BLOCK_PREFIXES[backbone]
+    block_ids = []
+    for layer in model.layers:
+        if layer.name.startswith(prefix):
+            block_id = layer.name[len(prefix):].split("_")[0]
+            if block_id not in block_ids:
+                block_ids.append(block_id)
+    unfrozen = set(block_ids[max(0, len(block_ids) - blocks):]) if blocks > 0 else set()
+    trainable_from_top = False
+    for layer in model.layers:
+        if layer.name in HEAD_LAYERS:
+            layer.trainable = True
+            continue
+        if layer.name.startswith(prefix) and layer.name[len(prefix):].split("_")[0] in unfrozen:
+            trainable_from_top = True
+        # Layers after the first unfrozen block (e.g. MobileNetV2's final Conv_1) train too.
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable_from_top and not is_bn
+    return sum(1 for layer in model.layers if layer.trainable and layer.weights)
+
+
+def adjust_prior(model: "keras.Model", train_prior: np.ndarray, strength: float = 1.0) -> None:
+    """Folds logit adjustment into the head: subtracts ``strength * log(train_prior)`` from the bias.
+
+    A model trained on classes drawn with ``train_prior`` then predicts as if every class were equally
+    likely, which is what balanced accuracy rewards.
+    """
+    dense = model.get_layer("head_logits")
+    kernel, bias = dense.get_weights()
+    prior = np.asarray(train_prior, dtype=np.float64)
+    if prior.shape != bias.shape or np.any(prior <= 0):
+        raise ValueError(f"train_prior must be {bias.shape[0]} positive numbers, got {train_prior}")
+    adjusted = bias - strength * (np.log(prior) - np.log(prior).mean())
+    dense.set_weights([kernel, adjusted.astype(bias.dtype)])
