@@ -7,11 +7,9 @@ from its last completed epoch with ``--resume``.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from build.config import BuildConfig, TrainConfig
 from build.pipeline import (CachedImages, class_loss_weights, class_sampling_weights, evaluation_batches,
                             training_dataset)
 from build.run import Run, cached_split, class_names, input_spec, prepare_split, write_text_atomic
+from build.progress import append_log, load_state, save_model_atomic, save_weights_atomic, truncate_log
 from build.strategy import make_strategy
 from edge.preprocess import InputSpec
 
@@ -61,11 +60,11 @@ def train_float(run: Run, config: BuildConfig) -> Path:
         optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints"), max_to_keep=2)
-    state = _load_state(stage)
+    state = load_state(stage)
     if state["epoch"] > 0:
         # The checkpoint numbered like the saved state, so a kill between the two writes is harmless.
         checkpoint.restore(str(stage / "checkpoints" / f"ckpt-{state['epoch']}"))
-        _truncate_log(stage / "log.csv", state["epoch"])
+        truncate_log(stage / "log.csv", state["epoch"])
         log.info("float: resumed after epoch %d (best val balanced accuracy %.4f)", state["epoch"], state["best"])
 
     dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
@@ -92,11 +91,11 @@ def train_float(run: Run, config: BuildConfig) -> Path:
         score = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
         improved = score > state["best"]
         if improved:
-            _save_weights_atomic(model, stage / "best.weights.h5")
+            save_weights_atomic(model, stage / "best.weights.h5")
             state.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
         elif phase == "finetune":
             state["bad_epochs"] += 1
-        _append_log(stage / "log.csv", {
+        append_log(stage / "log.csv", {
             "epoch": epoch + 1, "stage": phase, "lr": rate, "loss": history.history["loss"][-1],
             "accuracy": history.history["accuracy"][-1], "val_balanced_accuracy": score,
             "seconds": round(seconds, 1)})
@@ -110,7 +109,7 @@ def train_float(run: Run, config: BuildConfig) -> Path:
 
     model.load_weights(str(stage / "best.weights.h5"))
     adjust_prior(model, prior, cfg.prior_correction)
-    _save_model_atomic(model, final_path)
+    save_model_atomic(model, final_path)
     summary = {**state, "steps_per_epoch": steps, "train_prior": prior.tolist(), "classes": classes,
                "wall_seconds": time.perf_counter() - started}
     write_text_atomic(stage / "summary.json", json.dumps(summary, indent=2))
@@ -167,42 +166,3 @@ def validation_balanced_accuracy(model, val: CachedImages, spec: InputSpec, prio
     probabilities = predict_probabilities(model, val.pixels, spec)
     corrected = np.log(probabilities + 1e-12) - strength * np.log(prior)
     return float(balanced_accuracy_score(val.labels, corrected.argmax(axis=1)))
-
-
-def _load_state(stage: Path) -> dict:
-    path = stage / "state.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    return {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0, "stopped": False}
-
-
-def _append_log(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _truncate_log(path: Path, epochs: int) -> None:
-    """Drops log rows of an epoch that was logged but not checkpointed before a crash."""
-    if not path.exists():
-        return
-    with open(path, newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= epochs]
-    path.unlink()
-    for row in rows:
-        _append_log(path, row)
-
-
-def _save_weights_atomic(model, path: Path) -> None:
-    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
-    model.save_weights(str(tmp))
-    os.replace(tmp, path)
-
-
-def _save_model_atomic(model, path: Path) -> None:
-    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
-    model.save(str(tmp))
-    os.replace(tmp, path)

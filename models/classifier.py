@@ -92,12 +92,23 @@ def adjust_prior(model: "keras.Model", train_prior: np.ndarray, strength: float 
     """Folds logit adjustment into the head: subtracts ``strength * log(train_prior)`` from the bias.
 
     A model trained on classes drawn with ``train_prior`` then predicts as if every class were equally
-    likely, which is what balanced accuracy rewards.
+    likely, which is what balanced accuracy rewards. A negative ``strength`` undoes an adjustment.
+    Works on float models and on their quantization-aware wrappers.
     """
-    dense = model.get_layer("head_logits")
-    kernel, bias = dense.get_weights()
+    bias = head_logits_layer(model).bias
     prior = np.asarray(train_prior, dtype=np.float64)
-    if prior.shape != bias.shape or np.any(prior <= 0):
+    if prior.shape != tuple(bias.shape) or np.any(prior <= 0):
         raise ValueError(f"train_prior must be {bias.shape[0]} positive numbers, got {train_prior}")
-    adjusted = bias - strength * (np.log(prior) - np.log(prior).mean())
-    dense.set_weights([kernel, adjusted.astype(bias.dtype)])
+    shift = strength * (np.log(prior) - np.log(prior).mean())
+    bias.assign(bias.numpy() - shift.astype(bias.dtype.as_numpy_dtype))
+
+
+def head_logits_layer(model: "keras.Model"):
+    """The final Dense layer, unwrapped from tfmot's QuantizeWrapper when the model is quantization-aware."""
+    for name in ("head_logits", "quant_head_logits"):
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            continue
+        return getattr(layer, "layer", layer)
+    raise ValueError(f"model {model.name!r} has no head_logits layer; was it built by models.classifier?")

@@ -1,0 +1,196 @@
+"""The ``skinlesion`` command: a thin shell over the stage functions.
+
+    skinlesion data summary DATA...          counts, lesions, metadata plots, association rules
+    skinlesion build --config FILE.toml       split -> float -> QAT -> export -> validate -> evaluate -> bundle
+    skinlesion train|qat|export RUN           one stage on a run folder
+    skinlesion validate MODEL --reference REF --data DATA
+    skinlesion evaluate MODEL --data DATA     metrics.json + report
+    skinlesion sweep --config FILE.toml       small hyperparameter search
+    skinlesion predict MODEL IMAGE...         (edge runtime, no TensorFlow)
+    skinlesion bench MODEL                    (edge runtime, no TensorFlow)
+    skinlesion app [--bundle DIR]             the Gradio demo
+
+Everything that needs TensorFlow is imported inside its command, so ``predict`` and ``bench`` work on a
+Raspberry Pi with only the base install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+DEFAULT_RUNS = Path("runs")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``skinlesion`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.run(args) or 0)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; `--resume` continues from the last completed epoch", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edge.cli import add_bench_args, add_classify_args
+
+    parser = argparse.ArgumentParser(prog="skinlesion", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="inspect data sets").add_subparsers(dest="data_command", required=True)
+    summary = data.add_parser("summary", help="counts, lesions, metadata plots and association rules")
+    summary.add_argument("data", nargs="+", help="data sets (HAM10000 root, ISIC CSV, labels.csv folder, "
+                         "class folders); later ones are de-duplicated against earlier ones")
+    summary.add_argument("--label-map", action="append", default=[], metavar="SOURCE=MAP",
+                         help="label map for a source, e.g. ../shared/data/isic-archive-9class=isic-archive "
+                              "(sources named isic-archive* get it automatically)")
+    summary.add_argument("--out", type=Path, default=Path("runs/data-summary"), help="where plots and rules go")
+    summary.add_argument("--seed", type=int, default=42, help="split seed")
+    summary.set_defaults(run=run_data_summary)
+
+    build = commands.add_parser("build", help="the whole build, from data to a validated bundle")
+    _add_build_args(build)
+    build.add_argument("--publish", type=Path, metavar="DIR",
+                       help="also write the bundle here (e.g. models/pretrained/ham10000), atomically")
+    build.set_defaults(run=run_build)
+
+    for name, help_text in (("train", "float training (both phases)"), ("qat", "quantization-aware training"),
+                            ("export", "TFLite export, validation against the float model, calibration, "
+                                       "evaluation and the bundle")):
+        stage = commands.add_parser(name, help=help_text)
+        stage.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder made by `skinlesion build`")
+        if name == "export":
+            stage.add_argument("--publish", type=Path, metavar="DIR", help="also write the bundle here")
+        stage.set_defaults(run=run_stage, stage=name)
+
+    validate = commands.add_parser("validate", help="parity of a TFLite file against its float reference")
+    validate.add_argument("model", type=Path, metavar="MODEL", help="a .tflite file")
+    validate.add_argument("--reference", type=Path, required=True, help="the float .keras model")
+    validate.add_argument("--data", required=True, help="a labelled data set (any supported layout)")
+    validate.add_argument("--label-map", default=None, help="built-in label map for the data (isic-archive)")
+    validate.add_argument("--split", default=None, help="only this split of a run's split.csv (with --run)")
+    validate.add_argument("--run", type=Path, default=None, help="run folder whose split.csv selects images")
+    validate.add_argument("--limit", type=int, default=0, help="at most this many images (0 = all)")
+    validate.set_defaults(run=run_validate)
+
+    evaluate = commands.add_parser("evaluate", help="metrics, plots and a report on any labelled data set")
+    evaluate.add_argument("model", type=Path, metavar="MODEL", help="a bundle folder, .tflite or .keras")
+    evaluate.add_argument("--data", required=True, help="a labelled data set (any supported layout)")
+    evaluate.add_argument("--label-map", default=None, help="built-in label map for the data (isic-archive)")
+    evaluate.add_argument("--split", default=None, choices=("train", "val", "test"),
+                          help="re-derive this split from the bundle card's seed and fractions")
+    evaluate.add_argument("--variant", default=None, help="bundle variant (default: int8)")
+    evaluate.add_argument("--tta", action="store_true", help="average over flips and rotations")
+    evaluate.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval-<model>)")
+    evaluate.set_defaults(run=run_evaluate)
+
+    sweep = commands.add_parser("sweep", help="random search over optimizer, learning rate, dropout, L2")
+    _add_build_args(sweep)
+    sweep.add_argument("--trials", type=int, default=6, help="number of configurations tried")
+    sweep.set_defaults(run=run_sweep)
+
+    predict = commands.add_parser("predict", help="classify images with the edge runtime")
+    add_classify_args(predict, model_argument=True)
+    bench = commands.add_parser("bench", help="latency, throughput and memory per variant")
+    add_bench_args(bench)
+
+    app = commands.add_parser("app", help="the Gradio demo", add_help=False)
+    app.add_argument("app_args", nargs=argparse.REMAINDER)
+    app.set_defaults(run=lambda args: _run_app(args.app_args))
+    return parser
+
+
+def _add_build_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=Path("build/configs/ham10000.toml"),
+                        help="a TOML build config (default: build/configs/ham10000.toml)")
+    parser.add_argument("--data", nargs="+", default=None,
+                        help="data sources, replacing the config's data.sources")
+    parser.add_argument("--run", type=Path, default=None, metavar="DIR",
+                        help="run folder (default: runs/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --run")
+    parser.add_argument("--strategy", choices=("auto", "one", "mirrored", "multiworker"), default=None,
+                        help="tf.distribute strategy (default: the config's)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+
+
+def _load_build_config(args: argparse.Namespace):
+    from build.config import load_config
+
+    overrides = list(args.set)
+    if args.data:
+        overrides.append("data.sources=[" + ", ".join(f"'{d}'" for d in args.data) + "]")
+    if args.strategy:
+        overrides.append(f"train.strategy='{args.strategy}'")
+    return load_config(args.config, overrides)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from build.build import build_all
+
+    config = _load_build_config(args)
+    run_dir = args.run or DEFAULT_RUNS / config.name
+    return build_all(run_dir, config, resume=args.resume, publish=args.publish)
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    from build.build import run_stage as stage_function
+
+    return stage_function(args.run_dir, args.stage, publish=getattr(args, "publish", None))
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from build.build import validate_command
+
+    return validate_command(args.model, args.reference, args.data, label_map=args.label_map,
+                            run_dir=args.run, split=args.split, limit=args.limit)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from build.evaluate import evaluate_command
+
+    return evaluate_command(args.model, args.data, label_map=args.label_map, split=args.split,
+                            variant=args.variant, tta=args.tta, out=args.out)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from build.sweep import sweep
+
+    config = _load_build_config(args)
+    run_dir = args.run or DEFAULT_RUNS / f"{config.name}-sweep"
+    sweep(run_dir, config, trials=args.trials)
+    return 0
+
+
+def run_data_summary(args: argparse.Namespace) -> int:
+    from build.datasets import SplitConfig
+    from build.summary import format_summary, summarize
+
+    maps = dict(item.split("=", 1) for item in args.label_map)
+    label_maps = [maps.get(d) or ("isic-archive" if Path(d).name.startswith("isic-archive") else None)
+                  for d in args.data]
+    started = time.perf_counter()
+    result = summarize(list(args.data), label_maps, args.out, split=SplitConfig(seed=args.seed))
+    print(format_summary(result))
+    print(f"\nplots and rules written to {args.out} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _run_app(argv: list[str]) -> int:
+    from gradio_app.__main__ import main as app_main
+
+    return app_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

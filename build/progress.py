@@ -1,0 +1,60 @@
+"""Per-epoch bookkeeping shared by the training stages: state, CSV log, atomic model files.
+
+A stage's folder holds ``state.json`` (epochs done, best score) next to its checkpoints; both are
+written after every epoch, so a killed run resumes from the last completed epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+
+def load_state(stage: Path) -> dict:
+    """The stage's saved progress, or a fresh one."""
+    path = stage / "state.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0, "stopped": False}
+
+
+def append_log(path: Path, row: dict) -> None:
+    """Appends one epoch's row to a CSV log, writing the header for a new file."""
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def truncate_log(path: Path, epochs: int) -> None:
+    """Drops log rows of an epoch that was logged but not checkpointed before a crash."""
+    if not path.exists():
+        return
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        fieldnames = reader.fieldnames or []
+        rows = [row for row in reader if int(row["epoch"]) <= epochs]
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def save_weights_atomic(model, path: Path) -> None:
+    """Saves weights to a temporary file and renames it over ``path``."""
+    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """Saves a whole model to a temporary file and renames it over ``path``."""
+    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
+    model.save(str(tmp))
+    os.replace(tmp, path)

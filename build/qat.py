@@ -1,0 +1,117 @@
+"""Quantization-aware training: wrap the trained float model with tfmot and fine-tune it briefly.
+
+Training sees int8 rounding in the forward pass, so the int8 TFLite file keeps the float model's
+accuracy. Like float training, every epoch is checkpointed and ``--resume`` continues after a kill.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from build.config import BuildConfig
+from build.pipeline import training_dataset
+from build.run import Run, cached_split, class_names, input_spec, prepare_split, write_text_atomic
+from build.progress import append_log, load_state, save_model_atomic, save_weights_atomic, truncate_log
+from build.train import training_prior, validation_balanced_accuracy
+from converters.export import load_keras_model
+
+log = logging.getLogger(__name__)
+
+
+def quantize_aware(model):
+    """Wraps every layer of a flat Functional float model for quantization-aware training.
+
+    Raises:
+        ValueError: The model nests another model or holds a layer tfmot cannot quantize.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    from models.keras import keras
+
+    nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
+    if nested:
+        raise ValueError(f"quantization-aware training needs a flat model; {model.name!r} nests {nested}. "
+                         "Build it with models.classifier.build_model.")
+    return tfmot.quantization.keras.quantize_model(model)
+
+
+def apply_qat(run: Run, config: BuildConfig) -> Path:
+    """Fine-tunes the float model of ``run`` with fake quantization; returns the QAT model path.
+
+    The float model's prior correction is taken out before training (the training data is drawn with
+    the sampling prior) and folded back into the quantized head afterwards.
+    """
+    from models.classifier import adjust_prior
+    from models.keras import keras, tf
+
+    stage = run.stage("qat")
+    # HDF5: tfmot 0.8.1 cannot read back the .keras files it writes for QAT layers.
+    final_path = stage / "model.h5"
+    if final_path.exists():
+        log.info("qat: %s exists, skipping", final_path)
+        return final_path
+    float_path = run.root / "float" / "model.keras"
+    if not float_path.exists():
+        raise FileNotFoundError(f"qat needs the float model {float_path}; run `skinlesion train {run.root}` first")
+    started = time.perf_counter()
+    frame = prepare_split(run, config)
+    classes = class_names(config, frame)
+    spec = input_spec(config)
+    train, val = (cached_split(run, frame, split, classes, spec) for split in ("train", "val"))
+    cfg, qcfg = config.train, config.qat
+    prior = training_prior(train.labels, len(classes), cfg)
+    steps = qcfg.steps_per_epoch or cfg.steps_per_epoch or max(1, len(train.labels) // cfg.batch_size)
+
+    keras.utils.set_random_seed(cfg.seed)
+    float_model = load_keras_model(float_path)
+    adjust_prior(float_model, prior, -cfg.prior_correction)
+    model = quantize_aware(float_model)
+    optimizer = keras.optimizers.Adam(qcfg.learning_rate)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints"), max_to_keep=2)
+    state = load_state(stage)
+    if state["epoch"] > 0:
+        checkpoint.restore(str(stage / "checkpoints" / f"ckpt-{state['epoch']}"))
+        truncate_log(stage / "log.csv", state["epoch"])
+        log.info("qat: resumed after epoch %d", state["epoch"])
+    else:
+        # Epoch 0 = the float weights under fake quantization: QAT must beat it to be kept.
+        state["best"] = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
+        save_weights_atomic(model, stage / "best.weights.h5")
+        log.info("qat: before fine-tuning, val balanced accuracy %.4f", state["best"])
+
+    dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
+                               augment=cfg.augment, balance=cfg.balance, seed=cfg.seed + 1000 + state["epoch"],
+                               label_smoothing=cfg.label_smoothing)
+    for epoch in range(state["epoch"], qcfg.epochs):
+        epoch_started = time.perf_counter()
+        history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2)
+        seconds = time.perf_counter() - epoch_started
+        score = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
+        improved = score > state["best"]
+        if improved:
+            save_weights_atomic(model, stage / "best.weights.h5")
+            state.update(best=score, best_epoch=epoch + 1)
+        append_log(stage / "log.csv", {
+            "epoch": epoch + 1, "stage": "qat", "lr": qcfg.learning_rate, "loss": history.history["loss"][-1],
+            "accuracy": history.history["accuracy"][-1], "val_balanced_accuracy": score,
+            "seconds": round(seconds, 1)})
+        log.info("qat: epoch %d/%d loss %.4f val balanced accuracy %.4f%s in %.0f s", epoch + 1, qcfg.epochs,
+                 history.history["loss"][-1], score, " (best)" if improved else "", seconds)
+        state["epoch"] = epoch + 1
+        state["seconds"] += seconds
+        manager.save(checkpoint_number=epoch + 1)
+        write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
+
+    model.load_weights(str(stage / "best.weights.h5"))
+    adjust_prior(model, prior, cfg.prior_correction)
+    save_model_atomic(model, final_path)
+    write_text_atomic(stage / "summary.json", json.dumps(
+        {**state, "steps_per_epoch": steps, "wall_seconds": time.perf_counter() - started}, indent=2))
+    log.info("qat: val balanced accuracy %.4f (epoch %d) -> %s", state["best"], state["best_epoch"], final_path)
+    return final_path
+

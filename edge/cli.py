@@ -1,0 +1,353 @@
+"""``python -m edge classify|bench|camera``: the runtime's command line, with no TensorFlow needed.
+
+The ``skinlesion`` CLI reuses these pieces: ``add_classify_args`` / ``run_classify``, ``add_bench_args`` /
+``run_bench``, ``add_camera_args`` / ``run_camera_command``, or simply :func:`main`.
+
+Exit status: 0 when every image succeeded, 1 when any failed, 2 for usage errors (bad arguments, a
+missing or invalid model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import logging
+import os
+import platform
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+from edge.bundle import DEFAULT_BUNDLE, load_bundle
+from edge.classifier import BACKENDS, KERAS_SUFFIXES, Classifier, Prediction
+from edge.errors import SkinlesionError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
+                              ".heif"})
+TEXT_TOP_K = 3  # classes shown per image in text output when --top-k is not given
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``python -m edge`` with ``argv`` (default: sys.argv[1:]) and returns the exit status.
+
+    Argument errors exit through argparse's ``SystemExit(2)``, as every argparse program does.
+    """
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    return args.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m edge`` parser; each subcommand's namespace carries its ``run(args)`` function."""
+    parser = argparse.ArgumentParser(
+        prog="python -m edge",
+        description="The skinlesion edge runtime: classify images, benchmark a model, classify camera "
+                    "frames. No TensorFlow needed.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_classify_args(commands.add_parser("classify", help="classify images and folders of images"))
+    add_bench_args(commands.add_parser("bench", help="latency, throughput and memory of a model"))
+    add_camera_args(commands.add_parser("camera", help="classify camera frames live"))
+    return parser
+
+
+# -- shared model options ---------------------------------------------------------------------------------
+
+def add_model_args(parser: argparse.ArgumentParser, *, model_argument: bool = False) -> None:
+    """--bundle / --model (or a positional MODEL) / --labels / --variant / --threads / --delegate / --backend.
+
+    Args:
+        parser: The (sub)command parser.
+        model_argument: Take the model as a positional ``MODEL`` (a bundle folder, ``.tflite`` or ``.keras``)
+            instead of ``--bundle`` / ``--model``, as ``skinlesion predict MODEL IMAGE...`` does.
+    """
+    if model_argument:
+        parser.add_argument("model", type=Path, metavar="MODEL",
+                            help="a bundle folder, a .tflite file or a .keras file")
+    else:
+        source = parser.add_mutually_exclusive_group()
+        source.add_argument("--bundle", type=Path, metavar="DIR",
+                            help=f"model bundle folder (default: {DEFAULT_BUNDLE})")
+        source.add_argument("--model", type=Path, metavar="FILE",
+                            help="a bare .tflite file (or a .keras file, run with TensorFlow)")
+    parser.add_argument("--labels", type=Path, metavar="FILE", help="labels for a model file, one class per "
+                        "line (default: labels.txt beside the model, then the model's TFLite metadata)")
+    parser.add_argument("--variant", help="bundle variant: int8, float16, dynamic, float32 (default: the "
+                        "first present in that order)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="interpreter CPU threads (default: the runtime's)")
+    parser.add_argument("--delegate", help="'edgetpu', 'gpu' or a delegate library path")
+    parser.add_argument("--backend", choices=BACKENDS, default="tflite",
+                        help="'keras' runs the bundle's float reference with TensorFlow (default: tflite)")
+
+
+def open_classifier(args: argparse.Namespace) -> Classifier:
+    """The Classifier that the model options in ``args`` describe.
+
+    Raises:
+        SkinlesionError: The model, bundle or labels cannot be used (the caller exits with status 2).
+    """
+    path = getattr(args, "model", None) or getattr(args, "bundle", None) or DEFAULT_BUNDLE
+    return open_model(path, variant=args.variant, labels_file=args.labels, threads=args.threads,
+                      delegate=args.delegate, backend=args.backend)
+
+
+def open_model(path: str | os.PathLike, *, variant: str | None = None, labels_file: Path | None = None,
+               threads: int | None = None, delegate: str | None = None,
+               backend: str = "tflite") -> Classifier:
+    """A Classifier for a bundle folder, a ``.tflite`` file or a ``.keras`` file (run with TensorFlow).
+
+    Raises:
+        SkinlesionError: The model, bundle or labels cannot be used (the CLI exits with status 2).
+    """
+    path = Path(path)
+    if path.is_dir() or not path.suffix:
+        if labels_file is not None:
+            raise SkinlesionError("--labels goes with a model file (--model); a bundle's labels come from "
+                                  "its card")
+        bundle = load_bundle(path)  # its errors say what a bundle folder needs
+        return Classifier(bundle, variant=variant, num_threads=threads, delegate=delegate, backend=backend)
+    if variant is not None:
+        raise SkinlesionError(f"--variant selects a file inside a bundle, but {path} is a single model file")
+    labels = _read_labels_file(labels_file) if labels_file else None
+    backend = "keras" if path.suffix.lower() in KERAS_SUFFIXES else backend
+    return Classifier(path, labels=labels, num_threads=threads, delegate=delegate, backend=backend)
+
+
+# -- classify -----------------------------------------------------------------------------------------------
+
+def add_classify_args(parser: argparse.ArgumentParser, *, model_argument: bool = False) -> None:
+    """Arguments of ``classify``; with ``model_argument`` those of ``skinlesion predict MODEL IMAGE...``."""
+    add_model_args(parser, model_argument=model_argument)
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE|FOLDER",
+                        help="image files, or folders searched recursively for images")
+    parser.add_argument("--top-k", type=int, metavar="N", help=f"classes shown per image (text default "
+                        f"{TEXT_TOP_K}, JSON default all)")
+    parser.add_argument("--tta", action="store_true", help="average over flips and rotations (8x slower)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per image (JSON Lines)")
+    parser.add_argument("--csv", type=Path, metavar="OUT", help="write a CSV row per image as it is "
+                        "classified, with every class probability and an error column")
+    parser.set_defaults(run=run_classify)
+
+
+def run_classify(args: argparse.Namespace, *, stdout: IO[str] | None = None,
+                 stderr: IO[str] | None = None) -> int:
+    """Classifies every image; an unreadable one is reported (stderr, CSV error column) and skipped."""
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    if args.top_k is not None and args.top_k < 1:
+        return _usage(stderr, f"--top-k must be >= 1, got {args.top_k}")
+    if args.csv is not None and not args.csv.parent.is_dir():
+        return _usage(stderr, f"--csv {args.csv}: folder {args.csv.parent} does not exist")
+    try:
+        classifier = open_classifier(args)
+    except (SkinlesionError, ValueError) as error:
+        return _usage(stderr, str(error))
+    print(f"model {classifier.model_path} ({classifier.variant or 'bare file'}) on "
+          f"{classifier.interpreter_name}", file=stderr, flush=True)
+    register_heif()
+    count = failed = 0
+    # Rows stream straight to the CSV (no temp + rename) so a long run on a Pi keeps what it has done.
+    with csv_rows(args.csv, classifier.labels) as write_row:
+        for path in iter_images(args.images, stderr):
+            count += 1
+            try:
+                prediction = classifier.classify(path, tta=args.tta)
+            except SkinlesionError as error:
+                failed += 1
+                print(f"error: {error}", file=stderr, flush=True)
+                if args.json:
+                    print(json.dumps({"source": str(path), "error": str(error)}), file=stdout, flush=True)
+                write_row(str(path), None, str(error))
+                continue
+            if args.json:
+                print(json.dumps(_json_dict(prediction, args.top_k)), file=stdout, flush=True)
+            else:
+                print(format_prediction(prediction, args.top_k or TEXT_TOP_K), file=stdout, flush=True)
+            write_row(str(path), prediction, "")
+    if count == 0:
+        return _usage(stderr, "no images found in " + ", ".join(str(p) for p in args.images) + " (looked for "
+                      + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")")
+    if failed:
+        print(f"{failed} of {count} images failed", file=stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def iter_images(paths: Sequence[Path], stderr: IO[str] | None = None) -> Iterator[Path]:
+    """Files as given (whatever their extension, missing ones included so they get reported), and image
+    files under folders, recursively, in sorted order, skipping hidden files."""
+    for path in paths:
+        if not path.is_dir():
+            yield path
+            continue
+        found = False
+        for child in sorted(path.rglob("*")):
+            is_image = child.suffix.lower() in IMAGE_EXTENSIONS and not child.name.startswith(".")
+            if is_image and child.is_file():
+                found = True
+                yield child
+        if not found and stderr is not None:
+            print(f"warning: no images under {path}", file=stderr)
+
+
+def register_heif() -> bool:
+    """Lets Pillow open iPhone HEIC/HEIF photos when the optional pillow-heif is installed."""
+    try:
+        from pillow_heif import register_heif_opener  # noqa: PLC0415 - optional, not in the base install
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+def format_prediction(prediction: Prediction, top_k: int) -> str:
+    """One text line: source, the top-k classes, malignant probability, abstain reason."""
+    classes = ", ".join(f"{c.display_name} ({c.label}) {c.score:.1%}" for c in prediction.categories[:top_k])
+    line = f"{prediction.source}: {classes}"
+    if prediction.malignant_probability is not None:
+        line += f" | malignant {prediction.malignant_probability:.1%}"
+    if prediction.abstained:
+        line += f" | NOT SURE: {prediction.abstain_reason}"
+    return line
+
+
+# -- bench ---------------------------------------------------------------------------------------------------
+
+def add_bench_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``bench`` (``skinlesion bench``)."""
+    parser.add_argument("model", type=Path, nargs="?", metavar="MODEL",
+                        help=f"bundle folder or .tflite file (default: {DEFAULT_BUNDLE})")
+    parser.add_argument("--threads", default="1",
+                        help="comma-separated thread counts, e.g. 1,2,4 (default: 1)")
+    parser.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default: 50)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
+    parser.add_argument("--variant", default="all",
+                        help="'all' or comma-separated variants, e.g. int8,float32")
+    parser.add_argument("--image", type=Path, help="JPEG decoded on every pipeline run (default: a synthetic "
+                        "600x450 JPEG)")
+    parser.add_argument("--delegate", help="'edgetpu', 'gpu' or a delegate library path")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace, *, stdout: IO[str] | None = None,
+              stderr: IO[str] | None = None) -> int:
+    """Benchmarks the model and prints a table or JSON."""
+    from edge.bench import benchmark, format_table  # noqa: PLC0415 - only this command needs it
+
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    try:
+        threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    except ValueError:
+        return _usage(stderr, f"--threads must be comma-separated integers, got {args.threads!r}")
+    variants = None if args.variant == "all" else [v.strip() for v in args.variant.split(",") if v.strip()]
+    if args.image is not None and not args.image.is_file():
+        return _usage(stderr, f"--image {args.image} not found")
+    model = args.model or DEFAULT_BUNDLE
+    try:
+        results = benchmark(model, variants=variants, threads=threads, runs=args.runs, warmup=args.warmup,
+                            image=args.image, delegate=args.delegate,
+                            progress=lambda line: print(line, file=stderr, flush=True))
+    except (SkinlesionError, ValueError) as error:
+        return _usage(stderr, str(error))
+    if args.json:
+        print(json.dumps({"model": str(model), "machine": machine_info(),
+                          "results": [r.to_dict() for r in results]}, indent=2), file=stdout)
+    else:
+        print(format_table(results), file=stdout)
+    return EXIT_OK
+
+
+def machine_info() -> dict[str, object]:
+    """Where a benchmark ran, so numbers from different hosts are not mixed up."""
+    return {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version()}
+
+
+# -- camera --------------------------------------------------------------------------------------------------
+
+def add_camera_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``camera``."""
+    add_model_args(parser)
+    parser.add_argument("--device", type=int, default=0, help="OpenCV camera index (default: 0; picamera2 is "
+                        "used instead when installed)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between classified frames "
+                        "(default: 1)")
+    parser.add_argument("--limit", type=int, help="stop after this many frames")
+    parser.add_argument("--tta", action="store_true", help="average over flips and rotations")
+    parser.add_argument("--show", action="store_true", help="show frames with the prediction in a window")
+    parser.set_defaults(run=run_camera_command)
+
+
+def run_camera_command(args: argparse.Namespace, *, frames=None,  # noqa: ANN001 - any iterable of arrays
+                       stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+    """Classifies camera frames until Ctrl-C (exit 0). ``frames`` replaces the camera (tests, files)."""
+    from edge.camera import camera_frames, run_camera  # noqa: PLC0415 - only this command needs it
+
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    if args.interval < 0 or (args.limit is not None and args.limit < 1):
+        return _usage(stderr, "--interval must be >= 0 and --limit >= 1")
+    try:
+        classifier = open_classifier(args)
+    except (SkinlesionError, ValueError) as error:
+        return _usage(stderr, str(error))
+    try:
+        source = frames if frames is not None else camera_frames(args.device)
+        return run_camera(classifier, source, interval=args.interval, limit=args.limit, tta=args.tta,
+                          show=args.show, out=lambda line: print(line, file=stdout, flush=True))
+    except SkinlesionError as error:
+        print(f"error: {error}", file=stderr)
+        return EXIT_FAILED
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+
+def _usage(stderr: IO[str], message: str) -> int:
+    print(f"error: {message}", file=stderr)
+    return EXIT_USAGE
+
+
+def _read_labels_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise SkinlesionError(f"--labels {path} not found")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _json_dict(prediction: Prediction, top_k: int | None) -> dict[str, object]:
+    data = prediction.to_dict()
+    if top_k is not None:
+        data["categories"] = data["categories"][:top_k]
+    return data
+
+
+RowWriter = Callable[[str, "Prediction | None", str], None]
+
+
+@contextlib.contextmanager
+def csv_rows(path: Path | None, labels: Sequence[str]) -> Iterator[RowWriter]:
+    """Yields ``write_row(source, prediction_or_None, error)``, flushing every row; a no-op without a path."""
+    if path is None:
+        yield lambda source, prediction, error: None
+        return
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["source", "top_label", "top_display_name", "top_score", "malignant_probability",
+                         "abstained", "abstain_reason", "error"] + [f"p_{label}" for label in labels])
+        stream.flush()
+
+        def write_row(source: str, prediction: Prediction | None, error: str) -> None:
+            if prediction is None:
+                writer.writerow([source, "", "", "", "", "", "", error] + [""] * len(labels))
+            else:
+                scores = {c.label: c.score for c in prediction.categories}
+                malignant = prediction.malignant_probability
+                top = prediction.top
+                writer.writerow([source, top.label, top.display_name, f"{top.score:.6f}",
+                                 "" if malignant is None else f"{malignant:.6f}", int(prediction.abstained),
+                                 prediction.abstain_reason or "", error]
+                                + [f"{scores[label]:.6f}" for label in labels])
+            stream.flush()
+
+        yield write_row
