@@ -157,10 +157,14 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from build.evaluate import evaluate_command
+    from build.evaluate import run_evaluate
 
-    return evaluate_command(args.model, args.data, label_map=args.label_map, split=args.split,
-                            variant=args.variant, tta=args.tta, out=args.out)
+    out = args.out or DEFAULT_RUNS / f"eval-{args.model.name}"
+    metrics = run_evaluate(args.model, args.data, variant=args.variant, tta=args.tta, split=args.split,
+                           out=out, label_map=args.label_map)
+    print(f"balanced accuracy {metrics.balanced_accuracy:.4f}, accuracy {metrics.accuracy:.4f} "
+          f"on {metrics.n} images -> {out}")
+    return 0
 
 
 def run_sweep(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 from build.datasets import SplitConfig
 from build.pipeline import AugmentConfig, BalanceConfig
+from converters.validate import DEFAULT_GATES
 from models.classifier import ModelConfig
 
 
@@ -112,23 +113,23 @@ class QatConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """TFLite export and the parity gate.
+    """TFLite export and the parity gate (defaults: ``converters.validate.DEFAULT_GATES``).
 
     Attributes:
-        variants: Which files to write: float32, float16, dynamic, int8.
+        variants: Which files to write and ship: float32, float16, dynamic, int8.
         calibration_images: Training images used to calibrate post-training int8.
         validation_images: Validation images used for parity checks (0 = all).
         int8_min_agreement: Gate: top-1 agreement of int8 with the float model.
-        int8_max_drop: Gate: largest allowed balanced-accuracy drop of int8 (absolute, 0.01 = 1 pt).
-        float_min_agreement: Gate: top-1 agreement of float16/float32/dynamic.
+        int8_max_drop_points: Gate: largest allowed balanced-accuracy drop of int8, in points.
+        float_min_agreement: Gate: top-1 agreement of float16 and float32.
     """
 
     variants: tuple[str, ...] = ("int8", "float16", "dynamic", "float32")
     calibration_images: int = 300
     validation_images: int = 0
-    int8_min_agreement: float = 0.985
-    int8_max_drop: float = 0.01
-    float_min_agreement: float = 0.999
+    int8_min_agreement: float = DEFAULT_GATES["int8"].min_top1_agreement
+    int8_max_drop_points: float = DEFAULT_GATES["int8"].max_balanced_accuracy_drop
+    float_min_agreement: float = DEFAULT_GATES["float16"].min_top1_agreement
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ def load_state(stage: Path) -> dict:
     path = stage / "state.json"
     if path.exists():
         return json.loads(path.read_text())
-    return {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0, "stopped": False}
+    return {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0, "stopped": False, "phase": ""}
 
 
 def append_log(path: Path, row: dict) -> None:
@@ -56,5 +56,5 @@ def save_weights_atomic(model, path: Path) -> None:
 def save_model_atomic(model, path: Path) -> None:
     """Saves a whole model to a temporary file and renames it over ``path``."""
     tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
-    model.save(str(tmp))
+    model.save(str(tmp), include_optimizer=False)  # a reference model, not a training state
     os.replace(tmp, path)

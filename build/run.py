@@ -29,6 +29,10 @@ from edge.preprocess import InputSpec
 log = logging.getLogger(__name__)
 
 
+# Export settings only shape the last stage, which always runs again: changing them is safe on resume.
+RESUMABLE_CHANGES = {"export"}
+
+
 @dataclass(frozen=True)
 class Run:
     """Paths of one run folder."""
@@ -69,15 +73,17 @@ def start_run(root: str | Path, config: BuildConfig, *, resume: bool) -> Run:
     """
     run = Run(Path(root))
     if run.config_file.exists():
-        saved = json.loads(run.config_file.read_text())
+        saved, wanted = json.loads(run.config_file.read_text()), json.loads(config.to_json())
         if not resume:
             raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it, or choose "
                                   "another --run folder")
-        if saved != json.loads(config.to_json()):
-            changed = sorted(k for k in set(saved) | set(config.to_dict()) if saved.get(k) != json.loads(
-                config.to_json()).get(k))
+        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        if set(changed) - RESUMABLE_CHANGES:
             raise ValueError(f"cannot resume {run.root}: the config differs from the saved one in {changed}. "
                              "Resume with the same config, or start a new run folder.")
+        if changed:
+            log.info("resume: %s changed; export runs with the new values", changed)
+            write_text_atomic(run.config_file, config.to_json())
         return run
     run.root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run.config_file, config.to_json())

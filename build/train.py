@@ -53,35 +53,35 @@ def train_float(run: Run, config: BuildConfig) -> Path:
     strategy = make_strategy(cfg.strategy)
     with strategy.scope():
         model = build_model(config.model, len(classes))
-        optimizer = make_optimizer(cfg)
-        # Build the optimizer over every variable either phase trains, so one optimizer (and one
-        # checkpoint) serves both phases.
-        set_trainable_top(model, config.model.backbone, cfg.unfreeze_blocks)
-        optimizer.build(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints"), max_to_keep=2)
     state = load_state(stage)
     if state["epoch"] > 0:
-        # The checkpoint numbered like the saved state, so a kill between the two writes is harmless.
-        checkpoint.restore(str(stage / "checkpoints" / f"ckpt-{state['epoch']}"))
         truncate_log(stage / "log.csv", state["epoch"])
-        log.info("float: resumed after epoch %d (best val balanced accuracy %.4f)", state["epoch"], state["best"])
+        log.info("float: resuming after epoch %d (best val balanced accuracy %.4f)", state["epoch"], state["best"])
 
     dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
                                augment=cfg.augment, balance=cfg.balance, seed=cfg.seed + state["epoch"],
                                label_smoothing=cfg.label_smoothing)
     class_weight = class_loss_weights(train.labels, len(classes)) if cfg.balance.mode == "class_weight" else None
     phase = None
+    resumed_after = state["epoch"]
     for epoch in range(state["epoch"], total_epochs):
         if state["stopped"]:
             break
         epoch_phase = "head" if epoch < cfg.head_epochs else "finetune"
         if epoch_phase != phase:
             phase = epoch_phase
+            # A fresh optimizer per phase: Adam moments of newly unfrozen weights must start with their
+            # own bias correction, or the first fine-tuning steps are several times too large.
             with strategy.scope():
-                blocks = 0 if phase == "head" else cfg.unfreeze_blocks
-                trainable = set_trainable_top(model, config.model.backbone, blocks)
+                trainable = set_trainable_top(model, config.model.backbone,
+                                              0 if phase == "head" else cfg.unfreeze_blocks)
+                optimizer = make_optimizer(cfg)
+                optimizer.build(model.trainable_variables)
                 model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+            checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+            manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints" / phase), max_to_keep=2)
+            if resumed_after and epoch == resumed_after:
+                _restore(stage, state, phase, model, checkpoint)
             log.info("float: phase %s, %d trainable layers", phase, trainable)
         rate = learning_rate_at(epoch, cfg)
         optimizer.learning_rate.assign(rate)
@@ -104,7 +104,9 @@ def train_float(run: Run, config: BuildConfig) -> Path:
         state["epoch"] = epoch + 1
         state["seconds"] += seconds
         state["stopped"] = phase == "finetune" and state["bad_epochs"] >= cfg.patience
+        state["phase"] = phase
         manager.save(checkpoint_number=epoch + 1)
+        save_weights_atomic(model, stage / "last.weights.h5")
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
 
     model.load_weights(str(stage / "best.weights.h5"))
@@ -116,6 +118,16 @@ def train_float(run: Run, config: BuildConfig) -> Path:
     log.info("float: best val balanced accuracy %.4f at epoch %d -> %s", state["best"], state["best_epoch"],
              final_path)
     return final_path
+
+
+def _restore(stage: Path, state: dict, phase: str, model, checkpoint) -> None:
+    """Restores the last completed epoch: weights and optimizer from the checkpoint within a phase;
+    weights alone (``last.weights.h5``) when that epoch ended the previous phase, whose optimizer is gone."""
+    if state["phase"] == phase:
+        path = stage / "checkpoints" / phase / f"ckpt-{state['epoch']}"
+        checkpoint.restore(str(path)).assert_existing_objects_matched()
+    else:
+        model.load_weights(str(stage / "last.weights.h5"))
 
 
 def training_prior(labels: np.ndarray, num_classes: int, cfg: TrainConfig) -> np.ndarray:

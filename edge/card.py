@@ -59,6 +59,8 @@ class ModelCard:
         input: Input size, resize policy and normalization.
         files: Variant name (int8, float16, dynamic, float32, reference) -> file entry.
         temperature: Calibration temperature applied to logits (1.0 = uncalibrated).
+        malignant_threshold: Operating point: a malignant probability at or above it is reported as
+            "see a dermatologist soon" and counts as a positive call in the metrics.
         abstain: The abstain rule (see ``edge.abstain``), or empty for none.
         validation: Variant -> parity report against the float reference.
         metrics: Split or data set name -> metrics dict.
@@ -76,6 +78,7 @@ class ModelCard:
     input: InputSpec
     files: dict[str, ModelFile] = field(default_factory=dict)
     temperature: float = 1.0
+    malignant_threshold: float = 0.5
     abstain: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)

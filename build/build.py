@@ -1,0 +1,304 @@
+"""``skinlesion build``: split -> float training -> QAT -> export -> validate -> calibrate -> evaluate -> bundle.
+
+Each stage reads and writes the run folder (see ``build.run``), so ``skinlesion train|qat|export RUN``
+runs one stage alone and ``--resume`` picks an interrupted build up where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from build.config import BuildConfig
+from build.run import (Run, cached_split, class_names, input_spec, prepare_split, split_summary, start_run,
+                       write_text_atomic)
+from edge.card import HAM10000_CLASSES, MSID_CLASSES, ClassInfo, ModelCard
+
+log = logging.getLogger(__name__)
+
+SHIPPED_INT8 = "int8"  # the variant a phone gets; calibration and the abstain rule are fitted on it
+LICENSES = {
+    "ham10000": "Weights: CC BY-NC 4.0, inherited from HAM10000 (Tschandl et al. 2018, doi:10.7910/DVN/DBW86T). "
+                "Non-commercial use only. Code: Apache-2.0.",
+    "msid": "Weights: non-commercial research use, inherited from the Monkeypox Skin Images Dataset "
+            "(Ali et al., Mendeley Data r9bfpnvyxr). Code: Apache-2.0.",
+}
+INTENDED_USE = ("Education, research and triage support: ranks likely findings in a dermoscopic image and "
+                "suggests when to see a dermatologist. Not a diagnosis and not a medical device; it must not "
+                "replace examination by a clinician.")
+LIMITATIONS = {
+    "ham10000": (
+        "Trained on dermoscopic images (HAM10000, mostly fair skin, Austria and Australia); photos taken "
+        "without a dermatoscope, other skin types and body sites rare in the data are out of its experience.",
+        "Seven classes only: anything else (e.g. squamous cell carcinoma outside akiec, rashes, scars) is "
+        "forced into one of them unless the abstain rule refuses the image.",
+        "Validated on a lesion-grouped split of HAM10000, not on a prospective clinical population; "
+        "minority classes (df, vasc, akiec) have few validation images, so their recall is uncertain.",
+        "Non-square photos are stretched to a square, as in training; crop around the lesion for best results.",
+    ),
+    "msid": (
+        "Trained on 763 clinical photos collected from the web; small and not representative of any clinic.",
+        "Four classes only; other rashes are forced into one of them.",
+        "A research demonstration, not a screening tool.",
+    ),
+}
+
+
+def build_all(run_dir: str | Path, config: BuildConfig, *, resume: bool = False,
+              publish: str | Path | None = None) -> int:
+    """Runs every stage; returns the exit status (non-zero when the parity gate fails)."""
+    from build.qat import apply_qat
+    from build.train import train_float
+
+    started = time.perf_counter()
+    run = start_run(run_dir, config, resume=resume)
+    print(f"run folder: {run.root}")
+    frame = prepare_split(run, config)
+    print(f"split: {run.split_file} ({split_summary(frame, config)['counts']})")
+    print(f"float model: {train_float(run, config)}")
+    if config.qat.enabled:
+        print(f"QAT model: {apply_qat(run, config)}")
+    status = export_run(run, config, publish=publish)
+    print(f"build finished in {(time.perf_counter() - started) / 60:.1f} min")
+    return status
+
+
+def run_stage(run_dir: str | Path, stage: str, *, publish: str | Path | None = None) -> int:
+    """``skinlesion train|qat|export RUN``: one stage on an existing run folder."""
+    from build.qat import apply_qat
+    from build.train import train_float
+
+    run = Run(Path(run_dir))
+    config = run.load_config()
+    if stage == "train":
+        print(train_float(run, config))
+        return 0
+    if stage == "qat":
+        print(apply_qat(run, config))
+        return 0
+    if stage == "export":
+        return export_run(run, config, publish=publish)
+    raise ValueError(f"unknown stage {stage!r}; choose train, qat or export")
+
+
+def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = None) -> int:
+    """Exports every variant, validates each against the float model, calibrates, fits the abstain rule,
+    evaluates and writes the bundle. A failing parity gate writes the reports and publishes nothing."""
+    from build.evaluate import evaluate_model
+    from build.trust import fit_abstain_rule
+    from build.calibration import calibrate
+    from converters.bundle import write_bundle
+    from converters.validate import check_gate, run_tflite, validate_tflite
+
+    started = time.perf_counter()
+    frame = prepare_split(run, config)
+    classes = class_names(config, frame)
+    spec = input_spec(config)
+    train, val = (cached_split(run, frame, split, classes, spec) for split in ("train", "val"))
+    limit = config.export.validation_images or len(val.labels)
+    val_pixels, val_labels = np.asarray(val.pixels[:limit]), val.labels[:limit]
+    float_path = run.root / "float" / "model.keras"
+    if not float_path.exists():
+        raise FileNotFoundError(f"export needs the float model {float_path}; run `skinlesion train {run.root}`")
+    qat_path = run.root / "qat" / "model.h5"
+    if config.qat.enabled and not qat_path.exists():
+        raise FileNotFoundError(f"export needs the QAT model {qat_path}; run `skinlesion qat {run.root}` "
+                                "(or set qat.enabled = false)")
+
+    out = run.stage("export")
+    files = export_variants(float_path, qat_path if config.qat.enabled else None, out, config, classes,
+                            train.pixels)
+    reports, failures = {}, []
+    for variant, path in files.items():
+        report = validate_tflite(path, float_path, val_pixels, val_labels, input_spec=spec, variant=_gate_name(variant))
+        reports[variant] = report.to_dict()
+        if variant in config.export.variants:
+            failures += check_gate(report, _gate(config, _gate_name(variant)))
+    write_text_atomic(out / "parity.json", json.dumps(reports, indent=2) + "\n")
+    _print_parity(reports)
+    if failures:
+        print("parity gate FAILED; nothing published:\n  " + "\n  ".join(failures))
+        print(f"reports: {out / 'parity.json'}")
+        return 1
+
+    shipped = {v: p for v, p in files.items() if v in config.export.variants}
+    val_probs, _ = run_tflite(shipped[SHIPPED_INT8] if SHIPPED_INT8 in shipped else next(iter(shipped.values())),
+                              val_pixels, spec)
+    calibration = calibrate(val_probs, val_labels)
+    calibrated = _apply_temperature(val_probs, calibration.temperature)
+    sample = np.random.default_rng(0).choice(len(train.labels), size=min(3000, len(train.labels)), replace=False)
+    abstain = fit_abstain_rule((train.pixels[i] for i in np.sort(sample)), list(val_pixels), calibrated)
+    log.info("calibration: T=%.3f, ECE %.4f -> %.4f; abstain rule accepts %.1f%% of validation images",
+             calibration.temperature, calibration.ece_before, calibration.ece_after, 100 * abstain["val_accepted"])
+
+    card = make_card(config, frame, classes, temperature=calibration.temperature, abstain=abstain,
+                     validation=reports, seconds=time.perf_counter() - started, run=run)
+    card = dataclasses.replace(card, training={**card.training, "calibration": calibration.to_dict()})
+    staging = write_bundle(out / "unevaluated-bundle", card, shipped, reference=float_path)
+    metrics = {}
+    report_dir = out / "report"
+    for split in ("val", "test"):
+        part = frame[frame["split"] == split].reset_index(drop=True)
+        if part.empty:
+            continue
+        target = report_dir if split == "val" else out / f"report-{split}"
+        result = evaluate_model(staging, part, target, variant=SHIPPED_INT8 if SHIPPED_INT8 in shipped else None,
+                                title=f"{config.name} on the {split} split",
+                                context={"data": ", ".join(config.data.sources), "split": split},
+                                training_log=run.root / "float" / "log.csv")
+        metrics[split] = result.to_dict()
+    card = dataclasses.replace(card, metrics=metrics)
+    bundle = write_bundle(run.root / "bundle", card, shipped, reference=float_path, report_dir=report_dir)
+    print(f"bundle: {bundle}")
+    if publish:
+        release = {v: p for v, p in shipped.items() if v == SHIPPED_INT8} or shipped
+        published = write_bundle(Path(publish), card, release, report_dir=report_dir)
+        print(f"published: {published} ({', '.join(release)})")
+    return 0
+
+
+def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: BuildConfig,
+                    classes: list[str], train_pixels: np.ndarray) -> dict[str, Path]:
+    """Writes the configured variants, plus ``int8-ptq`` (post-training int8 of the float model) when
+    int8 comes from QAT, so the report shows what QAT bought."""
+    from converters.export import export_tflite
+    from converters.quantization import QuantizationConfig
+
+    spec = input_spec(config)
+    display = [_class_info(config.data.task, c).display_name for c in classes]
+    common = dict(input_spec=spec, labels=classes, display_names=display, name=config.name,
+                  license=LICENSES.get(config.data.task, ""))
+    rng = np.random.default_rng(config.train.seed)
+    calibration_index = np.sort(rng.choice(len(train_pixels), size=min(config.export.calibration_images,
+                                                                        len(train_pixels)), replace=False))
+    calibration = [np.asarray(train_pixels[i]) for i in calibration_index]
+    factories = {"float32": QuantizationConfig.for_float32, "float16": QuantizationConfig.for_float16,
+                 "dynamic": QuantizationConfig.for_dynamic}
+    files = {}
+    for variant in config.export.variants:
+        if variant in factories:
+            files[variant] = export_tflite(float_path, out / f"model_{variant}.tflite", factories[variant](),
+                                           **common).path
+    if "int8" in config.export.variants:
+        ptq = QuantizationConfig.for_int8(calibration)
+        if qat_path is not None:
+            files["int8"] = export_tflite(qat_path, out / "model_int8.tflite",
+                                          QuantizationConfig.for_int8(None), **common).path
+            files["int8-ptq"] = export_tflite(float_path, out / "ptq" / "model_int8.tflite", ptq, **common).path
+        else:
+            files["int8"] = export_tflite(float_path, out / "model_int8.tflite", ptq, **common).path
+    return files
+
+
+def make_card(config: BuildConfig, frame, classes: list[str], *, temperature: float, abstain: dict,
+              validation: dict, seconds: float, run: Run) -> ModelCard:
+    """The bundle's card, before metrics are added."""
+    float_summary = _read_json(run.root / "float" / "summary.json")
+    qat_summary = _read_json(run.root / "qat" / "summary.json")
+    training = {
+        "config": config.to_dict(),
+        "split": split_summary(frame, config),
+        "float": {k: float_summary.get(k) for k in ("best", "best_epoch", "epoch", "seconds", "steps_per_epoch")},
+        "qat": {k: qat_summary.get(k) for k in ("best", "best_epoch", "epoch", "seconds", "steps_per_epoch")},
+        "export_seconds": round(seconds, 1),
+        "code_version": _code_version(),
+    }
+    task = {"ham10000": "dermoscopy, 7 HAM10000 diagnoses", "msid": "clinical photos, 4 classes (MSID)"}
+    return ModelCard(
+        name=config.name, version=datetime.date.today().strftime("%Y.%m.%d"),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        task=task.get(config.data.task, config.data.task),
+        classes=tuple(_class_info(config.data.task, c) for c in classes), input=input_spec(config),
+        temperature=temperature, abstain=abstain, validation=validation, training=training,
+        license=LICENSES.get(config.data.task, "see the training data's license"), intended_use=INTENDED_USE,
+        limitations=LIMITATIONS.get(config.data.task, ()))
+
+
+def validate_command(model: Path, reference: Path, data: str, *, label_map: str | None = None,
+                     run_dir: Path | None = None, split: str | None = None, limit: int = 0) -> int:
+    """``skinlesion validate``: parity of one TFLite file against its float reference on any data set."""
+    from build.datasets import load_dataset
+    from build.pipeline import build_cache
+    from converters.validate import ParityGate, check_gate, validate_tflite
+    from edge.bundle import load_bundle
+
+    bundle_card = None
+    if run_dir is not None:
+        run = Run(run_dir)
+        config = run.load_config()
+        spec, classes = input_spec(config), class_names(config)
+        frame = prepare_split(run, config)
+    else:
+        card_dir = model.parent if (model.parent / "model_card.json").exists() else None
+        if card_dir is None:
+            raise ValueError(f"{model}: pass --run RUN (or keep the .tflite inside its bundle) so the input "
+                             "size, normalization and class order are known")
+        bundle_card = load_bundle(card_dir).card
+        spec, classes = bundle_card.input, bundle_card.labels
+        frame = load_dataset(data, label_map=label_map)
+    if split:
+        frame = frame[frame["split"] == split]
+    frame = frame[frame["label"].isin(classes)].reset_index(drop=True)
+    if limit:
+        frame = frame.iloc[:limit]
+    pixels = build_cache(list(frame["path"]), spec, Path("runs/.cache"))
+    labels = np.array([classes.index(label) for label in frame["label"]])
+    report = validate_tflite(model, reference, np.asarray(pixels), labels, input_spec=spec)
+    print(report.to_json())
+    failures = check_gate(report, ParityGate.for_variant(report.variant))
+    for failure in failures:
+        print(f"gate: {failure}")
+    return 1 if failures else 0
+
+
+def _gate_name(variant: str) -> str:
+    return "int8" if variant.startswith("int8") else variant
+
+
+def _gate(config: BuildConfig, variant: str):
+    from converters.validate import ParityGate
+
+    gate = ParityGate.for_variant(variant)
+    if variant == "int8":
+        return dataclasses.replace(gate, min_top1_agreement=config.export.int8_min_agreement,
+                                   max_balanced_accuracy_drop=config.export.int8_max_drop_points)
+    if variant in ("float16", "float32"):
+        return dataclasses.replace(gate, min_top1_agreement=config.export.float_min_agreement)
+    return gate
+
+
+def _apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    from edge.classifier import apply_temperature
+
+    return apply_temperature(probabilities, temperature)
+
+
+def _class_info(task: str, code: str) -> ClassInfo:
+    known = {c.code: c for c in (*HAM10000_CLASSES, *MSID_CLASSES)}
+    return known.get(code, ClassInfo(code, code))
+
+
+def _print_parity(reports: dict) -> None:
+    print(f"{'variant':10} {'agreement':>9} {'max|dp|':>8} {'bal.acc':>8} {'delta':>7}")
+    for variant, r in reports.items():
+        print(f"{variant:10} {r['top1_agreement']:9.4f} {r['max_abs_diff']:8.4f} "
+              f"{r['balanced_accuracy_tflite']:8.4f} {100 * r['balanced_accuracy_delta']:+6.2f}pt")
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _code_version() -> str:
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

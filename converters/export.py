@@ -1,0 +1,232 @@
+"""tf_keras model -> a TFLite file with metadata, in one call per variant.
+
+    >>> result = export_tflite("runs/r1/qat.keras", "runs/r1/model_int8.tflite",
+    ...                        QuantizationConfig.for_int8(None), input_spec=spec, labels=card.labels)
+    >>> result.bytes, result.seconds
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from converters.metadata import add_metadata
+from converters.quantization import QuantizationConfig
+from edge.preprocess import InputSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One exported file.
+
+    Attributes:
+        variant: ``float32``, ``float16``, ``dynamic`` or ``int8``.
+        path: The written .tflite file.
+        bytes: Its size.
+        seconds: Conversion plus writing time.
+        input_dtype: dtype of the input tensor (``uint8``, ``int8`` or ``float32``).
+        output_dtype: dtype of the output tensor.
+        input_scale: Quantization scale of an integer input (0.0 for float inputs).
+        input_zero_point: Quantization zero point of an integer input (0 for float inputs).
+        float_tensors: Float32 tensors inside the graph besides its input and output; an int8 export
+            with any left runs those ops in float (slower on NPUs, and not what was validated as int8).
+    """
+
+    variant: str
+    path: Path
+    bytes: int
+    seconds: float
+    input_dtype: str
+    output_dtype: str
+    input_scale: float = 0.0
+    input_zero_point: int = 0
+    float_tensors: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "path": str(self.path), "bytes": self.bytes,
+                "seconds": round(self.seconds, 3), "input_dtype": self.input_dtype,
+                "output_dtype": self.output_dtype, "input_scale": self.input_scale,
+                "input_zero_point": self.input_zero_point, "float_tensors": self.float_tensors}
+
+
+def load_keras_model(source: Any) -> Any:
+    """A tf_keras model from a model object or a ``.keras``/``.h5`` path (QAT models included).
+
+    Raises:
+        FileNotFoundError: The path does not exist.
+    """
+    from models.keras import keras
+
+    if isinstance(source, keras.Model):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"Keras model not found: {path} (expected a .keras or .h5 file)")
+    import tensorflow_model_optimization as tfmot
+
+    # The scope registers the QAT wrapper layers; float models load the same with or without it.
+    with tfmot.quantization.keras.quantize_scope():
+        try:
+            return keras.models.load_model(path, compile=False)
+        except ValueError as error:
+            if "quantize" not in str(error) or path.suffix != ".keras":
+                raise
+            # tfmot 0.8.1 saves QAT layers to .keras files it cannot read back; HDF5 round-trips.
+            raise ValueError(f"{path}: a QAT model saved as .keras cannot be loaded again by "
+                             f"tensorflow-model-optimization ({error}); save QAT models as .h5") from error
+
+
+def is_qat_model(model: Any) -> bool:
+    """Whether ``model`` came out of ``tfmot.quantization.keras.quantize_model`` (its ranges are learned)."""
+    return any(type(layer).__name__.startswith("Quantize") for layer in model.layers)
+
+
+def export_tflite(model: Any, path: str | os.PathLike, config: QuantizationConfig, *, input_spec: InputSpec,
+                  labels: Sequence[str], display_names: Sequence[str] | None = None,
+                  name: str = "skinlesion", version: str = "", description: str = "",
+                  license: str = "") -> ExportResult:
+    """Converts a float or QAT tf_keras model to one TFLite variant, with metadata, written atomically.
+
+    Args:
+        model: A tf_keras model, or a path to a ``.keras``/``.h5`` file.
+        path: Where to write the ``.tflite`` file; an existing file is replaced only on success.
+        config: The variant, from a :class:`QuantizationConfig` factory.
+        input_spec: The model's input size and normalization (also stored in the metadata).
+        labels: Class codes in output order.
+        display_names: Human names in output order, stored for MediaPipe's ``display_name``.
+        name: Model name stored in the metadata.
+        version: Model version stored in the metadata.
+        description: One sentence stored in the metadata.
+        license: License of the weights stored in the metadata.
+
+    Raises:
+        ValueError: The model's input does not match ``input_spec``, its output size does not match
+            ``labels``, an int8 export of a float model has no representative data, or a QAT model is
+            asked for a float variant.
+    """
+    started = time.perf_counter()
+    model = load_keras_model(model)
+    path = Path(path)
+    _check_model(model, config, input_spec, labels)
+    from models.keras import tf
+
+    log.info("exporting %s -> %s", config.variant, path)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    config.set_converter(converter, input_spec)
+    with _qat_input_range_pinned(model, input_spec):
+        flatbuffer = converter.convert()
+    description = description or f"Image classifier, {len(labels)} classes ({config.variant})"
+    data = add_metadata(flatbuffer, labels=labels, input_spec=input_spec, name=name, version=version,
+                        description=description, license=license, display_names=display_names)
+    details = _io_details(data)
+    write_atomic(path, data)
+    result = ExportResult(variant=config.variant, path=path, bytes=len(data),
+                          seconds=time.perf_counter() - started, **details)
+    _warn_if_pixels_are_not_input(result, input_spec)
+    if config.variant == "int8" and result.float_tensors:
+        log.warning("%s: the int8 export kept %d float32 tensors; some ops were not quantized",
+                    path, result.float_tensors)
+    log.info("exported %s: %s, %.2f MB, %s in / %s out, %.1f s", result.variant, path, result.bytes / 1e6,
+             result.input_dtype, result.output_dtype, result.seconds)
+    return result
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary sibling and a rename: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _check_model(model: Any, config: QuantizationConfig, spec: InputSpec, labels: Sequence[str]) -> None:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"model {model.name!r} must have one image input and one output, "
+                         f"has {len(model.inputs)} and {len(model.outputs)}")
+    input_shape = tuple(model.inputs[0].shape[1:])
+    if input_shape != (spec.height, spec.width, 3):
+        raise ValueError(f"model {model.name!r} takes inputs of shape {input_shape}, but input_spec says "
+                         f"{(spec.height, spec.width, 3)}; pass the InputSpec the model was trained with")
+    outputs = model.outputs[0].shape[-1]
+    if outputs != len(labels):
+        raise ValueError(f"model {model.name!r} has {outputs} outputs but {len(labels)} labels were given")
+    qat = is_qat_model(model)
+    if qat and config.variant != "int8":
+        raise ValueError(f"model {model.name!r} is a QAT model, which exports only as int8; export the float "
+                         f"model for the {config.variant} variant")
+    if config.variant == "int8" and not qat and config.representative_data is None:
+        raise ValueError(f"int8 export of the float model {model.name!r} needs representative data: "
+                         "QuantizationConfig.for_int8(training_pixels)")
+
+
+@contextlib.contextmanager
+def _qat_input_range_pinned(model: Any, spec: InputSpec) -> Iterator[None]:
+    """Sets a QAT model's input quantization range to the full normalized pixel range while converting.
+
+    QAT learns the input range from the training images, which may never contain a pure 0 or 255;
+    pinned to ``normalize(0..255)`` the uint8 input takes camera pixels as they are, as MediaPipe feeds
+    them. The learned values are put back afterwards: the caller's model is not changed.
+    """
+    pinned = []
+    for layer in model.layers:
+        if type(layer).__name__ == "QuantizeLayer" and any(layer.input is source for source in model.inputs):
+            bounds = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+            low, high = bounds.get(f"{layer.name}_min"), bounds.get(f"{layer.name}_max")
+            if low is None or high is None:
+                log.warning("%s: no min/max variables found; input range left as trained", layer.name)
+                continue
+            channels = list(zip(spec.mean, spec.std))
+            pinned.append((low, low.numpy(), float(min((0.0 - m) / s for m, s in channels))))
+            pinned.append((high, high.numpy(), float(max((255.0 - m) / s for m, s in channels))))
+    try:
+        for variable, _, value in pinned:
+            variable.assign(value)
+        yield
+    finally:
+        for variable, learned, _ in pinned:
+            variable.assign(learned)
+
+
+def _io_details(data: bytes) -> dict[str, Any]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data)
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero_point = source["quantization"]
+    floats = sum(1 for t in interpreter.get_tensor_details()
+                 if np.dtype(t["dtype"]) == np.float32 and t["index"] not in (source["index"], target["index"]))
+    return {"input_dtype": np.dtype(source["dtype"]).name, "output_dtype": np.dtype(target["dtype"]).name,
+            "input_scale": float(scale), "input_zero_point": int(zero_point), "float_tensors": floats}
+
+
+def _warn_if_pixels_are_not_input(result: ExportResult, spec: InputSpec) -> None:
+    # MediaPipe (and a uint8 runtime) feed raw pixels to a uint8 input; that is only right when the
+    # input quantization maps each pixel value p back to normalize(p) within a step.
+    if result.input_dtype != "uint8":
+        return
+    pixels = np.arange(256, dtype=np.float32)
+    dequantized = (pixels - result.input_zero_point) * result.input_scale
+    expected = (pixels - np.float32(spec.mean[0])) / np.float32(spec.std[0])
+    error_steps = float(np.max(np.abs(dequantized - expected)) / result.input_scale)
+    if error_steps > 1.0:
+        log.warning("%s: uint8 input quantization (scale %.5f, zero point %d) is %.1f steps away from the "
+                    "raw pixels; runtimes that feed pixels unscaled (MediaPipe) will see shifted inputs. "
+                    "Calibrate with images covering the full 0..255 range.", result.path,
+                    result.input_scale, result.input_zero_point, error_steps)

@@ -1,0 +1,260 @@
+"""Does a TFLite file still behave like the float model it came from? Measure, then gate.
+
+    >>> report = validate_tflite("model_int8.tflite", "reference.keras", pixels, labels, input_spec=spec)
+    >>> failures = check_gate(report, ParityGate.for_variant(report.variant))
+    >>> if failures: ...  # write the report, exit non-zero, do not publish
+
+``pixels`` are uint8 images from :func:`edge.preprocess.load_image` (e.g. the validation split's cache).
+The TFLite file sees them as a device does: quantized with its input tensor's scale and zero point for
+integer inputs, normalized with the :class:`InputSpec` for float inputs; integer outputs are dequantized.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge.preprocess import InputSpec, normalize
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 32
+EPSILON = 1e-7  # keeps KL finite where an int8 output rounds a probability to exactly 0
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """How closely a TFLite file follows its float reference on the same images.
+
+    Attributes:
+        variant: The TFLite variant (``int8``, ``float16``, ...).
+        model: File name of the TFLite file that was checked (no folder: reports travel in bundles).
+        n: Number of images.
+        top1_agreement: Fraction of images where both models rank the same class first.
+        max_abs_diff: Largest absolute difference of any class probability.
+        mean_abs_diff: Mean absolute difference over all images and classes.
+        mean_kl: Mean KL divergence KL(reference || tflite), in nats.
+        balanced_accuracy_reference: Mean per-class recall of the float model.
+        balanced_accuracy_tflite: Mean per-class recall of the TFLite file.
+        balanced_accuracy_delta: ``balanced_accuracy_tflite - balanced_accuracy_reference``.
+        input_dtype: dtype of the TFLite input tensor.
+        output_dtype: dtype of the TFLite output tensor.
+        seconds: Time the TFLite file took on the images (single process, batched).
+    """
+
+    variant: str
+    model: str
+    n: int
+    top1_agreement: float
+    max_abs_diff: float
+    mean_abs_diff: float
+    mean_kl: float
+    balanced_accuracy_reference: float
+    balanced_accuracy_tflite: float
+    balanced_accuracy_delta: float
+    input_dtype: str
+    output_dtype: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ParityReport":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class ParityGate:
+    """Thresholds a TFLite file must meet before it is published. Build one with :meth:`for_variant`.
+
+    Attributes:
+        min_top1_agreement: Smallest acceptable top-1 agreement with the float model (0..1).
+        max_balanced_accuracy_drop: Largest acceptable drop of balanced accuracy, in percentage points.
+        max_mean_kl: Largest acceptable mean KL divergence, in nats; None for no limit.
+    """
+
+    min_top1_agreement: float
+    max_balanced_accuracy_drop: float
+    max_mean_kl: float | None = None
+
+    @classmethod
+    def for_variant(cls, variant: str) -> "ParityGate":
+        """The default gate of a variant: float files must be near-identical, int8 close."""
+        if variant not in DEFAULT_GATES:
+            raise ValueError(f"no default gate for variant {variant!r}; known: {sorted(DEFAULT_GATES)}")
+        return DEFAULT_GATES[variant]
+
+
+DEFAULT_GATES = {
+    "float32": ParityGate(min_top1_agreement=0.999, max_balanced_accuracy_drop=0.1, max_mean_kl=1e-4),
+    "float16": ParityGate(min_top1_agreement=0.999, max_balanced_accuracy_drop=0.1, max_mean_kl=1e-3),
+    # int8 weights with float activations: between float16 and full-integer.
+    "dynamic": ParityGate(min_top1_agreement=0.995, max_balanced_accuracy_drop=0.5, max_mean_kl=None),
+    "int8": ParityGate(min_top1_agreement=0.985, max_balanced_accuracy_drop=1.0, max_mean_kl=None),
+}
+
+
+def validate_tflite(tflite_path: str | os.PathLike, reference_model: Any, images_uint8: Any,
+                    labels_true: Sequence[int], *, input_spec: InputSpec, variant: str | None = None,
+                    batch_size: int = BATCH_SIZE) -> ParityReport:
+    """Runs a TFLite file and its float reference on the same images and compares their outputs.
+
+    Args:
+        tflite_path: The exported file.
+        reference_model: The float tf_keras model, or a path to its ``.keras``/``.h5`` file.
+        images_uint8: uint8 pixels of shape (N, H, W, 3) or a sequence of (H, W, 3) arrays.
+        labels_true: True class index of each image, for balanced accuracy.
+        input_spec: The models' input size and normalization.
+        variant: The TFLite variant; when None it is read from a ``model_<variant>.tflite`` file name.
+        batch_size: Images per interpreter call.
+
+    Raises:
+        ValueError: Images are not uint8 (N, H, W, 3) of the spec's size, labels do not match the
+            images, the variant is unknown, or the two models disagree on the number of classes.
+    """
+    from converters.export import load_keras_model
+
+    path = Path(tflite_path)
+    variant = variant or _variant_from_name(path)
+    if variant not in DEFAULT_GATES:
+        raise ValueError(f"unknown variant {variant!r} for {path}; expected one of {sorted(DEFAULT_GATES)}")
+    pixels = _check_images(images_uint8, input_spec)
+    labels = np.asarray(labels_true)
+    if labels.shape != (len(pixels),) or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels_true must be {len(pixels)} integer class indices (one per image), "
+                         f"got {labels.dtype} {labels.shape}")
+    reference = load_keras_model(reference_model)
+
+    started = time.perf_counter()
+    tflite_probs, io_types = run_tflite(path, pixels, input_spec, batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    reference_probs = np.concatenate([
+        np.asarray(reference(normalize(pixels[i:i + batch_size], input_spec), training=False))
+        for i in range(0, len(pixels), batch_size)])
+    if reference_probs.shape != tflite_probs.shape:
+        raise ValueError(f"{path} outputs {tflite_probs.shape[1]} classes but the reference model outputs "
+                         f"{reference_probs.shape[1]}; were they exported from the same model?")
+    num_classes = reference_probs.shape[1]
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels_true must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
+
+    difference = np.abs(reference_probs - tflite_probs)
+    p = np.clip(reference_probs, EPSILON, 1.0)
+    q = np.clip(tflite_probs, EPSILON, 1.0)
+    bacc_reference = balanced_accuracy(labels, reference_probs.argmax(1))
+    bacc_tflite = balanced_accuracy(labels, tflite_probs.argmax(1))
+    report = ParityReport(
+        variant=variant, model=path.name, n=len(pixels),
+        top1_agreement=float(np.mean(reference_probs.argmax(1) == tflite_probs.argmax(1))),
+        max_abs_diff=float(difference.max()), mean_abs_diff=float(difference.mean()),
+        mean_kl=float(np.mean(np.sum(p * np.log(p / q), axis=1))),
+        balanced_accuracy_reference=bacc_reference, balanced_accuracy_tflite=bacc_tflite,
+        balanced_accuracy_delta=bacc_tflite - bacc_reference,
+        input_dtype=io_types[0], output_dtype=io_types[1], seconds=seconds)
+    log.info("validated %s on %d images: top-1 agreement %.4f, max |dp| %.4f, mean KL %.2e, balanced "
+             "accuracy %.4f vs %.4f", path.name, report.n, report.top1_agreement, report.max_abs_diff,
+             report.mean_kl, bacc_tflite, bacc_reference)
+    return report
+
+
+def check_gate(report: ParityReport, gate: ParityGate) -> list[str]:
+    """Every threshold ``report`` misses, as one sentence each; an empty list means publish."""
+    failures = []
+    if report.n == 0:
+        failures.append(f"{report.variant}: validated on 0 images; nothing was measured")
+    if report.top1_agreement < gate.min_top1_agreement:
+        failures.append(f"{report.variant}: top-1 agreement {report.top1_agreement:.2%} is below "
+                        f"{gate.min_top1_agreement:.2%} ({report.model}, n={report.n})")
+    drop_points = -100.0 * report.balanced_accuracy_delta
+    if drop_points > gate.max_balanced_accuracy_drop:
+        failures.append(f"{report.variant}: balanced accuracy drops {drop_points:.2f} points "
+                        f"({report.balanced_accuracy_reference:.2%} -> "
+                        f"{report.balanced_accuracy_tflite:.2%}), "
+                        f"more than {gate.max_balanced_accuracy_drop:.2f}")
+    if gate.max_mean_kl is not None and report.mean_kl > gate.max_mean_kl:
+        failures.append(f"{report.variant}: mean KL divergence {report.mean_kl:.2e} is above "
+                        f"{gate.max_mean_kl:.2e}")
+    return failures
+
+
+def run_tflite(path: Path, pixels: np.ndarray, spec: InputSpec, *,
+               batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, tuple[str, str]]:
+    """Class probabilities of a TFLite file on uint8 pixels, plus its (input, output) dtypes.
+
+    Integer inputs get the normalized pixels quantized with the tensor's own scale and zero point,
+    integer outputs are dequantized, so every variant is compared in probability space.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"TFLite model not found: {path}")
+    interpreter = Interpreter(model_path=str(path))
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    batch = max(1, min(batch_size, len(pixels)))
+    interpreter.resize_tensor_input(source["index"], [batch, spec.height, spec.width, 3])
+    interpreter.allocate_tensors()
+    outputs = []
+    for start in range(0, len(pixels), batch):
+        chunk = pixels[start:start + batch]
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])  # fixed shape
+        interpreter.set_tensor(source["index"], _to_input(padded, spec, source))
+        interpreter.invoke()
+        outputs.append(_from_output(interpreter.get_tensor(target["index"]), target)[:len(chunk)])
+    num_classes = int(target["shape"][-1])
+    probabilities = np.concatenate(outputs) if outputs else np.zeros((0, num_classes), np.float32)
+    return probabilities, (np.dtype(source["dtype"]).name, np.dtype(target["dtype"]).name)
+
+
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean recall over the classes present in ``labels`` (0.0 for no images)."""
+    classes = np.unique(labels)
+    if classes.size == 0:
+        return 0.0
+    return float(np.mean([np.mean(predicted[labels == c] == c) for c in classes]))
+
+
+def _to_input(pixels: np.ndarray, spec: InputSpec, details: dict[str, Any]) -> np.ndarray:
+    dtype = np.dtype(details["dtype"])
+    values = normalize(pixels, spec)
+    if dtype == np.float32:
+        return values
+    scale, zero_point = details["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _from_output(values: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    if np.dtype(details["dtype"]) == np.float32:
+        return values.astype(np.float32)
+    scale, zero_point = details["quantization"]
+    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def _check_images(images: Any, spec: InputSpec) -> np.ndarray:
+    pixels = np.asarray(images) if not isinstance(images, np.ndarray) else images
+    expected = (spec.height, spec.width, 3)
+    if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != expected:
+        raise ValueError(f"images must be uint8 of shape (N, {expected[0]}, {expected[1]}, 3) from "
+                         f"edge.preprocess.load_image, got {pixels.dtype} {pixels.shape}")
+    return pixels
+
+
+def _variant_from_name(path: Path) -> str:
+    match = re.fullmatch(r"model_(float32|float16|dynamic|int8)", path.stem)
+    if not match:
+        raise ValueError(f"cannot tell the variant of {path.name}; pass variant='int8' (or float32, "
+                         "float16, dynamic), or name the file model_<variant>.tflite")
+    return match.group(1)
