@@ -55,6 +55,12 @@ def save_weights_atomic(model, path: Path) -> None:
 
 def save_model_atomic(model, path: Path) -> None:
     """Saves a whole model to a temporary file and renames it over ``path``."""
+    from models.keras import keras
+
     tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
-    model.save(str(tmp), include_optimizer=False)  # a reference model, not a training state
+    # A reference model, not a training state: leave the optimizer out (a third of the file).
+    if path.suffix == ".h5":
+        model.save(str(tmp), include_optimizer=False)
+    else:  # the .keras format has no such switch; an uncompiled view of the same layers has no optimizer
+        keras.Model(model.inputs, model.outputs, name=model.name).save(str(tmp))
     os.replace(tmp, path)

@@ -1,0 +1,67 @@
+"""``skinlesion app`` / ``python -m gradio_app``: serve the demo on the installed bundles.
+
+    $ python -m gradio_app                          # every bundle under models/pretrained/
+    $ python -m gradio_app --bundle runs/b1/bundle --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from edge.bundle import DEFAULT_BUNDLE
+from edge.errors import SkinlesionError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of the demo server."""
+    parser = argparse.ArgumentParser(prog="skinlesion app", description="Serve the skin-lesion web demo.")
+    parser.add_argument("--bundle", type=Path, action="append", default=None, metavar="DIR",
+                        help="a bundle folder, or a folder of bundles (repeatable; default: every bundle "
+                             f"under {DEFAULT_BUNDLE.parent})")
+    parser.add_argument("--variant", default=None,
+                        help="TFLite variant to serve (int8, float16, dynamic, float32; default: the bundle's "
+                             "preferred one)")
+    parser.add_argument("--threads", type=int, default=None, help="interpreter CPU threads per model")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0 serves the local network)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true",
+                        help="also open a public gradio.live link (sends traffic through Gradio's servers)")
+    parser.add_argument("--concurrency", type=int, default=None, help="requests processed at once")
+    parser.add_argument("--no-explain", action="store_true", help="never compute Grad-CAM overlays")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Loads the bundles, builds the demo and serves it until interrupted. Returns an exit code."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes of localhost
+    # Imported here so that `--help` answers without loading Gradio.
+    from gradio_app.app import AppConfig, build_demo, find_bundles, launch_options, load_models
+
+    roots = args.bundle or [DEFAULT_BUNDLE.parent]
+    folders = [folder for root in roots for folder in find_bundles(root)]
+    if not folders:
+        print(f"error: no model bundle found in {', '.join(map(str, roots))} (a bundle is a folder with "
+              "model_card.json); pass --bundle DIR or build one with `skinlesion build`", file=sys.stderr)
+        return 2
+    config = AppConfig(explain=not args.no_explain)
+    if args.concurrency is not None:
+        config = dataclasses.replace(config, concurrency_limit=args.concurrency)
+    try:
+        models = load_models(folders, variant=args.variant, num_threads=args.threads)
+    except (SkinlesionError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    demo = build_demo(models, config)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,415 @@
+"""The patient's web demo: a photo in, ranked findings, a risk band and plain advice out.
+
+The demo runs exactly what ships: a bundle's TFLite model through :class:`edge.classifier.Classifier`,
+fed by THE preprocessing (``edge.preprocess.load_image``). Build it with :func:`build_demo` and launch
+it from ``gradio_app/__main__.py`` (``skinlesion app``)::
+
+    >>> from edge.classifier import Classifier
+    >>> demo = build_demo(Classifier("models/pretrained/ham10000"))
+    >>> demo.launch(**launch_options(AppConfig()))
+
+Events a client may call: ``/classify`` (photo, model -> the Prediction dict as JSON), ``/analyse``
+(what the page shows), ``/explain`` (the Grad-CAM overlay).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Gradio reads this when a Blocks is created and when it launches; set it before gradio is imported so
+# that no telemetry or version check ever leaves the machine.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from edge.bundle import REFERENCE  # noqa: E402
+from edge.card import CARD_FILE, ModelCard  # noqa: E402
+from edge.errors import ImageError  # noqa: E402
+from edge.preprocess import load_image  # noqa: E402
+from gradio_app import texts  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+TITLE = "Skin spot check"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Limits and switches of the demo server.
+
+    Attributes:
+        max_file_size: Largest upload Gradio accepts (Gradio's size syntax, e.g. ``"20mb"``).
+        max_pixels: Largest decoded image (width*height); protects the server's memory against
+            decompression bombs. Applied on top of the bundle's own limit.
+        concurrency_limit: Requests processed at once; decoding runs in parallel, calls into one
+            interpreter are serialised by the Classifier (a TFLite interpreter is not thread-safe).
+        max_queue_size: Requests waiting beyond that; more are refused with "queue full".
+        delete_cache: ``(every_seconds, older_than_seconds)``: how often Gradio sweeps its cache, and the
+            age at which uploads, crop previews and overlays are deleted. Uploads are stored by content
+            hash and shared by identical requests (and the page shows them), so they are not deleted
+            inside a request.
+        explain: Offer the Grad-CAM overlay when a bundle has a float reference.
+    """
+
+    max_file_size: str = "20mb"
+    max_pixels: int = 40_000_000
+    concurrency_limit: int = 4
+    max_queue_size: int = 256
+    delete_cache: tuple[int, int] = (60, 120)
+    explain: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1 or self.concurrency_limit < 1 or self.max_queue_size < 1:
+            raise ValueError(f"max_pixels, concurrency_limit and max_queue_size must be positive, got {self}")
+
+
+@dataclass(frozen=True)
+class Model:
+    """One installed bundle as the demo serves it.
+
+    Attributes:
+        name: Key in the model menu and the ``/classify`` API (the bundle folder's name).
+        classifier: The runtime, an ``edge.classifier.Classifier`` opened on a bundle.
+    """
+
+    name: str
+    classifier: Any
+
+    @property
+    def card(self) -> ModelCard:
+        return self.classifier.card
+
+    @property
+    def reference(self) -> Path | None:
+        """The float reference model (``reference.keras``) if the bundle ships one."""
+        bundle = self.classifier.bundle
+        if bundle is None or REFERENCE not in self.card.files:
+            return None
+        return bundle.path(REFERENCE)
+
+    @property
+    def title(self) -> str:
+        return f"{self.name}: {self.card.task} (version {self.card.version})"
+
+
+def find_bundles(root: str | os.PathLike) -> list[Path]:
+    """Bundle folders directly under ``root`` (or ``root`` itself), sorted by name.
+
+    A bundle is a folder holding a ``model_card.json``.
+    """
+    root = Path(root)
+    if (root / CARD_FILE).is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(child for child in root.iterdir() if (child / CARD_FILE).is_file())
+
+
+def load_models(folders: Sequence[str | os.PathLike], *, variant: str | None = None,
+                num_threads: int | None = None) -> dict[str, Model]:
+    """Opens every bundle in ``folders`` with ``edge.classifier.Classifier``, keyed by folder name.
+
+    Raises:
+        BundleError: A bundle is missing, inconsistent or fails its checksums.
+        ValueError: Two bundles share a folder name, or ``folders`` is empty.
+    """
+    from edge.classifier import Classifier
+
+    if not folders:
+        raise ValueError("no bundle folders given; pass at least one folder holding model_card.json")
+    models: dict[str, Model] = {}
+    for folder in map(Path, folders):
+        if folder.name in models:
+            raise ValueError(f"two bundles are named {folder.name!r} ({folder}); rename one folder")
+        classifier = Classifier(folder, variant=variant, num_threads=num_threads)
+        models[folder.name] = Model(folder.name, classifier)
+    return models
+
+
+def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
+    """The demo's page and API, with its queue configured (not launched).
+
+    Args:
+        models: A ``Classifier``, a sequence of them, a ``{name: Classifier}`` mapping, or
+            :class:`Model` objects; the first is the default.
+        config: Server limits.
+    """
+    served = _as_models(models)
+    enable_heic()
+    service = _Service(served, config)
+    first = next(iter(served.values()))
+    choices = [(model.title, name) for name, model in served.items()]
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=config.delete_cache) as demo:
+        gr.Markdown(f"# {TITLE}\nA research demo that compares a photo of a skin spot with the "
+                    "dermatoscope images its model learned from.", elem_id="intro")
+        gr.Markdown(texts.DISCLAIMER, elem_id="disclaimer")
+        with gr.Tabs():
+            with gr.Tab("Check a spot", id="check"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5):
+                        model_menu = gr.Dropdown(choices=choices, value=first.name, label="Model",
+                                                 visible=len(served) > 1, interactive=True)
+                        photo = gr.Image(label="Your photo", sources=["upload", "webcam", "clipboard"],
+                                         type="filepath", image_mode=None, height=360,
+                                         elem_id="photo")
+                        want_overlay = gr.Checkbox(value=config.explain, label="Show where the model looked",
+                                                   visible=config.explain and first.reference is not None)
+                        gr.Markdown(texts.PRIVACY_NOTE, elem_classes=["note"])
+                    with gr.Column(scale=6):
+                        label = gr.Label(label="Most similar findings", num_top_classes=5,
+                                         elem_id="findings")
+                        risk = gr.HTML(elem_id="risk")
+                        advice = gr.Markdown(texts.NO_IMAGE, elem_id="advice")
+                        with gr.Row():
+                            crop = gr.Image(label="What the model sees", type="numpy", format="png",
+                                            interactive=False, height=200, elem_id="crop")
+                            overlay = gr.Image(label="Where the model looked", type="numpy", format="png",
+                                               interactive=False, height=200, visible=False,
+                                               elem_id="overlay")
+                        overlay_note = gr.Markdown(texts.EXPLANATION_NOTE, visible=False,
+                                                   elem_classes=["note"])
+                        with gr.Accordion("Raw result (JSON)", open=False):
+                            raw = gr.JSON(label="Prediction")
+            with gr.Tab("About the model", id="model"):
+                card_view = gr.Markdown(texts.card_markdown(first.card), elem_id="card")
+        classify_trigger = gr.Button(visible=False)
+
+        analysed = photo.change(service.analyse, inputs=[photo, model_menu],
+                                outputs=[label, risk, advice, crop, raw], api_name="analyse", preprocess=False,
+                                concurrency_id="classify", trigger_mode="always_last")
+        if config.explain and any(model.reference is not None for model in served.values()):
+            # A second step, so the answer shows at once and the slower overlay follows; one at a time,
+            # because the Keras reference model is not meant to be called from several threads.
+            explain = {"fn": service.explain, "inputs": [crop, raw, model_menu, want_overlay],
+                       "outputs": [overlay, overlay_note], "concurrency_limit": 1, "concurrency_id": "explain",
+                       "show_progress": "minimal"}
+            analysed.then(api_name="explain", **explain)
+            want_overlay.change(api_name="toggle_explanation", api_visibility="private", **explain)
+        model_menu.change(service.select_model, inputs=model_menu,
+                          outputs=[card_view, want_overlay, photo], api_name="select_model",
+                          api_visibility="private")
+        classify_trigger.click(service.classify, inputs=[photo, model_menu], outputs=raw,
+                               api_name="classify", preprocess=False, concurrency_id="classify")
+    demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.max_queue_size)
+    return demo
+
+
+def launch_options(config: AppConfig = AppConfig()) -> dict[str, Any]:
+    """Keyword arguments for ``demo.launch`` that belong to the demo rather than to the host."""
+    return {
+        "max_file_size": config.max_file_size,
+        "theme": THEME,
+        "css": CSS,
+        "ssr_mode": False,  # server-side rendering starts a Node server; the page needs none
+        "enable_monitoring": False,
+        "footer_links": ["api"],
+        "show_error": False,  # our own messages are friendlier than stack traces
+    }
+
+
+def enable_heic() -> bool:
+    """Lets Pillow (and so ``load_image``) open iPhone HEIC/HEIF photos; False when pillow-heif is absent."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        logger.info("pillow-heif is not installed; HEIC photos will be refused (pip install pillow-heif)")
+        return False
+    register_heif_opener()
+    return True
+
+
+class _Service:
+    """The event handlers of one demo. Stateless apart from the models (Classifier is thread-safe)."""
+
+    def __init__(self, models: dict[str, Model], config: AppConfig) -> None:
+        self.models = models
+        self.config = config
+        self.default = next(iter(models))
+        self._references: dict[str, Any] = {}
+        self._reference_lock = threading.Lock()
+
+    def classify(self, upload: dict[str, Any] | None, model_name: str | None) -> dict[str, Any]:
+        """``/classify``: the Prediction dict, or a friendly ``gr.Error`` for a bad upload."""
+        if upload is None:
+            raise gr.Error(texts.NO_IMAGE, print_exception=False)
+        try:
+            _, prediction, _ = self._run(upload, model_name)
+        except ImageError as error:
+            raise gr.Error(_friendly(error, upload), print_exception=False) from error
+        return prediction.to_dict()
+
+    def analyse(self, upload: dict[str, Any] | None, model_name: str | None) -> tuple[Any, ...]:
+        """``/analyse``: (label, risk html, advice markdown, crop the model saw, prediction dict)."""
+        if upload is None:
+            return None, "", texts.NO_IMAGE, None, None
+        try:
+            model, prediction, pixels = self._run(upload, model_name)
+        except ImageError as error:
+            message = _friendly(error, upload)
+            logger.info("refused an upload: %s", message)
+            return None, "", texts.bad_upload(message), None, {"error": message}
+        result = prediction.to_dict()
+        if prediction.abstained:
+            # No ranked classes here: a bar chart would read as a confident answer.
+            return texts.CANT_TELL_LABEL, "", texts.cant_tell(prediction.abstain_reason), pixels, result
+        scores = {category.display_name: float(category.score) for category in prediction.categories}
+        return (scores, texts.risk_html(prediction.malignant_probability),
+                texts.recommendation(prediction, model.card), pixels, result)
+
+    def explain(self, pixels: np.ndarray | None, result: dict[str, Any] | None, model_name: str | None,
+                wanted: bool) -> tuple[Any, Any]:
+        """``/explain``: the Grad-CAM overlay for the top finding, hidden when unavailable."""
+        hidden = (gr.update(value=None, visible=False), gr.update(visible=False))
+        model = self._model(model_name)
+        if (not wanted or pixels is None or not result or result.get("abstained")
+                or not result.get("categories") or model.reference is None):
+            return hidden
+        top = result["categories"][0]["label"]
+        try:
+            reference = self._reference(model)
+            if reference is None:
+                return hidden
+            from models.explain import gradcam_overlay
+
+            image = gradcam_overlay(reference, np.asarray(pixels, dtype=np.uint8), model.card.labels.index(top),
+                                    model.classifier.input_spec)
+        except Exception:  # noqa: BLE001 - an explanation is optional; the answer already went out
+            logger.exception("Grad-CAM overlay failed for %s; hiding it", model.reference)
+            return hidden
+        return gr.update(value=image, visible=True), gr.update(visible=True)
+
+    def _reference(self, model: Model) -> Any:
+        """The model's float reference, loaded once (TensorFlow is imported on first use); None if unusable."""
+        with self._reference_lock:
+            if model.name not in self._references:
+                try:
+                    from models.explain import load_reference
+
+                    self._references[model.name] = load_reference(model.reference)
+                except ImportError as error:
+                    # TensorFlow or models.explain is not installed here: no overlays, the demo still works.
+                    logger.warning("explanations are off: cannot import the Grad-CAM code (%s)", error)
+                    self._references[model.name] = None
+            return self._references[model.name]
+
+    def select_model(self, model_name: str) -> tuple[Any, Any, None]:
+        """Shows the chosen model's card and clears the photo and the previous model's answer."""
+        model = self._model(model_name)
+        return (texts.card_markdown(model.card),
+                gr.update(visible=self.config.explain and model.reference is not None), None)
+
+    def _model(self, name: str | None) -> Model:
+        if not name:
+            return self.models[self.default]
+        if name not in self.models:
+            raise gr.Error(f"Unknown model {name!r}; choose one of {', '.join(self.models)}",
+                           print_exception=False)
+        return self.models[name]
+
+    def _run(self, upload: dict[str, Any], model_name: str | None) -> tuple[Model, Any, np.ndarray]:
+        model = self._model(model_name)
+        spec = model.classifier.input_spec
+        # The same load_image the Classifier calls, with the server's tighter pixel limit; the pixels are
+        # identical, and they are both what the model sees and the preview the patient sees.
+        spec = dataclasses.replace(spec, max_pixels=min(spec.max_pixels, self.config.max_pixels))
+        start = time.perf_counter()
+        pixels = load_image(_source(upload), spec)
+        classifier = model.classifier
+        # The patient's file name, not the server's temporary path, is the prediction's source.
+        prediction = classifier.predict_pixels(pixels, classifier.probabilities_from_pixels(pixels),
+                                               source=_display_name(upload))
+        logger.debug("classified with %s in %.1f ms", model.name, 1000 * (time.perf_counter() - start))
+        return model, prediction, pixels
+
+
+def _as_models(models: Any) -> dict[str, Model]:
+    if isinstance(models, Mapping):
+        items = [item if isinstance(item, Model) else Model(str(name), item) for name, item in models.items()]
+    else:
+        sequence = list(models) if isinstance(models, (list, tuple)) else [models]
+        items = [item if isinstance(item, Model) else Model(_default_name(item), item) for item in sequence]
+    for item in items:
+        if item.classifier.card is None:
+            raise ValueError(f"{item.classifier.model_path} is a bare model file; the demo needs a bundle "
+                             "folder (its card holds the plain-language names and the abstain rule)")
+    if not items:
+        raise ValueError("build_demo needs at least one classifier")
+    served = {item.name: item for item in items}
+    if len(served) != len(items):
+        raise ValueError(f"model names must be unique, got {[item.name for item in items]}")
+    return served
+
+
+def _default_name(classifier: Any) -> str:
+    """The bundle folder's name, as ``load_models`` keys it."""
+    return classifier.bundle.folder.name
+
+
+def _source(upload: dict[str, Any]) -> str | bytes:
+    """The uploaded file's path, or the bytes of a ``data:`` URL (how some browsers paste images)."""
+    path, url = upload.get("path"), upload.get("url") or ""
+    if path:
+        return path
+    if url.startswith("data:") and "," in url:
+        header, _, data = url.partition(",")
+        try:
+            return base64.b64decode(data) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(data)
+        except ValueError as error:
+            raise ImageError(f"{_display_name(upload)}: the pasted image data is not valid base64") from error
+    raise ImageError(f"{_display_name(upload)}: the upload did not arrive; try again")
+
+
+def _display_name(upload: dict[str, Any]) -> str:
+    return upload.get("orig_name") or "your photo"
+
+
+def _friendly(error: ImageError, upload: dict[str, Any]) -> str:
+    """The ImageError's message with the server's temporary path replaced by the patient's file name."""
+    message = str(error)
+    path = upload.get("path")
+    if path:
+        message = message.replace(str(path), _display_name(upload))
+    if "file not found" in message:
+        message = (f"{_display_name(upload)} is no longer on the server (photos are deleted a few minutes "
+                   "after their analysis); upload it again")
+    return message
+
+
+THEME = gr.themes.Soft(
+    primary_hue="teal",
+    neutral_hue="slate",
+    # System fonts: the default theme would fetch web fonts, and this demo makes no outside calls.
+    font=["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
+)
+
+CSS = """
+.gradio-container { max-width: 1100px !important; margin: 0 auto; }
+#intro h1 { margin-bottom: 0.2em; }
+#disclaimer { background: #fff7e6; border: 1px solid #f0c36d; border-radius: 10px; padding: 10px 14px; }
+#disclaimer p { margin: 0; color: #5c4100; }
+.note p { font-size: 0.85em; color: #555; }
+/* Model inputs are small (224 px, 32 px in tests): scale previews up to the box, keeping pixels crisp. */
+#crop img, #overlay img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated;
+                          padding-top: 2.4rem; box-sizing: border-box; }  /* below the block's label */
+.risk { border-radius: 10px; padding: 10px 14px; margin: 4px 0; line-height: 1.5; }
+.risk-title { font-size: 1.15em; }
+.risk-head { display: flex; flex-wrap: wrap; justify-content: space-between; align-items: baseline; gap: 4px 16px; }
+.risk-number { font-weight: 600; }
+.risk-low { background: #e8f6ee; border-left: 6px solid #2e9d5b; color: #174d2d; }
+.risk-moderate { background: #fff4e0; border-left: 6px solid #e69b00; color: #5c3d00; }
+.risk-high { background: #fde8e8; border-left: 6px solid #d43c3c; color: #6b1414; }
+.risk-none { background: #eef2f7; border-left: 6px solid #7b8ba1; color: #2b3645; }
+"""

@@ -1,0 +1,146 @@
+"""What the demo says: risk bands, advice, the model card page, and the entry point's refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.card import HAM10000_CLASSES, MSID_CLASSES, ClassInfo, ModelCard
+from edge.classifier import Category, Prediction
+from edge.preprocess import InputSpec
+from gradio_app import texts
+
+HAM_CARD = ModelCard(
+    name="skinlesion-ham10000", version="1.0.0", created="2026-11-22T00:00:00+00:00",
+    task="dermoscopy 7-class", classes=HAM10000_CLASSES, input=InputSpec(224, 224),
+    metrics={"test": {"n": 1503, "accuracy": 0.8123, "balanced_accuracy": 0.701, "macro": {"auc": 0.95},
+                      "malignant": {"auc": 0.91, "sensitivity": 0.8, "specificity": 0.85},
+                      "per_class": {"mel": {"recall": 0.6}}, "confusion_matrix": [[1]]}},
+    license="CC BY-NC 4.0 (inherits the HAM10000 terms)", intended_use="Research and education only.",
+    limitations=("Dermoscopy images only.", "Mostly fair skin in the training data."),
+    abstain={"min_confidence": 0.4})
+
+
+def prediction(scores: dict[str, float], card: ModelCard = HAM_CARD) -> Prediction:
+    names = card.display_names
+    ranked = sorted(scores.items(), key=lambda item: -item[1])
+    malignant = [c.code for c in card.classes if c.malignant]
+    return Prediction(categories=tuple(Category(code, names[code], score) for code, score in ranked),
+                      malignant_probability=sum(scores.get(code, 0.0) for code in malignant) if malignant else None,
+                      abstained=False, abstain_reason=None, source="spot.jpg")
+
+
+@pytest.mark.parametrize("probability, band", [(0.0, "low"), (0.19, "low"), (0.2, "moderate"), (0.49, "moderate"),
+                                               (0.5, "high"), (1.0, "high")])
+def test_risk_bands(probability, band):
+    assert texts.risk_band(probability).name == band
+
+
+def test_risk_band_refuses_a_probability_outside_0_1():
+    with pytest.raises(ValueError, match="1.5"):
+        texts.risk_band(1.5)
+
+
+def test_melanoma_sends_the_patient_to_a_dermatologist_now():
+    advice = texts.recommendation(prediction({"mel": 0.7, "nv": 0.3}), HAM_CARD)
+    assert "Most similar to: Melanoma (70%)" in advice
+    assert "See a dermatologist as soon as you can" in advice
+
+
+def test_a_confident_mole_needs_no_urgent_visit():
+    advice = texts.recommendation(prediction({"nv": 0.93, "mel": 0.04, "bkl": 0.03}), HAM_CARD)
+    assert "No urgent visit needed" in advice
+    assert "See a dermatologist" not in advice
+
+
+def test_a_mole_with_a_high_cancer_risk_still_gets_the_urgent_advice():
+    # nv is the top class, but melanoma + basal cell carcinoma add up to a high malignant probability.
+    advice = texts.recommendation(prediction({"nv": 0.4, "mel": 0.35, "bcc": 0.25}), HAM_CARD)
+    assert "Most similar to: Melanocytic nevus (mole) (40%)" in advice
+    assert "usually harmless, but" in advice and "high (60%)" in advice
+    assert "See a dermatologist as soon as you can" in advice
+    assert "No urgent visit needed" not in advice
+
+
+def test_unknown_malignant_class_falls_back_to_the_card_flag():
+    card = ModelCard(name="x", version="1", created="", task="t", input=InputSpec(32, 32),
+                     classes=(ClassInfo("bad", "Bad thing", True), ClassInfo("ok", "Fine thing", False)))
+    assert texts.class_advice("bad", card).text == texts.SEE_SOON
+    assert texts.class_advice("ok", card).text == texts.WATCH
+
+
+def test_rash_model_has_no_cancer_risk_and_rash_specific_advice():
+    card = ModelCard(name="msid", version="1", created="", task="clinical photo 4-class", classes=MSID_CLASSES,
+                     input=InputSpec(224, 224))
+    result = prediction({"Monkeypox": 0.8, "Normal": 0.2}, card)
+    assert result.malignant_probability is None
+    assert "does not estimate a skin-cancer risk" in texts.risk_html(None)
+    assert "phone ahead" in texts.recommendation(result, card)
+
+
+def test_risk_badge_names_band_and_probability():
+    badge = texts.risk_html(0.62)
+    assert 'class="risk risk-high"' in badge and "<b>High</b>" in badge and "62%" in badge
+
+
+def test_cant_tell_and_bad_upload_messages_carry_the_reason():
+    assert "because the model is unsure (top 31%)" in texts.cant_tell("the model is unsure (top 31%)")
+    message = texts.bad_upload("holiday.png: image is 1x1 px, too small to show a lesion.")
+    assert "I could not read this file" in message and "holiday.png: image is 1x1 px" in message
+
+
+def test_model_card_page_shows_what_a_reviewer_needs():
+    page = texts.card_markdown(HAM_CARD)
+    for needed in ("skinlesion-ham10000 1.0.0", "Intended use", "Research and education only.", "Melanoma",
+                   "| `mel` | yes |", "top answer right | 81.2%", "images | 1,503", "mean AUC over findings | 0.950",
+                   "malignant spots flagged (sensitivity) | 80.0%", "Dermoscopy images only.",
+                   "CC BY-NC 4.0", "when the top probability is below 40%", "224x224"):
+        assert needed in page, needed
+    assert "confusion" not in page and "recall | 0.6" not in page
+
+
+def test_find_bundles_lists_folders_with_a_card(tmp_path, tiny_bundle):
+    from gradio_app.app import find_bundles
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "model_card.json").write_text("{}")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "model_card.json").write_text("{}")
+    (tmp_path / "not_a_bundle").mkdir()
+    assert find_bundles(tmp_path) == [tmp_path / "a", tmp_path / "b"]
+    assert find_bundles(tiny_bundle) == [tiny_bundle]
+    assert find_bundles(tmp_path / "missing") == []
+
+
+def test_entry_point_without_bundles_explains_what_to_do(tmp_path, capsys):
+    from gradio_app.__main__ import main
+
+    assert main(["--bundle", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert str(tmp_path) in error and "model_card.json" in error and "skinlesion build" in error
+
+
+def test_entry_point_refuses_a_broken_bundle(tmp_path, tiny_bundle, capsys):
+    import shutil
+
+    from gradio_app.__main__ import main
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, broken)
+    card = json.loads((broken / "model_card.json").read_text())
+    model = broken / card["files"]["int8"]["path"]
+    model.write_bytes(model.read_bytes()[:-10] + b"0123456789")  # same size, different sha256
+    assert main(["--bundle", str(broken)]) == 2
+    assert "sha256" in capsys.readouterr().err.lower()
+
+
+def test_package_import_loads_no_gradio():
+    import subprocess
+    import sys
+
+    code = "import sys, gradio_app, gradio_app.texts; print('gradio' in sys.modules, 'tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    assert out == ["False", "False"]
