@@ -7,7 +7,7 @@ Every reader returns a pandas DataFrame with one row per image and these columns
     label     class code (after any label map)
     group     images that must stay in one split: lesion_id where known, else image_id
     source    where the row came from (for summaries and merging reports)
-    age, sex, localization   metadata where the source has it (else missing)
+    age, sex, localization, dx_type   metadata where the source has it (else missing)
 
     >>> frame = load_dataset("../shared/data/ham10000")
     >>> frame = split_by_group(frame, SplitConfig(seed=42))
@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic")
-COLUMNS = ["path", "image_id", "label", "group", "source", "age", "sex", "localization"]
+COLUMNS = ["path", "image_id", "label", "group", "source", "age", "sex", "localization", "dx_type"]
+METADATA = ("age", "sex", "localization", "dx_type")
 HAM10000_LABELS = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 SPLITS = ("train", "val", "test")
 
@@ -93,8 +94,8 @@ def load_dataset(root: str | Path, *, label_map: Mapping[str, str] | str | None 
     Args:
         root: A folder, or a CSV file (ISIC one-hot ground truth or labels.csv).
         label_map: Maps source labels to target labels, or the name of a built-in map
-            (``"isic-archive"``). Rows whose label is not in the map are dropped and reported by
-            :func:`merge_datasets`; when loading alone they raise.
+            (``"isic-archive"``). A label missing from the map raises; to drop a class, map it to
+            a name outside the target classes and let :func:`merge_datasets` drop and count it.
         source: Name recorded in the ``source`` column (default: the folder name).
 
     Raises:
@@ -197,24 +198,30 @@ def fingerprint(frame: pd.DataFrame) -> str:
 
 def _read_layout(root: Path, source: str) -> pd.DataFrame:
     if root.is_file():
-        table = pd.read_csv(root)
+        table = _read_csv(root)
         if _is_isic2018_onehot(table):
-            return _from_isic2018(table, root.parent, source)
+            return _from_isic2018(table, _isic2018_image_root(root), source)
         return _from_labels_csv(table, root.parent, source, csv_path=root)
     ham = sorted(root.rglob("HAM10000_metadata*.csv"))
     if ham:
         return _from_ham10000(ham[0], root, source)
-    for csv_path in sorted(root.glob("*.csv")):
-        table = pd.read_csv(csv_path)
-        if _is_isic2018_onehot(table):
-            return _from_isic2018(table, root, source)
+    # ISIC ships the ground truth in its own folder beside the image folder, so look one level down too.
+    for csv_path in sorted(root.glob("*.csv")) + sorted(root.glob("*/*.csv")):
+        if _is_isic2018_onehot(pd.read_csv(csv_path, nrows=0)):
+            return _from_isic2018(_read_csv(csv_path), root, source)
     if (root / "labels.csv").exists():
-        return _from_labels_csv(pd.read_csv(root / "labels.csv"), root, source, csv_path=root / "labels.csv")
+        return _from_labels_csv(_read_csv(root / "labels.csv"), root, source, csv_path=root / "labels.csv")
     class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _images_under(d, recursive=False)]
     if class_dirs:
         return _from_class_folders(class_dirs, source)
     raise ValueError(f"{root}: no known data layout (expected HAM10000_metadata.csv, an ISIC 2018 one-hot CSV, "
                      "labels.csv beside images/, or one folder of images per class)")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # Ids and labels stay text: "0012" must still find 0012.jpg, and label maps are keyed by strings.
+    text_columns = ("image_id", "image", "lesion_id", "path", "dx", "label")
+    return pd.read_csv(path, dtype={c: str for c in text_columns})
 
 
 def _images_under(folder: Path, recursive: bool = True) -> list[Path]:
@@ -238,7 +245,7 @@ def _require_images(ids: Iterable[str], index: Mapping[str, Path], where: Path) 
 
 
 def _from_ham10000(csv_path: Path, root: Path, source: str) -> pd.DataFrame:
-    table = pd.read_csv(csv_path)
+    table = _read_csv(csv_path)
     needed = {"lesion_id", "image_id", "dx"}
     if not needed <= set(table.columns):
         raise ValueError(f"{csv_path}: HAM10000 metadata needs columns {sorted(needed)}, has {list(table.columns)}")
@@ -246,12 +253,18 @@ def _from_ham10000(csv_path: Path, root: Path, source: str) -> pd.DataFrame:
     return pd.DataFrame({
         "path": [str(p) for p in paths], "image_id": table["image_id"], "label": table["dx"],
         "group": table["lesion_id"], "source": source, "age": table.get("age"),
-        "sex": table.get("sex"), "localization": table.get("localization"),
+        "sex": table.get("sex"), "localization": table.get("localization"), "dx_type": table.get("dx_type"),
     })
 
 
 def _is_isic2018_onehot(table: pd.DataFrame) -> bool:
     return "image" in table.columns and set(ISIC2018_COLUMNS) <= set(table.columns)
+
+
+def _isic2018_image_root(csv_path: Path) -> Path:
+    """Images beside the CSV, or (ISIC's own layout: GroundTruth/ and Input/ side by side) one level up."""
+    here = csv_path.parent
+    return here if _images_under(here) else here.parent
 
 
 def _from_isic2018(table: pd.DataFrame, root: Path, source: str) -> pd.DataFrame:
@@ -283,7 +296,7 @@ def _from_labels_csv(table: pd.DataFrame, root: Path, source: str, *, csv_path: 
         ids = table["image_id"]
     groups = table["lesion_id"] if "lesion_id" in table.columns else ids
     frame = _table(paths, ids, table[label_column], groups=groups, source=source)
-    for column in ("age", "sex", "localization"):
+    for column in METADATA:
         if column in table.columns:
             frame[column] = table[column].to_numpy()
     return frame
@@ -300,4 +313,4 @@ def _from_class_folders(class_dirs: list[Path], source: str) -> pd.DataFrame:
 def _table(paths, ids, labels, *, groups, source: str) -> pd.DataFrame:
     return pd.DataFrame({"path": [str(p) for p in paths], "image_id": list(ids), "label": list(labels),
                          "group": list(groups), "source": source, "age": np.nan, "sex": None,
-                         "localization": None})
+                         "localization": None, "dx_type": None})
