@@ -27,7 +27,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m edge bench models/pretrained/ham10000 --threads 1,2 --variant all
+	$(BIN)/python -m benchmarks.app_load --bundle models/pretrained/ham10000
 
 clean:
 	rm -rf $(VENV)

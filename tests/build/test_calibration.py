@@ -1,0 +1,62 @@
+"""Temperature scaling fixes a deliberately over-confident model without changing its answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from build.calibration import apply_temperature, calibrate, fit_temperature, softmax
+from build.metrics import expected_calibration_error
+from edge.classifier import apply_temperature as runtime_apply_temperature
+
+
+def calibrated_logits(n: int = 4000, classes: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose softmax is calibrated by construction: labels are sampled from it."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, size=(n, classes))
+    probs = softmax(logits)
+    labels = np.array([rng.choice(classes, p=p) for p in probs])
+    return logits, labels
+
+
+def test_recovers_overconfidence_and_lowers_ece():
+    logits, y = calibrated_logits()
+    overconfident = 3.0 * logits  # the same ranking, three times too sure
+    result = calibrate(overconfident, y)
+    assert result.temperature == pytest.approx(3.0, rel=0.15)
+    assert result.ece_after < result.ece_before / 3
+    assert result.nll_after < result.nll_before
+    calibrated = apply_temperature(overconfident, result.temperature)
+    assert np.array_equal(calibrated.argmax(1), overconfident.argmax(1))
+    assert expected_calibration_error(calibrated, y) == pytest.approx(result.ece_after)
+
+
+def test_probabilities_and_logits_give_the_same_temperature():
+    logits, y = calibrated_logits(n=1500, seed=1)
+    overconfident = 2.0 * logits
+    assert fit_temperature(softmax(overconfident), y) == pytest.approx(
+        fit_temperature(overconfident, y), rel=0.02
+    )
+
+
+def test_underconfident_model_gets_temperature_below_one():
+    logits, y = calibrated_logits(n=1500, seed=2)
+    assert fit_temperature(logits / 2.0, y) < 0.7
+
+
+def test_build_and_runtime_apply_the_same_temperature():
+    logits, _ = calibrated_logits(n=20, seed=3)
+    probs = softmax(2.5 * logits)
+    ours = apply_temperature(probs, 2.5)
+    runtime = np.stack([runtime_apply_temperature(p, 2.5) for p in probs])
+    np.testing.assert_allclose(ours, runtime, atol=1e-6)
+
+
+def test_rejects_bad_input():
+    logits, y = calibrated_logits(n=10)
+    with pytest.raises(ValueError, match="labels"):
+        fit_temperature(logits, y + 10)
+    with pytest.raises(ValueError, match="N labels"):
+        fit_temperature(logits, y[:5])
+    with pytest.raises(ValueError, match="positive"):
+        apply_temperature(logits, 0.0)

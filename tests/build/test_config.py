@@ -1,0 +1,113 @@
+"""Build configs: TOML files, command-line overrides, clear errors, and the resume guard."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tensorflow", reason="build configs import the model registry (the [build] extra)")
+
+from build.config import BuildConfig, from_dict, load_config  # noqa: E402
+from build.run import Run, start_run  # noqa: E402
+from edge.card import MSID_CLASSES  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "build" / "configs"
+SHARED = REPO.parent / "shared"
+
+
+@pytest.mark.parametrize("name", ["ham10000", "msid", "tiny"])
+def test_shipped_configs_load_and_round_trip_through_json(name):
+    config = load_config(CONFIGS / f"{name}.toml")
+    assert config.name.startswith("skinlesion-")
+    # config.json in a run folder must read back as the very same config, or resume would refuse it.
+    assert from_dict(BuildConfig, json.loads(config.to_json()), where="config.json") == config
+
+
+def test_msid_config_is_the_four_class_mpox_build():
+    config = load_config(CONFIGS / "msid.toml")
+    assert config.data.task == "msid"
+    assert config.data.classes == tuple(c.code for c in MSID_CLASSES)
+    assert config.data.split.fractions == (0.8, 0.1, 0.1)
+    assert config.model.backbone == "mobilenet_v2" and config.model.alpha == 1.0
+    assert Path(config.model.weights).name == (
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5")
+
+
+@pytest.mark.shared_data
+def test_msid_config_points_at_the_shared_data_and_weights():
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent (a fresh clone has no ../shared)")
+    config = load_config(CONFIGS / "msid.toml")
+    # Paths in configs are relative to the repository root, where `skinlesion build` runs.
+    assert (REPO / config.model.weights).is_file()
+    folders = sorted(p.name for p in (REPO / config.data.sources[0]).iterdir() if p.is_dir())
+    assert folders == list(config.data.classes)
+
+
+def test_overrides_are_typed_like_the_field():
+    config = load_config(CONFIGS / "tiny.toml", overrides=[
+        "train.epochs=7", "model.alpha=1", "train.optimizer=sgd", "qat.enabled=false",
+        "data.sources=['a', 'b']", "data.split.seed=3", "name = renamed"])
+    assert config.train.epochs == 7
+    assert config.model.alpha == 1.0 and isinstance(config.model.alpha, float)
+    assert config.train.optimizer == "sgd"
+    assert config.qat.enabled is False
+    assert config.data.sources == ("a", "b")
+    assert config.data.split.seed == 3
+    assert config.name == "renamed"
+
+
+def test_overrides_work_without_a_file():
+    config = load_config(None, overrides=["train.batch_size=4"])
+    assert config.train.batch_size == 4 and config.model == BuildConfig().model
+
+
+def test_unknown_keys_are_named_with_the_known_ones(tmp_path):
+    known = r"unknown key\(s\) \['epochz'\] for TrainConfig; known: \[.*'epochs'"
+    with pytest.raises(ValueError, match=known):
+        load_config(CONFIGS / "tiny.toml", overrides=["train.epochz=3"])
+    path = tmp_path / "typo.toml"
+    path.write_text('[modle]\nbackbone = "mobilenet_v2"\n')
+    with pytest.raises(ValueError, match=rf"{path}: unknown key\(s\) \['modle'\] for BuildConfig"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=2.5", "epochs must be int, got 2.5"),
+    ("model.image_size='big'", "image_size must be int, got 'big'"),
+    ("train.optimizer=adagrad", "optimizer must be adam|adamw|rmsprop|sgd, got 'adagrad'"),
+    ("train.strategy=tpu", "strategy must be auto|one|mirrored|multiworker, got 'tpu'"),
+    ("data.split.fractions=[0.5, 0.5, 0.5]", "fractions must be three non-negative numbers summing to 1"),
+    ("train.epochs", "must look like section.key=value"),
+])
+def test_bad_values_are_refused_with_the_value(override, message):
+    with pytest.raises(ValueError, match=message.replace("|", r"\|").replace("[", r"\[")):
+        load_config(CONFIGS / "tiny.toml", overrides=[override])
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope.toml")):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_a_run_folder_saves_the_config_and_reopens_only_on_resume(tmp_path):
+    config = load_config(CONFIGS / "tiny.toml")
+    run = start_run(tmp_path / "run", config, resume=False)
+    assert Run(tmp_path / "run").load_config() == config
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        start_run(tmp_path / "run", config, resume=False)
+    assert start_run(tmp_path / "run", config, resume=True) == run
+
+
+def test_resume_refuses_a_changed_config_and_names_the_section(tmp_path):
+    config = load_config(CONFIGS / "tiny.toml")
+    start_run(tmp_path / "run", config, resume=False)
+    saved = (tmp_path / "run" / "config.json").read_text()
+    changed = dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=0.1))
+    with pytest.raises(ValueError, match=r"cannot resume .*differs from the saved one in \['train'\]"):
+        start_run(tmp_path / "run", changed, resume=True)
+    assert (tmp_path / "run" / "config.json").read_text() == saved
