@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--data", required=True, help="a labelled data set (any supported layout)")
     validate.add_argument("--label-map", default=None, help="built-in label map for the data (isic-archive)")
     validate.add_argument("--split", default=None, help="only this split of a run's split.csv (with --run)")
-    validate.add_argument("--run", type=Path, default=None, help="run folder whose split.csv selects images")
+    validate.add_argument("--run", dest="run_dir", type=Path, default=None,
+                          help="run folder whose split.csv selects images")
     validate.add_argument("--limit", type=int, default=0, help="at most this many images (0 = all)")
     validate.set_defaults(run=run_validate)
 
@@ -115,7 +116,7 @@ def _add_build_args(parser: argparse.ArgumentParser) -> None:
                         help="a TOML build config (default: build/configs/ham10000.toml)")
     parser.add_argument("--data", nargs="+", default=None,
                         help="data sources, replacing the config's data.sources")
-    parser.add_argument("--run", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--run", dest="run_dir", type=Path, default=None, metavar="DIR",
                         help="run folder (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --run")
     parser.add_argument("--strategy", choices=("auto", "one", "mirrored", "multiworker"), default=None,
@@ -139,7 +140,7 @@ def run_build(args: argparse.Namespace) -> int:
     from build.build import build_all
 
     config = _load_build_config(args)
-    run_dir = args.run or DEFAULT_RUNS / config.name
+    run_dir = args.run_dir or DEFAULT_RUNS / config.name
     return build_all(run_dir, config, resume=args.resume, publish=args.publish)
 
 
@@ -153,7 +154,7 @@ def run_validate(args: argparse.Namespace) -> int:
     from build.build import validate_command
 
     return validate_command(args.model, args.reference, args.data, label_map=args.label_map,
-                            run_dir=args.run, split=args.split, limit=args.limit)
+                            run_dir=args.run_dir, split=args.split, limit=args.limit)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -171,7 +172,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from build.sweep import sweep
 
     config = _load_build_config(args)
-    run_dir = args.run or DEFAULT_RUNS / f"{config.name}-sweep"
+    run_dir = args.run_dir or DEFAULT_RUNS / f"{config.name}-sweep"
     sweep(run_dir, config, trials=args.trials)
     return 0
 

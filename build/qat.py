@@ -74,9 +74,10 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints"), max_to_keep=2)
     state = load_state(stage)
+    # Also with no epoch completed: a kill between the log row and state.json leaves a row behind.
+    truncate_log(stage / "log.csv", state["epoch"])
     if state["epoch"] > 0:
         checkpoint.restore(str(stage / "checkpoints" / f"ckpt-{state['epoch']}"))
-        truncate_log(stage / "log.csv", state["epoch"])
         log.info("qat: resumed after epoch %d", state["epoch"])
     else:
         # Epoch 0 = the float weights under fake quantization: QAT must beat it to be kept.

@@ -29,7 +29,8 @@ from edge.preprocess import InputSpec
 log = logging.getLogger(__name__)
 
 
-# Export settings only shape the last stage, which always runs again: changing them is safe on resume.
+# Export settings only shape the last stage, which always runs again: changing them is safe on resume
+# (and so are QAT settings before QAT has started).
 RESUMABLE_CHANGES = {"export"}
 
 
@@ -78,11 +79,13 @@ def start_run(root: str | Path, config: BuildConfig, *, resume: bool) -> Run:
             raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it, or choose "
                                   "another --run folder")
         changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        if set(changed) - RESUMABLE_CHANGES:
+        # A later stage's settings may change as long as that stage has not started.
+        allowed = RESUMABLE_CHANGES | ({"qat"} if not (run.root / "qat" / "state.json").exists() else set())
+        if set(changed) - allowed:
             raise ValueError(f"cannot resume {run.root}: the config differs from the saved one in {changed}. "
                              "Resume with the same config, or start a new run folder.")
         if changed:
-            log.info("resume: %s changed; export runs with the new values", changed)
+            log.info("resume: %s changed; the stages still to run use the new values", changed)
             write_text_atomic(run.config_file, config.to_json())
         return run
     run.root.mkdir(parents=True, exist_ok=True)

@@ -54,8 +54,9 @@ def train_float(run: Run, config: BuildConfig) -> Path:
     with strategy.scope():
         model = build_model(config.model, len(classes))
     state = load_state(stage)
+    # Also with no epoch completed: a kill between the log row and state.json leaves a row behind.
+    truncate_log(stage / "log.csv", state["epoch"])
     if state["epoch"] > 0:
-        truncate_log(stage / "log.csv", state["epoch"])
         log.info("float: resuming after epoch %d (best val balanced accuracy %.4f)", state["epoch"], state["best"])
 
     dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
@@ -109,7 +110,7 @@ def train_float(run: Run, config: BuildConfig) -> Path:
         save_weights_atomic(model, stage / "last.weights.h5")
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
 
-    model.load_weights(str(stage / "best.weights.h5"))
+    load_weights_file(model, stage / "best.weights.h5")
     adjust_prior(model, prior, cfg.prior_correction)
     save_model_atomic(model, final_path)
     summary = {**state, "steps_per_epoch": steps, "train_prior": prior.tolist(), "classes": classes,
@@ -127,7 +128,21 @@ def _restore(stage: Path, state: dict, phase: str, model, checkpoint) -> None:
         path = stage / "checkpoints" / phase / f"ckpt-{state['epoch']}"
         checkpoint.restore(str(path)).assert_existing_objects_matched()
     else:
-        model.load_weights(str(stage / "last.weights.h5"))
+        load_weights_file(model, stage / "last.weights.h5")
+
+
+def load_weights_file(model, path: Path) -> None:
+    """Loads a ``.weights.h5`` file into ``model``, also when the model was built under MirroredStrategy.
+
+    tf_keras passes the file's h5py datasets straight to ``assign``, which a distributed model's
+    sync-on-read variables (its metrics) cannot take, so a plain clone reads the file and hands the
+    arrays on.
+    """
+    from models.keras import keras
+
+    twin = keras.models.clone_model(model)
+    twin.load_weights(str(path))
+    model.set_weights(twin.get_weights())
 
 
 def training_prior(labels: np.ndarray, num_classes: int, cfg: TrainConfig) -> np.ndarray:

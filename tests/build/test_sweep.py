@@ -94,7 +94,7 @@ def finished_sweep(tmp_path_factory):
     return root / "sweep", config, budget, results
 
 
-def test_a_sweep_trains_each_trial_in_its_own_run_and_ranks_them(finished_sweep, capsys):
+def test_a_sweep_trains_each_trial_in_its_own_run_and_ranks_them(finished_sweep):
     run_dir, config, budget, results = finished_sweep
     assert sorted(r.trial for r in results) == [0, 1]
     assert results == rank(results)

@@ -133,10 +133,18 @@ def test_resuming_a_finished_run_with_another_config_is_refused(trained_run):
 # Runs one training in a fresh process. On a busy 2-core machine a tiny epoch can end before a poll
 # notices its checkpoint, so the test makes the process wait, at a chosen epoch, just before or just
 # after it writes state.json; the test then SIGKILLs it there. Nothing else about training changes.
+# LOGICAL_CPUS splits the CPU into that many devices, which must happen before TensorFlow starts.
 DRIVER = """
 import json, logging, os, sys, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
+from models.keras import tf
+
+if int(os.environ.get("LOGICAL_CPUS", "0")):
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    devices = [tf.config.LogicalDeviceConfiguration()] * int(os.environ["LOGICAL_CPUS"])
+    tf.config.set_logical_device_configuration(cpu, devices)
+
 import build.train as train_module
 from build.config import load_config
 from build.run import start_run
@@ -164,14 +172,15 @@ train_module.train_float(start_run(sys.argv[2], config, resume=True), config)
 
 
 def run_training(tmp_path: Path, run_dir: Path, overrides: list[str], pause: str | None,
-                 timeout: float = 300) -> str:
+                 timeout: float = 300, logical_cpus: int = 0) -> str:
     """Trains in a subprocess; with ``pause`` ("before:N"/"after:N") SIGKILLs it there. Returns its output."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER.format(repo=str(REPO)))
     marker = tmp_path / "paused"
     marker.unlink(missing_ok=True)
     output = tmp_path / f"output-{pause or 'final'}.txt"
-    env = {**os.environ, "PAUSE": pause or "", "PAUSED_MARKER": str(marker), "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "PAUSE": pause or "", "PAUSED_MARKER": str(marker), "CUDA_VISIBLE_DEVICES": "",
+           "LOGICAL_CPUS": str(logical_cpus)}
     with open(output, "w") as out:
         process = subprocess.Popen([sys.executable, str(driver), str(TINY_TOML), str(run_dir), *overrides],
                                    stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
