@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from build.metrics import DEFAULT_THRESHOLD, Metrics, evaluate, label_indices, write_text_atomic
+from build.atomic import write_text_atomic
+from build.metrics import DEFAULT_THRESHOLD, Metrics, evaluate, label_indices
 from build.report import make_plots, write_report
 from edge.card import HAM10000_CLASSES, LABELS_FILE, MSID_CLASSES
 from edge.preprocess import InputSpec, load_image, normalize

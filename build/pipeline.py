@@ -113,10 +113,9 @@ def build_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *,
         pixels.flush()
     except BaseException:
         # A corrupt image (ImageError names it) or Ctrl-C: leave no multi-GB partial file behind.
-        del pixels
         tmp.unlink(missing_ok=True)
         raise
-    del pixels
+    pixels = None  # close the memory map before the rename  # noqa: F841
     os.replace(tmp, target)
     log.info("cache: %d images at %dx%d in %.1f s -> %s", len(paths), spec.height, spec.width,
              time.perf_counter() - started, target)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
+
+from build.atomic import write_with
 
 
 def load_state(stage: Path) -> dict:
@@ -38,29 +39,28 @@ def truncate_log(path: Path, epochs: int) -> None:
         reader = csv.DictReader(handle)
         fieldnames = reader.fieldnames or []
         rows = [row for row in reader if int(row["epoch"]) <= epochs]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fieldnames)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_with(path, write)
 
 
 def save_weights_atomic(model, path: Path) -> None:
     """Saves weights to a temporary file and renames it over ``path``."""
-    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
-    model.save_weights(str(tmp))
-    os.replace(tmp, path)
+    write_with(path, lambda tmp: model.save_weights(str(tmp)))
 
 
 def save_model_atomic(model, path: Path) -> None:
     """Saves a whole model to a temporary file and renames it over ``path``."""
     from models.keras import keras
 
-    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
     # A reference model, not a training state: leave the optimizer out (a third of the file).
     if path.suffix == ".h5":
-        model.save(str(tmp), include_optimizer=False)
+        write_with(path, lambda tmp: model.save(str(tmp), include_optimizer=False))
     else:  # the .keras format has no such switch; an uncompiled view of the same layers has no optimizer
-        keras.Model(model.inputs, model.outputs, name=model.name).save(str(tmp))
-    os.replace(tmp, path)
+        view = keras.Model(model.inputs, model.outputs, name=model.name)
+        write_with(path, lambda tmp: view.save(str(tmp)))

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # the object API needs no GUI backend, pyplot or global state
 
-from build.metrics import Metrics, label_indices, reliability_bins, write_bytes_atomic, write_text_atomic
+from build.atomic import write_bytes_atomic, write_text_atomic
+from build.metrics import Metrics, label_indices, reliability_bins
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

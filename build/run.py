@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from build.atomic import write_text_atomic, write_with
 from build.config import BuildConfig
 from build.datasets import HAM10000_LABELS, fingerprint, load_dataset, merge_datasets, split_by_group
 from build.pipeline import CachedImages, build_cache
@@ -138,13 +138,5 @@ def cached_split(run: Run, frame: pd.DataFrame, split: str, classes: list[str], 
     return CachedImages(pixels=pixels, labels=np.array([index[l] for l in part["label"]], dtype=np.int32))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_with(path, lambda tmp: frame.to_csv(tmp, index=False))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from build.atomic import write_with
 from build.datasets import METADATA, SPLITS, SplitConfig, load_dataset, merge_datasets, split_by_group
 from build.rules import (DIAGNOSIS_PREFIX, MIN_CONFIDENCE, MIN_SUPPORT, Rule, encode_items, mine_rules,
                          rules_table)
@@ -155,8 +155,8 @@ def summarize(sources: Sequence[str], label_maps: Sequence[str | None], out_dir:
             files[name] = str(path)
     if rules:
         table = rules_table(rules)
-        _write_atomic(out_dir / "rules.csv", lambda tmp: table.to_csv(tmp, index=False))
-        _write_atomic(out_dir / "rules.json", lambda tmp: tmp.write_text(
+        write_with(out_dir / "rules.csv", lambda tmp: table.to_csv(tmp, index=False))
+        write_with(out_dir / "rules.json", lambda tmp: tmp.write_text(
             json.dumps([r.to_dict() for r in rules], indent=2) + "\n"))
         files["rules_csv"], files["rules_json"] = str(out_dir / "rules.csv"), str(out_dir / "rules.json")
     else:
@@ -182,8 +182,8 @@ def summarize(sources: Sequence[str], label_maps: Sequence[str | None], out_dir:
         rule_images=int(has_metadata.sum()), min_support=min_support, min_confidence=min_confidence,
         rules_found=len(rules), rules=tuple(rules[:top_rules]), split=split, files=files, skipped=skipped,
     )
-    _write_atomic(out_dir / "summary.json", lambda tmp: tmp.write_text(summary.to_json()))
-    _write_atomic(out_dir / "summary.txt", lambda tmp: tmp.write_text(format_summary(summary) + "\n"))
+    write_with(out_dir / "summary.json", lambda tmp: tmp.write_text(summary.to_json()))
+    write_with(out_dir / "summary.txt", lambda tmp: tmp.write_text(format_summary(summary) + "\n"))
     log.info("summary: done in %.1f s -> %s", time.perf_counter() - started, out_dir)
     return summary
 
@@ -385,13 +385,4 @@ def _figure(rows: int, columns: int, size: tuple[float, float], sharex: bool = F
 
 
 def _save(figure, path: Path) -> None:
-    _write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=PLOT_DPI))
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=PLOT_DPI))

@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     print(json.dumps(summary, indent=2))
     if args.out:
-        from build.metrics import write_text_atomic
+        from build.atomic import write_text_atomic
 
         write_text_atomic(args.out / "abstain_rule.json", json.dumps(rule, indent=2) + "\n")
         write_text_atomic(args.out / "abstain_report.json", json.dumps(summary, indent=2) + "\n")

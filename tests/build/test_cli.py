@@ -1,0 +1,73 @@
+"""The ``skinlesion`` command, end to end on a tiny synthetic data set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from build.cli import build_parser, main
+from edge.bundle import load_bundle
+from tests.build.test_train import TINY_TOML, write_synthetic_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_documented_command_is_there():
+    commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse has no API
+    assert {"data", "build", "train", "qat", "export", "validate", "evaluate", "sweep", "predict", "bench",
+            "app"} <= set(commands)
+
+
+def test_run_folder_option_does_not_shadow_the_command():
+    args = build_parser().parse_args(["build", "--run", "runs/x", "--set", "train.epochs=1"])
+    assert args.run_dir == Path("runs/x") and callable(args.run)
+
+
+def test_a_missing_config_is_a_clear_error(tmp_path, capsys):
+    assert main(["build", "--config", str(tmp_path / "nope.toml"), "--run", str(tmp_path / "run")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_predict_and_bench_need_no_tensorflow_import_at_parse_time():
+    code = ("import sys; from build.cli import build_parser; build_parser(); "
+            "print(any(m.startswith('tensorflow') for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_data_summary_writes_rules_and_prints_counts(tmp_path, capsys):
+    data = write_synthetic_dataset(tmp_path / "data", n_per_class=6)
+    assert main(["data", "summary", str(data), "--out", str(tmp_path / "summary")]) == 0
+    printed = capsys.readouterr().out
+    assert "rdl" in printed and "18" in printed
+    assert (tmp_path / "summary" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, capsys):
+    data = write_synthetic_dataset(tmp_path / "data", n_per_class=16)
+    published = tmp_path / "published"
+    status = main(["build", "--config", str(TINY_TOML), "--data", str(data), "--run", str(tmp_path / "run"),
+                   "--publish", str(published)])
+    assert status == 0, capsys.readouterr().out
+    bundle = load_bundle(published)
+    assert bundle.card.labels == ["blu", "grn", "rdl"]  # folder names, sorted
+    assert "int8" in bundle.variants and bundle.card.validation["int8"]["n"] > 0
+    assert bundle.card.training["split"]["grouped_by"] == "lesion_id"
+    assert "val" in bundle.card.metrics and bundle.card.abstain
+
+    capsys.readouterr()
+    image = next((data / "rdl").glob("*.png"))
+    assert main(["predict", str(published), str(image), "--json"]) == 0
+    prediction = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(prediction["categories"]) == 3
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(published), "--data", str(data), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["balanced_accuracy"] <= 1.0
+    assert (out / "report.html").exists()
