@@ -95,7 +95,7 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     from build.trust import fit_abstain_rule
     from build.calibration import calibrate
     from converters.bundle import write_bundle
-    from converters.validate import check_gate, run_tflite, validate_tflite
+    from converters.validate import ParityReport, check_gate, run_tflite, validate_tflite
 
     started = time.perf_counter()
     frame = prepare_split(run, config)
@@ -115,20 +115,23 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     out = run.stage("export")
     files = export_variants(float_path, qat_path if config.qat.enabled else None, out, config, classes,
                             train.pixels)
-    reports, failures = {}, []
-    for variant, path in files.items():
-        report = validate_tflite(path, float_path, val_pixels, val_labels, input_spec=spec, variant=_gate_name(variant))
-        reports[variant] = report.to_dict()
-        if variant in config.export.variants:
-            failures += check_gate(report, _gate(config, _gate_name(variant)))
+    reports = {variant: validate_tflite(path, float_path, val_pixels, val_labels, input_spec=spec,
+                                        variant=_gate_name(variant)).to_dict()
+               for variant, path in files.items()}
     write_text_atomic(out / "parity.json", json.dumps(reports, indent=2) + "\n")
     _print_parity(reports)
+    if "int8" in config.export.variants:
+        source = choose_int8(reports, config.export.int8_source)
+        files["int8"], reports["int8"] = files[f"int8-{source}"], {**reports[f"int8-{source}"], "source": source}
+        print(f"int8 ships from {source.upper()} (top-1 agreement {reports['int8']['top1_agreement']:.4f})")
+    failures = [failure for variant in config.export.variants
+                for failure in check_gate(ParityReport.from_dict(reports[variant]), _gate(config, variant))]
     if failures:
         print("parity gate FAILED; nothing published:\n  " + "\n  ".join(failures))
         print(f"reports: {out / 'parity.json'}")
         return 1
 
-    shipped = {v: p for v, p in files.items() if v in config.export.variants}
+    shipped = {v: files[v] for v in config.export.variants}
     val_probs, _ = run_tflite(shipped[SHIPPED_INT8] if SHIPPED_INT8 in shipped else next(iter(shipped.values())),
                               val_pixels, spec)
     calibration = calibrate(val_probs, val_labels)
@@ -166,8 +169,9 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
 
 def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: BuildConfig,
                     classes: list[str], train_pixels: np.ndarray) -> dict[str, Path]:
-    """Writes the configured variants, plus ``int8-ptq`` (post-training int8 of the float model) when
-    int8 comes from QAT, so the report shows what QAT bought."""
+    """Writes the configured float variants and two int8 candidates: ``int8-qat`` (from the QAT model)
+    and ``int8-ptq`` (post-training quantization of the float model), so the report shows what QAT
+    bought and :func:`choose_int8` can ship the one that follows the float model more closely."""
     from converters.export import export_tflite
     from converters.quantization import QuantizationConfig
 
@@ -187,14 +191,25 @@ def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: 
             files[variant] = export_tflite(float_path, out / f"model_{variant}.tflite", factories[variant](),
                                            **common).path
     if "int8" in config.export.variants:
-        ptq = QuantizationConfig.for_int8(calibration)
         if qat_path is not None:
-            files["int8"] = export_tflite(qat_path, out / "model_int8.tflite",
-                                          QuantizationConfig.for_int8(None), **common).path
-            files["int8-ptq"] = export_tflite(float_path, out / "ptq" / "model_int8.tflite", ptq, **common).path
-        else:
-            files["int8"] = export_tflite(float_path, out / "model_int8.tflite", ptq, **common).path
+            files["int8-qat"] = export_tflite(qat_path, out / "qat" / "model_int8.tflite",
+                                              QuantizationConfig.for_int8(None), **common).path
+        files["int8-ptq"] = export_tflite(float_path, out / "ptq" / "model_int8.tflite",
+                                          QuantizationConfig.for_int8(calibration), **common).path
     return files
+
+
+def choose_int8(reports: dict[str, dict], policy: str) -> str:
+    """Which int8 candidate ships: ``qat``, ``ptq``, or ``best`` (higher top-1 agreement with the float
+    model; QAT on a tie). A short QAT run can trail post-training quantization, and the gate judges
+    the file, not the recipe."""
+    available = [source for source in ("qat", "ptq") if f"int8-{source}" in reports]
+    if policy in ("qat", "ptq"):
+        if policy not in available:
+            raise ValueError(f"export.int8_source = {policy!r}, but there is no {policy.upper()} int8 file "
+                             f"(qat.enabled = false?); use 'best' or 'ptq'")
+        return policy
+    return max(available, key=lambda source: (reports[f"int8-{source}"]["top1_agreement"], source == "qat"))
 
 
 def make_card(config: BuildConfig, frame, classes: list[str], *, temperature: float, abstain: dict,

@@ -122,6 +122,8 @@ class ExportConfig:
         int8_min_agreement: Gate: top-1 agreement of int8 with the float model.
         int8_max_drop_points: Gate: largest allowed balanced-accuracy drop of int8, in points.
         float_min_agreement: Gate: top-1 agreement of float16 and float32.
+        int8_source: Where the shipped int8 file comes from: ``qat``, ``ptq`` (post-training
+            quantization of the float model) or ``best`` (whichever agrees more with the float model).
     """
 
     variants: tuple[str, ...] = ("int8", "float16", "dynamic", "float32")
@@ -130,6 +132,11 @@ class ExportConfig:
     int8_min_agreement: float = DEFAULT_GATES["int8"].min_top1_agreement
     int8_max_drop_points: float = DEFAULT_GATES["int8"].max_balanced_accuracy_drop
     float_min_agreement: float = DEFAULT_GATES["float16"].min_top1_agreement
+    int8_source: str = "best"
+
+    def __post_init__(self) -> None:
+        if self.int8_source not in ("qat", "ptq", "best"):
+            raise ValueError(f"export.int8_source must be qat|ptq|best, got {self.int8_source!r}")
 
 
 @dataclass(frozen=True)
