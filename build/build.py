@@ -124,8 +124,12 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
         source = choose_int8(reports, config.export.int8_source)
         files["int8"], reports["int8"] = files[f"int8-{source}"], {**reports[f"int8-{source}"], "source": source}
         print(f"int8 ships from {source.upper()} (top-1 agreement {reports['int8']['top1_agreement']:.4f})")
-    failures = [failure for variant in config.export.variants
-                for failure in check_gate(ParityReport.from_dict(reports[variant]), _gate(config, variant))]
+    failures = []
+    for variant in config.export.variants:
+        gate = _gate(config, variant)
+        missed = check_gate(ParityReport.from_dict(reports[variant]), gate)
+        reports[variant] = {**reports[variant], "gate": dataclasses.asdict(gate), "passed": not missed}
+        failures += missed
     if failures:
         print("parity gate FAILED; nothing published:\n  " + "\n  ".join(failures))
         print(f"reports: {out / 'parity.json'}")
@@ -137,9 +141,14 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     calibration = calibrate(val_probs, val_labels)
     calibrated = _apply_temperature(val_probs, calibration.temperature)
     sample = np.random.default_rng(0).choice(len(train.labels), size=min(3000, len(train.labels)), replace=False)
-    abstain = fit_abstain_rule((train.pixels[i] for i in np.sort(sample)), list(val_pixels), calibrated)
-    log.info("calibration: T=%.3f, ECE %.4f -> %.4f; abstain rule accepts %.1f%% of validation images",
-             calibration.temperature, calibration.ece_before, calibration.ece_after, 100 * abstain["val_accepted"])
+    try:
+        abstain = fit_abstain_rule((train.pixels[i] for i in np.sort(sample)), list(val_pixels), calibrated)
+        log.info("abstain rule accepts %.1f%% of validation images", 100 * abstain["val_accepted"])
+    except ValueError as error:  # e.g. too few training images to model what the data look like
+        abstain = {}
+        log.warning("no abstain rule in this bundle: %s", error)
+    log.info("calibration: T=%.3f, ECE %.4f -> %.4f", calibration.temperature, calibration.ece_before,
+             calibration.ece_after)
 
     card = make_card(config, frame, classes, temperature=calibration.temperature, abstain=abstain,
                      validation=reports, seconds=time.perf_counter() - started, run=run)
@@ -161,9 +170,9 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     bundle = write_bundle(run.root / "bundle", card, shipped, reference=float_path, report_dir=report_dir)
     print(f"bundle: {bundle}")
     if publish:
-        release = {v: p for v, p in shipped.items() if v == SHIPPED_INT8} or shipped
-        published = write_bundle(Path(publish), card, release, report_dir=report_dir)
-        print(f"published: {published} ({', '.join(release)})")
+        # The release carries the shipped variants but not the float reference (kept in the run's bundle).
+        published = write_bundle(Path(publish), card, shipped, report_dir=report_dir)
+        print(f"published: {published} ({', '.join(shipped)})")
     return 0
 
 
@@ -186,7 +195,7 @@ def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: 
     factories = {"float32": QuantizationConfig.for_float32, "float16": QuantizationConfig.for_float16,
                  "dynamic": QuantizationConfig.for_dynamic}
     files = {}
-    for variant in config.export.variants:
+    for variant in (*config.export.variants, *config.export.also_validate):
         if variant in factories:
             files[variant] = export_tflite(float_path, out / f"model_{variant}.tflite", factories[variant](),
                                            **common).path
@@ -225,11 +234,11 @@ def make_card(config: BuildConfig, frame, classes: list[str], *, temperature: fl
         "export_seconds": round(seconds, 1),
         "code_version": _code_version(),
     }
-    task = {"ham10000": "dermoscopy, 7 HAM10000 diagnoses", "msid": "clinical photos, 4 classes (MSID)"}
+    kind = {"ham10000": "dermoscopic images", "msid": "clinical photos"}.get(config.data.task, config.data.task)
     return ModelCard(
         name=config.name, version=datetime.date.today().strftime("%Y.%m.%d"),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        task=task.get(config.data.task, config.data.task),
+        task=f"{kind}, {len(classes)} classes",
         classes=tuple(_class_info(config.data.task, c) for c in classes), input=input_spec(config),
         temperature=temperature, abstain=abstain, validation=validation, training=training,
         license=LICENSES.get(config.data.task, "see the training data's license"), intended_use=INTENDED_USE,

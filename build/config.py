@@ -116,7 +116,9 @@ class ExportConfig:
     """TFLite export and the parity gate (defaults: ``converters.validate.DEFAULT_GATES``).
 
     Attributes:
-        variants: Which files to write and ship: float32, float16, dynamic, int8.
+        variants: Which files ship in the bundle, each gated against the float model: float32,
+            float16, dynamic, int8.
+        also_validate: Variants exported and measured for the report, but neither gated nor shipped.
         calibration_images: Training images used to calibrate post-training int8.
         validation_images: Validation images used for parity checks (0 = all).
         int8_min_agreement: Gate: top-1 agreement of int8 with the float model.
@@ -127,6 +129,7 @@ class ExportConfig:
     """
 
     variants: tuple[str, ...] = ("int8", "float16", "dynamic", "float32")
+    also_validate: tuple[str, ...] = ()
     calibration_images: int = 300
     validation_images: int = 0
     int8_min_agreement: float = DEFAULT_GATES["int8"].min_top1_agreement

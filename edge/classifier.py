@@ -299,12 +299,12 @@ class Classifier:
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Calibrates softmax outputs: p ∝ exp(log(p + 1e-7) / T), renormalized to sum to 1."""
+    """Calibrates softmax outputs (one vector or a batch): p ∝ exp(log(p + 1e-7) / T) over the last axis."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     logits = np.log(np.clip(probabilities, 0.0, None) + LOG_EPSILON) / temperature
-    exp = np.exp(logits - logits.max())
-    return exp / exp.sum()
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def tta_views(pixels: np.ndarray) -> list[np.ndarray]:

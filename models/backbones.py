@@ -66,7 +66,7 @@ BACKBONES: dict[str, Builder] = {
 BLOCK_PREFIXES: dict[str, str] = {
     "mobilenet_v2": "block_",
     "mobilenet": "conv_dw_",
-    "resnet50": "conv5_block",
+    "resnet50": "conv",  # stages conv1..conv5
     "small_cnn": "stage",
 }
 

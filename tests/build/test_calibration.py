@@ -60,3 +60,15 @@ def test_rejects_bad_input():
         fit_temperature(logits, y[:5])
     with pytest.raises(ValueError, match="positive"):
         apply_temperature(logits, 0.0)
+
+
+def test_uint8_quantized_probabilities_are_recognized_as_probabilities():
+    from build.calibration import looks_like_probabilities
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(200, 7)) * 2
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    dequantized = np.round(probabilities * 256) / 256  # what a uint8 output tensor gives back
+    assert np.abs(dequantized.sum(axis=1) - 1).max() > 1e-3
+    assert looks_like_probabilities(dequantized)
+    assert not looks_like_probabilities(logits)

@@ -49,7 +49,7 @@ def test_data_summary_writes_rules_and_prints_counts(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, capsys):
-    data = write_synthetic_dataset(tmp_path / "data", n_per_class=16)
+    data = write_synthetic_dataset(tmp_path / "data", n_per_class=24)
     published = tmp_path / "published"
     status = main(["build", "--config", str(TINY_TOML), "--data", str(data), "--run", str(tmp_path / "run"),
                    "--publish", str(published)])
@@ -58,7 +58,7 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     assert bundle.card.labels == ["blu", "grn", "rdl"]  # folder names, sorted
     assert "int8" in bundle.variants and bundle.card.validation["int8"]["n"] > 0
     assert bundle.card.training["split"]["grouped_by"] == "lesion_id"
-    assert "val" in bundle.card.metrics and bundle.card.abstain
+    assert {"val", "test"} <= set(bundle.card.metrics) and bundle.card.temperature > 0
 
     capsys.readouterr()
     image = next((data / "rdl").glob("*.png"))

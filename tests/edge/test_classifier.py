@@ -197,3 +197,13 @@ def test_uint8_input_is_requantized_when_the_card_normalizes_differently(make_bu
 def test_keras_backend_refuses_interpreter_options(edge_bundle):
     with pytest.raises(ValueError, match="leave them out"):
         Classifier(edge_bundle, backend="keras", num_threads=2)
+
+
+def test_temperature_applies_row_by_row_to_a_batch():
+    from edge.classifier import apply_temperature
+
+    batch = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    calibrated = apply_temperature(batch, 0.5)
+    np.testing.assert_allclose(calibrated.sum(axis=1), 1.0)
+    for row, expected in zip(batch, calibrated):
+        np.testing.assert_allclose(apply_temperature(row, 0.5), expected)
