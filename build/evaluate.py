@@ -11,6 +11,7 @@ calibration and abstain rule included); a ``.keras`` float reference runs in bat
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -175,14 +176,15 @@ def run_evaluate(
         split_seed: Seed of the split when it differs from the build's default.
         label_map: Label map name or None (e.g. ``"isic-archive"``).
     """
-    from build.datasets import SPLITS, SplitConfig, load_dataset, split_by_group
+    from build.datasets import SPLITS, load_dataset, split_by_group
 
     frame = load_dataset(data, label_map=label_map)
     if split is not None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None for all images, got {split!r}")
-        config = SplitConfig() if split_seed is None else SplitConfig(seed=split_seed)
+        config = _split_config(model, split_seed)
         frame = split_by_group(frame, config)
+        _warn_if_other_data(model, frame)
         frame = frame[frame["split"] == split].reset_index(drop=True)
     context = {"data": str(data), "split": split or "all images"}
     return evaluate_model(
@@ -194,6 +196,35 @@ def run_evaluate(
         context=context,
         title=f"{Path(model).name} on {Path(data).name} ({split or 'all images'})",
     )
+
+
+def _bundle_split(model: str | os.PathLike) -> dict[str, Any]:
+    """The split a bundle's card recorded (seed, fractions, data fingerprint), or {} for other models."""
+    card_file = Path(model) / "model_card.json"
+    if not card_file.is_file():
+        return {}
+    return json.loads(card_file.read_text()).get("training", {}).get("split", {})
+
+
+def _split_config(model: str | os.PathLike, split_seed: int | None):
+    """The bundle's own split (so ``--split val`` re-derives its validation images), else the default."""
+    from build.datasets import SplitConfig
+
+    recorded = _bundle_split(model)
+    if split_seed is not None:
+        return SplitConfig(seed=split_seed, fractions=tuple(recorded.get("fractions", SplitConfig().fractions)))
+    if recorded:
+        return SplitConfig(seed=recorded["seed"], fractions=tuple(recorded["fractions"]))
+    return SplitConfig()
+
+
+def _warn_if_other_data(model: str | os.PathLike, frame: pd.DataFrame) -> None:
+    from build.datasets import fingerprint
+
+    expected = _bundle_split(model).get("data_fingerprint")
+    if expected and fingerprint(frame) != expected:
+        LOGGER.warning("the data differ from what %s was built on (fingerprint %s, card %s): the split will "
+                       "not match the card's", model, fingerprint(frame), expected)
 
 
 # -- opening models ------------------------------------------------------------------------------------------
