@@ -1,7 +1,8 @@
 """Latency, throughput and memory of a model on this machine, in the spirit of TFLite's benchmark_model.
 
-Two timings per (variant, threads): ``invoke`` alone (the model), and ``pipeline`` = decode a JPEG from
-bytes + preprocess + invoke + calibrate + abstain, which is what a user waits for. Timings come from
+Three timings per (variant, threads): ``invoke`` alone (the model), ``preprocess`` = decode a JPEG from
+bytes + the one preprocessing (the input path), and ``pipeline`` = decode + preprocess + invoke +
+calibrate + abstain, which is what a user waits for. Timings come from
 one process, one model at a time, after warm-up runs.
 
     >>> results = benchmark(DEFAULT_BUNDLE, variants=("int8", "float32"), threads=(1, 4), runs=50)
@@ -62,6 +63,9 @@ class BenchResult:
         warmup: Untimed runs before timing.
         load_ms: Time to open the model: bundle checksums, interpreter creation, tensor allocation.
         invoke: Latency of ``invoke`` alone.
+        preprocess: Latency of JPEG decode + preprocess alone (what the model's input costs).
+        input_overhead: (decode + preprocess + invoke) / invoke, from the mean latencies: how much the
+            input path adds to the model (1.3 = 30 %).
         pipeline: Latency of JPEG decode + preprocess + invoke + post-processing.
         throughput_ips: Images per second through the pipeline, one stream (1000 / pipeline mean).
         peak_rss_mb: Highest resident memory of this process seen while measuring.
@@ -78,6 +82,8 @@ class BenchResult:
     warmup: int
     load_ms: float
     invoke: Latency
+    preprocess: Latency
+    input_overhead: float
     pipeline: Latency
     throughput_ips: float
     peak_rss_mb: float
@@ -169,14 +175,16 @@ def benchmark(model: str | os.PathLike, *, variants: Sequence[str] | None = None
             load_ms = (time.perf_counter() - start) * 1000.0
             peak = rss()
             invoke_s, peak = _time_invoke(classifier, data, runs, warmup, rss, peak)
+            preprocess_s, peak = _time_calls(lambda: classifier.preprocess(data), runs, warmup, rss, peak)
+            invoke, preprocess = Latency.from_seconds(invoke_s), Latency.from_seconds(preprocess_s)
             pipeline_s, peak = _time_pipeline(classifier, data, runs, warmup, rss, peak)
             pipeline = Latency.from_seconds(pipeline_s)
             result = BenchResult(
                 variant=variant or classifier.model_path.name, model_path=str(classifier.model_path),
                 model_bytes=classifier.model_path.stat().st_size, interpreter=classifier.interpreter_name,
                 threads=count, runs=runs, warmup=warmup, load_ms=load_ms,
-                invoke=Latency.from_seconds(invoke_s),
-                pipeline=pipeline, throughput_ips=1000.0 / pipeline.mean_ms, peak_rss_mb=peak,
+                invoke=invoke, preprocess=preprocess,
+                input_overhead=(preprocess.mean_ms + invoke.mean_ms) / invoke.mean_ms, pipeline=pipeline, throughput_ips=1000.0 / pipeline.mean_ms, peak_rss_mb=peak,
                 rss_source=rss_source, image=image_name)
             results.append(result)
             if progress:
@@ -188,11 +196,12 @@ def benchmark(model: str | os.PathLike, *, variants: Sequence[str] | None = None
 
 def format_table(results: Sequence[BenchResult]) -> str:
     """A fixed-width table of results, one row per (variant, threads)."""
-    header = ("variant", "threads", "MB", "invoke p50", "p90", "p99", "pipeline p50", "p90", "p99", "img/s",
-              "peak RSS MB")
+    header = ("variant", "threads", "MB", "invoke p50", "p90", "p99", "decode+prep p50", "input/invoke",
+              "pipeline p50", "p90", "p99", "img/s", "peak RSS MB")
     rows = [header] + [(
         r.variant, str(r.threads), f"{r.model_bytes / 2**20:.2f}", f"{r.invoke.p50_ms:.2f}",
-        f"{r.invoke.p90_ms:.2f}", f"{r.invoke.p99_ms:.2f}", f"{r.pipeline.p50_ms:.2f}",
+        f"{r.invoke.p90_ms:.2f}", f"{r.invoke.p99_ms:.2f}", f"{r.preprocess.p50_ms:.2f}",
+        f"{r.input_overhead:.2f}x", f"{r.pipeline.p50_ms:.2f}",
         f"{r.pipeline.p90_ms:.2f}", f"{r.pipeline.p99_ms:.2f}", f"{r.throughput_ips:.1f}",
         f"{r.peak_rss_mb:.0f}") for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -201,7 +210,8 @@ def format_table(results: Sequence[BenchResult]) -> str:
     if results:
         first = results[0]
         lines.append(f"(ms; interpreter {first.interpreter}; {first.runs} runs after {first.warmup} warm-up; "
-                     f"pipeline = decode {first.image} + preprocess + invoke)")
+                     f"input/invoke = (decode + preprocess + invoke) / invoke; pipeline = decode "
+                     f"{first.image} + preprocess + invoke + calibration + abstain check)")
     return "\n".join(lines)
 
 
@@ -234,12 +244,17 @@ def _time_invoke(classifier: Classifier, data: bytes, runs: int, warmup: int,
 
 def _time_pipeline(classifier: Classifier, data: bytes, runs: int, warmup: int,
                    rss: Callable[[], float], peak: float) -> tuple[list[float], float]:
+    return _time_calls(lambda: classifier.classify(data), runs, warmup, rss, peak)
+
+
+def _time_calls(call: Callable[[], object], runs: int, warmup: int, rss: Callable[[], float],
+                peak: float) -> tuple[list[float], float]:
     for _ in range(warmup):
-        classifier.classify(data)
+        call()
     seconds = []
     for _ in range(runs):
         start = time.perf_counter()
-        classifier.classify(data)
+        call()
         seconds.append(time.perf_counter() - start)
         peak = max(peak, rss())
     return seconds, peak
