@@ -28,6 +28,10 @@ DEFAULT_RUNS = Path("runs")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``skinlesion`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["app"]:
+        # The demo owns its options (--bundle, --port, ...); argparse cannot pass them through a subparser.
+        return _run_app(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -105,9 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="latency, throughput and memory per variant")
     add_bench_args(bench)
 
-    app = commands.add_parser("app", help="the Gradio demo", add_help=False)
-    app.add_argument("app_args", nargs=argparse.REMAINDER)
-    app.set_defaults(run=lambda args: _run_app(args.app_args))
+    # Listed for --help; main() hands `skinlesion app ...` straight to the demo's own parser.
+    commands.add_parser("app", help="the Gradio demo (skinlesion app --help for its options)")
     return parser
 
 

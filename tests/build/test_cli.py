@@ -27,6 +27,15 @@ def test_run_folder_option_does_not_shadow_the_command():
     assert args.run_dir == Path("runs/x") and callable(args.run)
 
 
+def test_app_options_reach_the_demo(monkeypatch):
+    import gradio_app.__main__ as demo
+
+    seen = []
+    monkeypatch.setattr(demo, "main", lambda argv: seen.append(argv) or 0)
+    assert main(["app", "--bundle", "models/pretrained", "--port", "7999"]) == 0
+    assert seen == [["--bundle", "models/pretrained", "--port", "7999"]]
+
+
 def test_a_missing_config_is_a_clear_error(tmp_path, capsys):
     assert main(["build", "--config", str(tmp_path / "nope.toml"), "--run", str(tmp_path / "run")]) == 2
     assert "config file not found" in capsys.readouterr().err
