@@ -10,6 +10,8 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+
 from build.atomic import write_with
 
 
@@ -50,8 +52,19 @@ def truncate_log(path: Path, epochs: int) -> None:
 
 
 def save_weights_atomic(model, path: Path) -> None:
-    """Saves weights to a temporary file and renames it over ``path``."""
-    write_with(path, lambda tmp: model.save_weights(str(tmp)))
+    """Saves the model's layer weights as ``.npz`` (no optimizer or metric state), atomically.
+
+    Plain arrays load back into any model of the same architecture, whether or not it has been
+    compiled or trained since (Keras' own weight files also carry metric variables, which makes an
+    epoch-0 file unloadable once the model has trained) and under any tf.distribute strategy.
+    """
+    write_with(path, lambda tmp: np.savez(tmp, *model.get_weights()))
+
+
+def load_weights(model, path: Path) -> None:
+    """Loads weights saved by :func:`save_weights_atomic` into ``model``."""
+    with np.load(path) as arrays:
+        model.set_weights([arrays[f"arr_{i}"] for i in range(len(arrays.files))])
 
 
 def save_model_atomic(model, path: Path) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from build.config import BuildConfig
 from build.pipeline import training_dataset
 from build.run import Run, cached_split, class_names, input_spec, prepare_split, write_text_atomic
-from build.progress import append_log, load_state, save_model_atomic, save_weights_atomic, truncate_log
+from build.progress import (append_log, load_state, load_weights, save_model_atomic, save_weights_atomic,
+                            truncate_log)
 from build.train import training_prior, validation_balanced_accuracy
 from converters.export import load_keras_model
 
@@ -82,7 +83,7 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
     else:
         # Epoch 0 = the float weights under fake quantization: QAT must beat it to be kept.
         state["best"] = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
-        save_weights_atomic(model, stage / "best.weights.h5")
+        save_weights_atomic(model, stage / "best.weights.npz")
         log.info("qat: before fine-tuning, val balanced accuracy %.4f", state["best"])
 
     dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
@@ -95,7 +96,7 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
         score = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
         improved = score > state["best"]
         if improved:
-            save_weights_atomic(model, stage / "best.weights.h5")
+            save_weights_atomic(model, stage / "best.weights.npz")
             state.update(best=score, best_epoch=epoch + 1)
         append_log(stage / "log.csv", {
             "epoch": epoch + 1, "stage": "qat", "lr": qcfg.learning_rate, "loss": history.history["loss"][-1],
@@ -108,7 +109,7 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
         manager.save(checkpoint_number=epoch + 1)
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
 
-    model.load_weights(str(stage / "best.weights.h5"))
+    load_weights(model, stage / "best.weights.npz")
     adjust_prior(model, prior, cfg.prior_correction)
     save_model_atomic(model, final_path)
     write_text_atomic(stage / "summary.json", json.dumps(

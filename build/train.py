@@ -19,7 +19,8 @@ from build.config import BuildConfig, TrainConfig
 from build.pipeline import (CachedImages, class_loss_weights, class_sampling_weights, evaluation_batches,
                             training_dataset)
 from build.run import Run, cached_split, class_names, input_spec, prepare_split, write_text_atomic
-from build.progress import append_log, load_state, save_model_atomic, save_weights_atomic, truncate_log
+from build.progress import (append_log, load_state, load_weights, save_model_atomic, save_weights_atomic,
+                            truncate_log)
 from build.strategy import make_strategy
 from edge.preprocess import InputSpec
 
@@ -92,7 +93,7 @@ def train_float(run: Run, config: BuildConfig) -> Path:
         score = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
         improved = score > state["best"]
         if improved:
-            save_weights_atomic(model, stage / "best.weights.h5")
+            save_weights_atomic(model, stage / "best.weights.npz")
             state.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
         elif phase == "finetune":
             state["bad_epochs"] += 1
@@ -107,10 +108,10 @@ def train_float(run: Run, config: BuildConfig) -> Path:
         state["stopped"] = phase == "finetune" and state["bad_epochs"] >= cfg.patience
         state["phase"] = phase
         manager.save(checkpoint_number=epoch + 1)
-        save_weights_atomic(model, stage / "last.weights.h5")
+        save_weights_atomic(model, stage / "last.weights.npz")
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
 
-    load_weights_file(model, stage / "best.weights.h5")
+    load_weights(model, stage / "best.weights.npz")
     adjust_prior(model, prior, cfg.prior_correction)
     save_model_atomic(model, final_path)
     summary = {**state, "steps_per_epoch": steps, "train_prior": prior.tolist(), "classes": classes,
@@ -123,26 +124,12 @@ def train_float(run: Run, config: BuildConfig) -> Path:
 
 def _restore(stage: Path, state: dict, phase: str, model, checkpoint) -> None:
     """Restores the last completed epoch: weights and optimizer from the checkpoint within a phase;
-    weights alone (``last.weights.h5``) when that epoch ended the previous phase, whose optimizer is gone."""
+    weights alone (``last.weights.npz``) when that epoch ended the previous phase, whose optimizer is gone."""
     if state["phase"] == phase:
         path = stage / "checkpoints" / phase / f"ckpt-{state['epoch']}"
         checkpoint.restore(str(path)).assert_existing_objects_matched()
     else:
-        load_weights_file(model, stage / "last.weights.h5")
-
-
-def load_weights_file(model, path: Path) -> None:
-    """Loads a ``.weights.h5`` file into ``model``, also when the model was built under MirroredStrategy.
-
-    tf_keras passes the file's h5py datasets straight to ``assign``, which a distributed model's
-    sync-on-read variables (its metrics) cannot take, so a plain clone reads the file and hands the
-    arrays on.
-    """
-    from models.keras import keras
-
-    twin = keras.models.clone_model(model)
-    twin.load_weights(str(path))
-    model.set_weights(twin.get_weights())
+        load_weights(model, stage / "last.weights.npz")
 
 
 def training_prior(labels: np.ndarray, num_classes: int, cfg: TrainConfig) -> np.ndarray:

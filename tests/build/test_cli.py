@@ -62,7 +62,8 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     published = tmp_path / "published"
     status = main(["build", "--config", str(TINY_TOML), "--data", str(data), "--run", str(tmp_path / "run"),
                    "--publish", str(published)])
-    assert status == 0, capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert status == 0, captured.out + captured.err
     bundle = load_bundle(published)
     assert bundle.card.labels == ["blu", "grn", "rdl"]  # folder names, sorted
     assert "int8" in bundle.variants and bundle.card.validation["int8"]["n"] > 0
