@@ -76,7 +76,8 @@ def train_float(run: Run, config: BuildConfig) -> Path:
             # own bias correction, or the first fine-tuning steps are several times too large.
             with strategy.scope():
                 trainable = set_trainable_top(model, config.model.backbone,
-                                              0 if phase == "head" else cfg.unfreeze_blocks)
+                                              0 if phase == "head" else cfg.unfreeze_blocks,
+                                              freeze_batchnorm=str(config.model.weights).lower() != "none")
                 optimizer = make_optimizer(cfg)
                 optimizer.build(model.trainable_variables)
                 model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])

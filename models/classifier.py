@@ -61,11 +61,12 @@ def build_model(config: ModelConfig, num_classes: int) -> "keras.Model":
     return keras.Model(backbone.input, probabilities, name=f"{config.backbone}_classifier")
 
 
-def set_trainable_top(model: "keras.Model", backbone: str, blocks: int) -> int:
+def set_trainable_top(model: "keras.Model", backbone: str, blocks: int, *, freeze_batchnorm: bool = True) -> int:
     """Freezes the backbone except its top ``blocks`` blocks; the head always trains.
 
-    BatchNormalization layers stay frozen (inference mode): small CPU batches give noisy statistics,
-    and the pretrained ones transfer well. Returns the number of trainable layers.
+    With ``freeze_batchnorm`` BatchNormalization layers stay frozen (inference mode): small CPU batches
+    give noisy statistics, and pretrained ones transfer well. A network trained from scratch has no
+    statistics worth keeping, so it must train them (pass False). Returns the number of trainable layers.
     """
     prefix = BLOCK_PREFIXES[backbone]
     block_ids = []
@@ -75,7 +76,8 @@ def set_trainable_top(model: "keras.Model", backbone: str, blocks: int) -> int:
             if block_id not in block_ids:
                 block_ids.append(block_id)
     unfrozen = set(block_ids[max(0, len(block_ids) - blocks):]) if blocks > 0 else set()
-    trainable_from_top = False
+    # Asking for every block unfreezes the whole backbone, stem included (training from scratch).
+    trainable_from_top = blocks >= len(block_ids)
     for layer in model.layers:
         if layer.name in HEAD_LAYERS:
             layer.trainable = True
@@ -83,8 +85,8 @@ def set_trainable_top(model: "keras.Model", backbone: str, blocks: int) -> int:
         if layer.name.startswith(prefix) and layer.name[len(prefix):].split("_")[0] in unfrozen:
             trainable_from_top = True
         # Layers after the first unfrozen block (e.g. MobileNetV2's final Conv_1) train too.
-        is_bn = isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = trainable_from_top and not is_bn
+        frozen_bn = freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable_from_top and not frozen_bn
     return sum(1 for layer in model.layers if layer.trainable and layer.weights)
 
 

@@ -138,3 +138,14 @@ def test_unfreezing_more_blocks_than_exist_trains_the_whole_small_cnn():
     set_trainable_top(model, "small_cnn", 99)
     assert _trainable_blocks(model, "stage") == ["1", "2", "3"]
     assert all(layer.trainable for layer in model.layers if layer.weights)
+
+
+def test_a_network_trained_from_scratch_trains_its_batchnorm():
+    from models.keras import keras
+
+    model = build_model(ModelConfig(backbone="mobilenet", alpha=0.25, image_size=32, weights="none"), 3)
+    set_trainable_top(model, "mobilenet", 99, freeze_batchnorm=False)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.trainable for layer in norms)
+    set_trainable_top(model, "mobilenet", 99)
+    assert not any(layer.trainable for layer in norms)
