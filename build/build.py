@@ -96,6 +96,7 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     from build.calibration import calibrate
     from converters.bundle import write_bundle
     from converters.validate import ParityReport, check_gate, run_tflite, validate_tflite
+    from edge.classifier import apply_temperature
 
     started = time.perf_counter()
     frame = prepare_split(run, config)
@@ -139,7 +140,7 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     val_probs, _ = run_tflite(shipped[SHIPPED_INT8] if SHIPPED_INT8 in shipped else next(iter(shipped.values())),
                               val_pixels, spec)
     calibration = calibrate(val_probs, val_labels)
-    calibrated = _apply_temperature(val_probs, calibration.temperature)
+    calibrated = apply_temperature(val_probs, calibration.temperature)
     sample = np.random.default_rng(0).choice(len(train.labels), size=min(3000, len(train.labels)), replace=False)
     try:
         abstain = fit_abstain_rule((train.pixels[i] for i in np.sort(sample)), list(val_pixels), calibrated)
@@ -296,12 +297,6 @@ def _gate(config: BuildConfig, variant: str):
     if variant in ("float16", "float32"):
         return dataclasses.replace(gate, min_top1_agreement=config.export.float_min_agreement)
     return gate
-
-
-def _apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    from edge.classifier import apply_temperature
-
-    return apply_temperature(probabilities, temperature)
 
 
 def _class_info(task: str, code: str) -> ClassInfo:

@@ -1,11 +1,12 @@
 """The run folder: where a build keeps its config, split, cache, checkpoints and outputs.
 
     runs/<name>/
-      config.json        the resolved BuildConfig; --resume refuses a different one
+      config.json        the resolved BuildConfig; --resume refuses changed data/model/train settings
       split.csv          image_id, path, label, group, split (+ metadata): the exact images of each split
-      float/             checkpoints/, log.csv, state.json, model.keras (the float reference)
-      qat/               checkpoints/, log.csv, state.json, model.keras (quantization-aware)
-      export/            model_<variant>.tflite, parity.json
+      float/             checkpoints/<phase>/, best.weights.npz, last.weights.npz, log.csv, state.json,
+                         model.keras (the float reference)
+      qat/               checkpoints/, best.weights.npz, log.csv, state.json, model.h5 (quantization-aware)
+      export/            model_<variant>.tflite, qat/ and ptq/ int8 candidates, parity.json, report/
       bundle/            the model bundle (see DESIGN.md)
     runs/.cache/         decoded uint8 images, shared by runs with the same data and input size
 """
