@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from build.config import BuildConfig
+from build.pipeline import calibration_sample
 from build.run import (Run, cached_split, class_names, input_spec, prepare_split, split_summary, start_run,
                        write_text_atomic)
 from edge.card import HAM10000_CLASSES, MSID_CLASSES, ClassInfo, ModelCard
@@ -189,10 +190,7 @@ def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: 
     display = [_class_info(config.data.task, c).display_name for c in classes]
     common = dict(input_spec=spec, labels=classes, display_names=display, name=config.name,
                   license=LICENSES.get(config.data.task, ""))
-    rng = np.random.default_rng(config.train.seed)
-    calibration_index = np.sort(rng.choice(len(train_pixels), size=min(config.export.calibration_images,
-                                                                        len(train_pixels)), replace=False))
-    calibration = [np.asarray(train_pixels[i]) for i in calibration_index]
+    calibration = calibration_sample(train_pixels, config.export.calibration_images, config.train.seed)
     factories = {"float32": QuantizationConfig.for_float32, "float16": QuantizationConfig.for_float16,
                  "dynamic": QuantizationConfig.for_dynamic}
     files = {}

@@ -65,6 +65,10 @@ class TrainConfig:
         balance: Class balancing.
         seed: Seed for weights of the head, sampling and augmentation.
         strategy: ``auto``, ``one``, ``mirrored`` or ``multiworker`` (tf.distribute).
+        init_from: Weights to start from instead of the backbone's pretrained ones (warm start): a
+            ``float/best.weights.npz`` of an earlier run of the same model (saved before prior correction).
+        train_batchnorm: Also train BatchNormalization layers of the unfrozen blocks (their moving
+            statistics then adapt to dermatoscopy). Off: pretrained statistics stay as they are.
     """
 
     batch_size: int = 32
@@ -84,6 +88,8 @@ class TrainConfig:
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     seed: int = 0
     strategy: str = "auto"
+    init_from: str = ""
+    train_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "rmsprop", "sgd"):

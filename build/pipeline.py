@@ -198,6 +198,13 @@ def training_dataset(data: CachedImages, spec: InputSpec, *, num_classes: int, b
             .prefetch(tf.data.AUTOTUNE))
 
 
+def calibration_sample(pixels: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
+    """A seeded sample of cached training images (uint8), in file order, for quantization ranges."""
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.choice(len(pixels), size=min(count, len(pixels)), replace=False))
+    return [np.asarray(pixels[i]) for i in index]
+
+
 def evaluation_batches(pixels: np.ndarray, spec: InputSpec, batch_size: int = 64):
     """Normalized float batches of cached pixels, in order, for prediction."""
     from edge.preprocess import normalize

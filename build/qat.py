@@ -11,13 +11,16 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from build.config import BuildConfig
-from build.pipeline import training_dataset
+from build.pipeline import calibration_sample, training_dataset
 from build.run import Run, cached_split, class_names, input_spec, prepare_split, write_text_atomic
 from build.progress import (append_log, load_state, load_weights, save_model_atomic, save_weights_atomic,
                             truncate_log)
 from build.train import training_prior, validation_balanced_accuracy
 from converters.export import load_keras_model
+from edge.preprocess import normalize
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,55 @@ def quantize_aware(model):
         raise ValueError(f"quantization-aware training needs a flat model; {model.name!r} nests {nested}. "
                          "Build it with models.classifier.build_model.")
     return tfmot.quantization.keras.quantize_model(model)
+
+
+# How tfmot's quantizers update their ranges in training mode: activations (MovingAverageQuantizer)
+# move 0.1% of the way towards each batch's min/max; weights (LastValueQuantizer) take the weights'
+# min/max; the input (AllValuesQuantizer) widens to every value seen.
+_EMA_DECAY = 0.999
+_MOVING_RANGES = ("output_min", "output_max", "post_activation_min", "post_activation_max",
+                  "pre_activation_min", "pre_activation_max")
+_OBSERVED_RANGES = ("kernel_min", "kernel_max", "depthwise_kernel_min", "depthwise_kernel_max",
+                    "quantize_layer_min", "quantize_layer_max")
+
+
+def calibrate_ranges(model, batches: list, rounds: int = 2) -> None:
+    """Sets the quantization ranges of a freshly wrapped QAT model from real batches.
+
+    tfmot starts every range at [-6, 6] and, for activations, moves it by 0.1% per training step: a
+    short QAT run would train under (and export) ranges still far from the model's: ReLU-free
+    bottlenecks and logits clip at 6, and weights use a few of their 256 levels until the first step.
+    Each batch runs once in training mode; its min/max per activation quantizer is read back from the
+    moving-average update, and the range is set to the mean over batches. The first round settles
+    upstream ranges; the second measures under them. Weights, BatchNorm statistics and step counters
+    are left exactly as they were.
+    """
+    variables = model.variables
+    kinds = [_range_kind(variable) for variable in variables]
+    for _ in range(rounds):
+        seen = [[] for _ in variables]
+        for batch in batches:
+            before = [variable.numpy() for variable in variables]
+            model(batch, training=True)
+            for variable, kind, old, ranges in zip(variables, kinds, before, seen):
+                new = variable.numpy()
+                if kind == "moving":  # undo the moving average: new = old + (1 - decay) * (batch - old)
+                    ranges.append(old + (new - old) / (1 - _EMA_DECAY))
+                    variable.assign(np.mean(ranges, axis=0))
+                elif kind == "other":
+                    variable.assign(old)
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _range_kind(variable) -> str:
+    name = variable.name.split("/")[-1].split(":")[0]
+    if name in _MOVING_RANGES:
+        return "moving"
+    return "observed" if name in _OBSERVED_RANGES else "other"
 
 
 def apply_qat(run: Run, config: BuildConfig) -> Path:
@@ -70,6 +122,8 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
     float_model = load_keras_model(float_path)
     adjust_prior(float_model, prior, -cfg.prior_correction)
     model = quantize_aware(float_model)
+    calibration = [normalize(np.stack(images), spec) for images in _chunks(
+        calibration_sample(train.pixels, config.export.calibration_images, cfg.seed), cfg.batch_size)]
     optimizer = keras.optimizers.Adam(qcfg.learning_rate)
     model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
@@ -81,6 +135,7 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
         checkpoint.restore(str(stage / "checkpoints" / f"ckpt-{state['epoch']}"))
         log.info("qat: resumed after epoch %d", state["epoch"])
     else:
+        calibrate_ranges(model, calibration)
         # Epoch 0 = the float weights under fake quantization: QAT must beat it to be kept.
         state["best"] = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
         save_weights_atomic(model, stage / "best.weights.npz")
@@ -111,6 +166,8 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
 
     load_weights(model, stage / "best.weights.npz")
     adjust_prior(model, prior, cfg.prior_correction)
+    # Measured again on the final weights: the prior correction shifts the logits' range.
+    calibrate_ranges(model, calibration)
     save_model_atomic(model, final_path)
     write_text_atomic(stage / "summary.json", json.dumps(
         {**state, "steps_per_epoch": steps, "wall_seconds": time.perf_counter() - started}, indent=2))

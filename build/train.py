@@ -55,6 +55,8 @@ def train_float(run: Run, config: BuildConfig) -> Path:
     with strategy.scope():
         model = build_model(config.model, len(classes))
     state = load_state(stage)
+    if cfg.init_from and state["epoch"] == 0:
+        warm_start(model, Path(cfg.init_from))
     # Also with no epoch completed: a kill between the log row and state.json leaves a row behind.
     truncate_log(stage / "log.csv", state["epoch"])
     if state["epoch"] > 0:
@@ -77,7 +79,7 @@ def train_float(run: Run, config: BuildConfig) -> Path:
             with strategy.scope():
                 trainable = set_trainable_top(model, config.model.backbone,
                                               0 if phase == "head" else cfg.unfreeze_blocks,
-                                              freeze_batchnorm=str(config.model.weights).lower() != "none")
+                                              freeze_batchnorm=freeze_batchnorm(config, phase))
                 optimizer = make_optimizer(cfg)
                 optimizer.build(model.trainable_variables)
                 model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
@@ -131,6 +133,27 @@ def _restore(stage: Path, state: dict, phase: str, model, checkpoint) -> None:
         checkpoint.restore(str(path)).assert_existing_objects_matched()
     else:
         load_weights(model, stage / "last.weights.npz")
+
+
+def warm_start(model, path: Path) -> None:
+    """Loads an earlier run's float weights (``best.weights.npz``, saved before prior correction)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init_from: {path} does not exist; pass the float/best.weights.npz "
+                                "of an earlier run of the same model, or leave init_from empty")
+    try:
+        load_weights(model, path)
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"train.init_from: {path} does not fit this model ({error}); it must come from a "
+                         "run with the same [model] settings and classes") from error
+    log.info("float: warm start from %s", path)
+
+
+def freeze_batchnorm(config: BuildConfig, phase: str) -> bool:
+    """Pretrained BatchNorm statistics stay frozen unless asked; a network trained from scratch has
+    none worth keeping, so it always trains them."""
+    if str(config.model.weights).lower() == "none":
+        return False
+    return not (config.train.train_batchnorm and phase == "finetune")
 
 
 def training_prior(labels: np.ndarray, num_classes: int, cfg: TrainConfig) -> np.ndarray:

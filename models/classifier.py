@@ -15,6 +15,7 @@ from models.backbones import BACKBONES, BLOCK_PREFIXES
 from models.keras import keras
 
 HEAD_LAYERS = ("head_pool", "head_dropout", "head_logits", "probabilities")
+BATCHNORM_TRAINING_MOMENTUM = 0.99
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,12 @@ def set_trainable_top(model: "keras.Model", backbone: str, blocks: int, *, freez
         if layer.name.startswith(prefix) and layer.name[len(prefix):].split("_")[0] in unfrozen:
             trainable_from_top = True
         # Layers after the first unfrozen block (e.g. MobileNetV2's final Conv_1) train too.
-        frozen_bn = freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = trainable_from_top and not frozen_bn
+        is_batchnorm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable_from_top and not (freeze_batchnorm and is_batchnorm)
+        if is_batchnorm and layer.trainable:
+            # Keras Applications' 0.999 lets moving statistics trail the weights by ~1,000 steps, i.e.
+            # several epochs of a small data set; 0.99 follows within an epoch.
+            layer.momentum = min(layer.momentum, BATCHNORM_TRAINING_MOMENTUM)
     return sum(1 for layer in model.layers if layer.trainable and layer.weights)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("tensorflow_model_optimization", reason="QAT needs tensorflow-model-optimization")
 
-from build.qat import apply_qat, quantize_aware  # noqa: E402
+from build.qat import apply_qat, calibrate_ranges, quantize_aware  # noqa: E402
 from build.run import start_run  # noqa: E402
 from build.train import train_float  # noqa: E402
 from models.backbones import BACKBONES  # noqa: E402
@@ -28,6 +28,40 @@ SMALL = {
 
 def test_every_registered_backbone_is_covered_here():
     assert set(SMALL) == set(BACKBONES)
+
+
+def _calibration_batches(size: int):
+    rng = np.random.default_rng(0)
+    return [rng.uniform(-1, 1, (8, size, size, 3)).astype(np.float32) for _ in range(3)]
+
+
+def test_calibrated_ranges_make_the_fake_quantized_model_match_the_float_one():
+    keras.utils.set_random_seed(0)
+    float_model = build_model(SMALL["small_cnn"], num_classes=3)
+    model = quantize_aware(float_model)
+    probe = np.concatenate(_calibration_batches(32))
+    error_before = np.abs(model(probe).numpy() - float_model(probe).numpy()).mean()
+
+    calibrate_ranges(model, _calibration_batches(32))
+
+    # tfmot starts at [-6, 6] (the input at [0, 0]); the inputs span [-1, 1].
+    low, high = (weight.numpy() for weight in model.get_layer("quantize_layer").weights[:2])
+    assert -1.01 < low < -0.95 and 0.95 < high < 1.01
+    error_after = np.abs(model(probe).numpy() - float_model(probe).numpy()).mean()
+    assert error_after < error_before / 10, (error_before, error_after)
+
+
+def test_calibrating_ranges_leaves_weights_and_batchnorm_statistics_alone():
+    keras.utils.set_random_seed(0)
+    model = quantize_aware(build_model(SMALL["mobilenet"], num_classes=3))
+    untouched = {v.name: v.numpy() for v in model.variables if not v.name.endswith(("_min:0", "_max:0"))}
+    assert any("moving_mean" in name for name in untouched)
+
+    calibrate_ranges(model, _calibration_batches(32))
+
+    for variable in model.variables:
+        if variable.name in untouched:
+            np.testing.assert_array_equal(variable.numpy(), untouched[variable.name], err_msg=variable.name)
 
 
 def _is_quantize_wrapper(layer) -> bool:

@@ -20,7 +20,7 @@ pytest.importorskip("tensorflow", reason="training needs TensorFlow (the [build]
 from build.config import BuildConfig, TrainConfig, load_config  # noqa: E402
 from build.pipeline import BalanceConfig  # noqa: E402
 from build.run import start_run  # noqa: E402
-from build.train import learning_rate_at, make_optimizer, train_float, training_prior  # noqa: E402
+from build.train import freeze_batchnorm, learning_rate_at, make_optimizer, train_float, training_prior  # noqa: E402
 from tests.conftest import TINY_LABELS, tiny_training_set  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,6 +126,41 @@ def test_resuming_a_finished_run_with_another_config_is_refused(trained_run):
     longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=9))
     with pytest.raises(ValueError, match=r"cannot resume .*\['train'\]"):
         start_run(run.root, longer, resume=True)
+
+
+
+def test_a_warm_started_run_starts_from_the_earlier_runs_weights(trained_run, tmp_path):
+    run, config, model_path = trained_run
+    from converters.export import load_keras_model
+
+    # No head phase and a zero learning rate: the continued model must be the earlier one, unchanged.
+    warm = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, init_from=str(run.root / "float" / "best.weights.npz"), head_epochs=0, epochs=1,
+        learning_rate=0.0, warmup_epochs=0))
+    continued = train_float(start_run(tmp_path / "warm", warm, resume=False), warm)
+    for before, after in zip(load_keras_model(model_path).get_weights(),
+                             load_keras_model(continued).get_weights()):
+        np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
+
+
+def test_a_warm_start_from_a_missing_file_says_what_to_pass(trained_run, tmp_path):
+    _, config, _ = trained_run
+    missing = str(tmp_path / "nope.npz")
+    warm = dataclasses.replace(config, train=dataclasses.replace(config.train, init_from=missing))
+    with pytest.raises(FileNotFoundError, match=r"init_from: .*nope.npz.*best.weights.npz"):
+        train_float(start_run(tmp_path / "warm", warm, resume=False), warm)
+
+
+@pytest.mark.parametrize("weights, train_batchnorm, phase, frozen", [
+    ("imagenet", False, "finetune", True),
+    ("imagenet", True, "finetune", False),
+    ("imagenet", True, "head", True),
+    ("none", False, "head", False),
+])
+def test_batchnorm_trains_only_when_asked_or_from_scratch(weights, train_batchnorm, phase, frozen):
+    overrides = [f"model.weights='{weights}'", f"train.train_batchnorm={str(train_batchnorm).lower()}"]
+    config = load_config(TINY_TOML, overrides)
+    assert freeze_batchnorm(config, phase) is frozen
 
 
 # --- killed and resumed --------------------------------------------------------------------------------
