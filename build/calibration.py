@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 
 from build.metrics import expected_calibration_error
 from edge.classifier import LOG_EPSILON
@@ -81,6 +81,33 @@ def calibrate(probs_or_logits: np.ndarray, y: np.ndarray) -> CalibrationResult:
         ece_after=expected_calibration_error(after, y),
         n=len(y),
     )
+
+
+def fit_balanced_shift(probs_or_logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A per-class logit shift that turns a model's scores into balanced decisions, fitted on held-out data.
+
+    Fits a temperature and one bias per class by negative log-likelihood (bias-corrected temperature
+    scaling): the model's probabilities then match this data's class mix, whatever its training
+    sampling did (an oversampled rare class, memorised from its few images, is often predicted far too
+    often). Dividing by this data's class frequencies gives the decision with the best expected
+    balanced accuracy; the shift expresses it in the model's own logits: argmax(logits - shift).
+    Every class must occur in ``y``. Returns the mean-centred shift.
+    """
+    logits, y = _check(probs_or_logits, y)
+    num_classes = logits.shape[1]
+    counts = np.bincount(y, minlength=num_classes)
+    if np.any(counts == 0):
+        missing = np.flatnonzero(counts == 0).tolist()
+        raise ValueError(f"cannot fit class biases: classes {missing} have no examples in the held-out data")
+
+    def loss(params: np.ndarray) -> float:
+        return _nll(logits / np.exp(params[0]) + params[1:], y)
+
+    fitted = minimize(loss, np.zeros(num_classes + 1), method="L-BFGS-B",
+                      bounds=[LOG_T_BOUNDS] + [(-20.0, 20.0)] * num_classes).x
+    temperature, bias = np.exp(fitted[0]), fitted[1:]
+    shift = -temperature * (bias - np.log(counts / counts.sum()))
+    return shift - shift.mean()
 
 
 def apply_temperature(probs_or_logits: np.ndarray, temperature: float) -> np.ndarray:

@@ -61,6 +61,9 @@ class TrainConfig:
         patience: Stop phase 2 after this many epochs without a better validation balanced accuracy.
         prior_correction: Strength of the logit adjustment folded into the head after training
             (1 = predict as if classes were equally likely; 0 = keep the sampling prior).
+        fit_class_bias: Instead, fold into the head a per-class shift fitted on the validation split
+            (``build.calibration.fit_balanced_shift``): fixes classes predicted too often or too
+            rarely, at the price of validation numbers that flatter the model (judge it on test).
         augment: Augmentation of training images.
         balance: Class balancing.
         seed: Seed for weights of the head, sampling and augmentation.
@@ -84,6 +87,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     patience: int = 5
     prior_correction: float = 1.0
+    fit_class_bias: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     seed: int = 0

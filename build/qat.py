@@ -18,7 +18,7 @@ from build.pipeline import calibration_sample, training_dataset
 from build.run import Run, cached_split, class_names, input_spec, prepare_split, write_text_atomic
 from build.progress import (append_log, load_state, load_weights, save_model_atomic, save_weights_atomic,
                             truncate_log)
-from build.train import training_prior, validation_balanced_accuracy
+from build.train import float_decision_shift, training_prior, validation_balanced_accuracy
 from converters.export import load_keras_model
 from edge.preprocess import normalize
 
@@ -94,10 +94,10 @@ def _range_kind(variable) -> str:
 def apply_qat(run: Run, config: BuildConfig) -> Path:
     """Fine-tunes the float model of ``run`` with fake quantization; returns the QAT model path.
 
-    The float model's prior correction is taken out before training (the training data is drawn with
+    The float model's decision shift is taken out before training (the training data is drawn with
     the sampling prior) and folded back into the quantized head afterwards.
     """
-    from models.classifier import adjust_prior
+    from models.classifier import shift_logits
     from models.keras import keras, tf
 
     stage = run.stage("qat")
@@ -120,7 +120,8 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
 
     keras.utils.set_random_seed(cfg.seed)
     float_model = load_keras_model(float_path)
-    adjust_prior(float_model, prior, -cfg.prior_correction)
+    shift = float_decision_shift(run, config, prior)
+    shift_logits(float_model, -shift)
     model = quantize_aware(float_model)
     calibration = [normalize(np.stack(images), spec) for images in _chunks(
         calibration_sample(train.pixels, config.export.calibration_images, cfg.seed), cfg.batch_size)]
@@ -137,7 +138,7 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
     else:
         calibrate_ranges(model, calibration)
         # Epoch 0 = the float weights under fake quantization: QAT must beat it to be kept.
-        state["best"] = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
+        state["best"] = validation_balanced_accuracy(model, val, spec, shift)
         save_weights_atomic(model, stage / "best.weights.npz")
         log.info("qat: before fine-tuning, val balanced accuracy %.4f", state["best"])
 
@@ -148,7 +149,7 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
         epoch_started = time.perf_counter()
         history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2)
         seconds = time.perf_counter() - epoch_started
-        score = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
+        score = validation_balanced_accuracy(model, val, spec, shift)
         improved = score > state["best"]
         if improved:
             save_weights_atomic(model, stage / "best.weights.npz")
@@ -165,8 +166,8 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
 
     load_weights(model, stage / "best.weights.npz")
-    adjust_prior(model, prior, cfg.prior_correction)
-    # Measured again on the final weights: the prior correction shifts the logits' range.
+    shift_logits(model, shift)
+    # Measured again on the final weights: the shift moves the logits' range.
     calibrate_ranges(model, calibration)
     save_model_atomic(model, final_path)
     write_text_atomic(stage / "summary.json", json.dumps(

@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 def train_float(run: Run, config: BuildConfig) -> Path:
     """Trains the float model of ``run`` (or finishes an interrupted training) and returns its path.
 
-    The saved model has the prior correction folded into its head (see ``models.classifier.adjust_prior``).
+    The saved model has its decision shift folded into its head (see :func:`decision_shift`); the
+    shift is recorded in ``summary.json`` so that QAT can take it out and put it back.
     """
-    from models.classifier import adjust_prior, build_model, set_trainable_top
+    from models.classifier import build_model, prior_shift, set_trainable_top, shift_logits
     from models.keras import keras, tf
 
     stage = run.stage("float")
@@ -93,7 +94,7 @@ def train_float(run: Run, config: BuildConfig) -> Path:
         epoch_started = time.perf_counter()
         history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2, class_weight=class_weight)
         seconds = time.perf_counter() - epoch_started
-        score = validation_balanced_accuracy(model, val, spec, prior, cfg.prior_correction)
+        score = validation_balanced_accuracy(model, val, spec, prior_shift(prior, cfg.prior_correction))
         improved = score > state["best"]
         if improved:
             save_weights_atomic(model, stage / "best.weights.npz")
@@ -115,9 +116,13 @@ def train_float(run: Run, config: BuildConfig) -> Path:
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
 
     load_weights(model, stage / "best.weights.npz")
-    adjust_prior(model, prior, cfg.prior_correction)
+    shift = decision_shift(model, val, spec, prior, cfg)
+    shift_logits(model, shift)
     save_model_atomic(model, final_path)
     summary = {**state, "steps_per_epoch": steps, "train_prior": prior.tolist(), "classes": classes,
+               "logit_shift": shift.tolist(), "fit_class_bias": cfg.fit_class_bias,
+               "val_balanced_accuracy_shifted": validation_balanced_accuracy(model, val, spec,
+                                                                             np.zeros_like(shift)),
                "wall_seconds": time.perf_counter() - started}
     write_text_atomic(stage / "summary.json", json.dumps(summary, indent=2))
     log.info("float: best val balanced accuracy %.4f at epoch %d -> %s", state["best"], state["best_epoch"],
@@ -154,6 +159,34 @@ def freeze_batchnorm(config: BuildConfig, phase: str) -> bool:
     if str(config.model.weights).lower() == "none":
         return False
     return not (config.train.train_batchnorm and phase == "finetune")
+
+
+def decision_shift(model, val: CachedImages, spec: InputSpec, prior: np.ndarray,
+                   cfg: TrainConfig) -> np.ndarray:
+    """The logit shift folded into the head of a model trained under ``prior``: logit adjustment of
+    strength ``cfg.prior_correction``, or with ``cfg.fit_class_bias`` a balanced shift fitted on the
+    validation split (the model's own log-probabilities are its logits up to a per-image constant)."""
+    from models.classifier import prior_shift
+
+    if not cfg.fit_class_bias:
+        return prior_shift(prior, cfg.prior_correction)
+    from build.calibration import fit_balanced_shift
+
+    shift = fit_balanced_shift(predict_probabilities(model, val.pixels, spec), val.labels)
+    log.info("float: class shift fitted on validation %s (prior correction would be %s)", np.round(shift, 2),
+             np.round(prior_shift(prior, cfg.prior_correction), 2))
+    return shift
+
+
+def float_decision_shift(run: Run, config: BuildConfig, prior: np.ndarray) -> np.ndarray:
+    """The shift folded into ``run``'s float model (runs saved before it was recorded used the prior)."""
+    from models.classifier import prior_shift
+
+    summary_path = run.root / "float" / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if "logit_shift" in summary:
+        return np.asarray(summary["logit_shift"], dtype=np.float64)
+    return prior_shift(prior, config.train.prior_correction)
 
 
 def training_prior(labels: np.ndarray, num_classes: int, cfg: TrainConfig) -> np.ndarray:
@@ -196,11 +229,10 @@ def predict_probabilities(model, pixels: np.ndarray, spec: InputSpec) -> np.ndar
     return np.concatenate([model(batch, training=False).numpy() for batch in evaluation_batches(pixels, spec)])
 
 
-def validation_balanced_accuracy(model, val: CachedImages, spec: InputSpec, prior: np.ndarray,
-                                 strength: float) -> float:
-    """Balanced accuracy on the validation split, with the prior correction the saved model will have."""
+def validation_balanced_accuracy(model, val: CachedImages, spec: InputSpec, shift: np.ndarray) -> float:
+    """Balanced accuracy on the validation split, with the logit shift the saved model will have."""
     from sklearn.metrics import balanced_accuracy_score
 
     probabilities = predict_probabilities(model, val.pixels, spec)
-    corrected = np.log(probabilities + 1e-12) - strength * np.log(prior)
+    corrected = np.log(probabilities + 1e-12) - shift
     return float(balanced_accuracy_score(val.labels, corrected.argmax(axis=1)))

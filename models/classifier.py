@@ -102,11 +102,25 @@ def adjust_prior(model: "keras.Model", train_prior: np.ndarray, strength: float 
     likely, which is what balanced accuracy rewards. A negative ``strength`` undoes an adjustment.
     Works on float models and on their quantization-aware wrappers.
     """
-    bias = head_logits_layer(model).bias
+    num_classes = head_logits_layer(model).bias.shape[0]
+    shift_logits(model, prior_shift(train_prior, strength, num_classes=num_classes))
+
+
+def prior_shift(train_prior: np.ndarray, strength: float, *, num_classes: int | None = None) -> np.ndarray:
+    """The (mean-centred) logit shift of logit adjustment: ``strength * log(train_prior)``."""
     prior = np.asarray(train_prior, dtype=np.float64)
-    if prior.shape != tuple(bias.shape) or np.any(prior <= 0):
-        raise ValueError(f"train_prior must be {bias.shape[0]} positive numbers, got {train_prior}")
-    shift = strength * (np.log(prior) - np.log(prior).mean())
+    size = num_classes or prior.size
+    if prior.shape != (size,) or np.any(prior <= 0):
+        raise ValueError(f"train_prior must be {size} positive numbers, got {train_prior}")
+    return strength * (np.log(prior) - np.log(prior).mean())
+
+
+def shift_logits(model: "keras.Model", shift: np.ndarray) -> None:
+    """Subtracts ``shift`` (one number per class) from the head's logits by moving its bias."""
+    bias = head_logits_layer(model).bias
+    shift = np.asarray(shift, dtype=np.float64)
+    if shift.shape != tuple(bias.shape) or not np.all(np.isfinite(shift)):
+        raise ValueError(f"a logit shift must be {bias.shape[0]} finite numbers, got {shift}")
     bias.assign(bias.numpy() - shift.astype(bias.dtype.as_numpy_dtype))
 
 

@@ -151,6 +151,30 @@ def test_a_warm_start_from_a_missing_file_says_what_to_pass(trained_run, tmp_pat
         train_float(start_run(tmp_path / "warm", warm, resume=False), warm)
 
 
+
+def test_a_class_shift_fitted_on_validation_is_folded_into_the_head_and_recorded(trained_run, tmp_path):
+    run, config, _ = trained_run
+    from converters.export import load_keras_model
+    from models.classifier import build_model, prior_shift
+    from build.calibration import softmax
+    from build.progress import load_weights
+
+    fitted = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, init_from=str(run.root / "float" / "best.weights.npz"), head_epochs=0, epochs=1,
+        learning_rate=0.0, warmup_epochs=0, fit_class_bias=True))
+    shifted_run = start_run(tmp_path / "fitted", fitted, resume=False)
+    saved = load_keras_model(train_float(shifted_run, fitted))
+
+    summary = json.loads((shifted_run.root / "float" / "summary.json").read_text())
+    shift = np.array(summary["logit_shift"])
+    assert summary["fit_class_bias"] and shift.shape == (3,) and abs(shift.sum()) < 1e-6
+    assert not np.allclose(shift, prior_shift(np.array(summary["train_prior"]), 1.0))
+    raw = build_model(config.model, num_classes=3)
+    load_weights(raw, shifted_run.root / "float" / "best.weights.npz")
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    expected = softmax(np.log(raw.predict(images, verbose=0)) - shift)
+    np.testing.assert_allclose(saved.predict(images, verbose=0), expected, atol=1e-5)
+
 @pytest.mark.parametrize("weights, train_batchnorm, phase, frozen", [
     ("imagenet", False, "finetune", True),
     ("imagenet", True, "finetune", False),
