@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # Export settings only shape the last stage, which always runs again: changing them is safe on resume
 # (and so are QAT settings before QAT has started).
 RESUMABLE_CHANGES = {"export"}
+# Train settings that act only once the last epoch is done, so they may change until the float model exists.
+AFTER_TRAINING_KEYS = ("fit_class_bias",)
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,17 @@ def start_run(root: str | Path, config: BuildConfig, *, resume: bool) -> Run:
     """
     run = Run(Path(root))
     if run.config_file.exists():
-        saved, wanted = json.loads(run.config_file.read_text()), json.loads(config.to_json())
         if not resume:
             raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it, or choose "
                                   "another --run folder")
+        # Through the dataclasses: a key added to the code since the run started reads as its default.
+        saved, wanted = json.loads(run.load_config().to_json()), json.loads(config.to_json())
         changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         # A later stage's settings may change as long as that stage has not started.
         allowed = RESUMABLE_CHANGES | ({"qat"} if not (run.root / "qat" / "state.json").exists() else set())
+        train_changes = {k for k in saved["train"] if saved["train"][k] != wanted["train"].get(k)}
+        if train_changes <= set(AFTER_TRAINING_KEYS) and not (run.root / "float" / "model.keras").exists():
+            allowed |= {"train"}
         if set(changed) - allowed:
             raise ValueError(f"cannot resume {run.root}: the config differs from the saved one in {changed}. "
                              "Resume with the same config, or start a new run folder.")

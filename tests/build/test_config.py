@@ -103,6 +103,26 @@ def test_a_run_folder_saves_the_config_and_reopens_only_on_resume(tmp_path):
     assert start_run(tmp_path / "run", config, resume=True) == run
 
 
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    config = load_config(CONFIGS / "tiny.toml")
+    start_run(tmp_path / "run", config, resume=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    del saved["train"]["fit_class_bias"]  # as written by an older version
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    start_run(tmp_path / "run", config, resume=True)
+
+
+def test_a_setting_used_after_the_last_epoch_may_change_until_the_float_model_exists(tmp_path):
+    config = load_config(CONFIGS / "tiny.toml")
+    start_run(tmp_path / "run", config, resume=False)
+    fitted = dataclasses.replace(config, train=dataclasses.replace(config.train, fit_class_bias=True))
+    assert start_run(tmp_path / "run", fitted, resume=True).load_config() == fitted
+    (tmp_path / "run" / "float").mkdir()
+    (tmp_path / "run" / "float" / "model.keras").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"cannot resume .*\['train'\]"):
+        start_run(tmp_path / "run", config, resume=True)
+
+
 def test_resume_refuses_a_changed_config_and_names_the_section(tmp_path):
     config = load_config(CONFIGS / "tiny.toml")
     start_run(tmp_path / "run", config, resume=False)
