@@ -123,7 +123,7 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     write_text_atomic(out / "parity.json", json.dumps(reports, indent=2) + "\n")
     _print_parity(reports)
     if "int8" in config.export.variants:
-        source = choose_int8(reports, config.export.int8_source)
+        source = choose_int8(reports, config.export.int8_source, _gate(config, "int8"))
         files["int8"], reports["int8"] = files[f"int8-{source}"], {**reports[f"int8-{source}"], "source": source}
         print(f"int8 ships from {source.upper()} (top-1 agreement {reports['int8']['top1_agreement']:.4f})")
     failures = []
@@ -207,17 +207,25 @@ def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: 
     return files
 
 
-def choose_int8(reports: dict[str, dict], policy: str) -> str:
-    """Which int8 candidate ships: ``qat``, ``ptq``, or ``best`` (higher top-1 agreement with the float
-    model; QAT on a tie). A short QAT run can trail post-training quantization, and the gate judges
-    the file, not the recipe."""
+def choose_int8(reports: dict[str, dict], policy: str, gate=None) -> str:
+    """Which int8 candidate ships: ``qat``, ``ptq``, or ``best``: one that passes ``gate`` if any does,
+    then the higher top-1 agreement with the float model (QAT on a tie). A short QAT run can trail
+    post-training quantization, and the gate judges the file, not the recipe."""
+    from converters.validate import ParityReport, check_gate
+
     available = [source for source in ("qat", "ptq") if f"int8-{source}" in reports]
     if policy in ("qat", "ptq"):
         if policy not in available:
             raise ValueError(f"export.int8_source = {policy!r}, but there is no {policy.upper()} int8 file "
                              f"(qat.enabled = false?); use 'best' or 'ptq'")
         return policy
-    return max(available, key=lambda source: (reports[f"int8-{source}"]["top1_agreement"], source == "qat"))
+
+    def rank(source: str) -> tuple[bool, float, bool]:
+        report = reports[f"int8-{source}"]
+        passes = gate is None or not check_gate(ParityReport.from_dict(report), gate)
+        return passes, report["top1_agreement"], source == "qat"
+
+    return max(available, key=rank)
 
 
 def make_card(config: BuildConfig, frame, classes: list[str], *, temperature: float, abstain: dict,

@@ -79,6 +79,17 @@ def calibrate_ranges(model, batches: list, rounds: int = 2) -> None:
                     variable.assign(old)
 
 
+def freeze_batchnorm_statistics(model) -> None:
+    """Runs BatchNormalization in inference mode during QAT: batch statistics of fake-quantized
+    activations pull the moving statistics away from what the int8 file will use (measured on the
+    release: validation balanced accuracy fell 0.68 -> 0.41 over 750 QAT steps with trainable BN)."""
+    from models.keras import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -122,6 +133,7 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
     float_model = load_keras_model(float_path)
     shift = float_decision_shift(run, config, prior)
     shift_logits(float_model, -shift)
+    freeze_batchnorm_statistics(float_model)
     model = quantize_aware(float_model)
     calibration = [normalize(np.stack(images), spec) for images in _chunks(
         calibration_sample(train.pixels, config.export.calibration_images, cfg.seed), cfg.batch_size)]
