@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -48,8 +49,10 @@ def quantize_aware(model):
 _EMA_DECAY = 0.999
 _MOVING_RANGES = ("output_min", "output_max", "post_activation_min", "post_activation_max",
                   "pre_activation_min", "pre_activation_max")
-_OBSERVED_RANGES = ("kernel_min", "kernel_max", "depthwise_kernel_min", "depthwise_kernel_max",
-                    "quantize_layer_min", "quantize_layer_max")
+_OBSERVED_RANGES = ("kernel_min", "kernel_max", "depthwise_kernel_min", "depthwise_kernel_max")
+# The input's QuantizeLayer names its range after itself: "quantize_layer_min", or "quantize_layer_3_min"
+# when the process has wrapped models before.
+_INPUT_RANGE = re.compile(r"quantize_layer(_\d+)?_(min|max)")
 
 
 def calibrate_ranges(model, batches: list, rounds: int = 2) -> None:
@@ -99,7 +102,7 @@ def _range_kind(variable) -> str:
     name = variable.name.split("/")[-1].split(":")[0]
     if name in _MOVING_RANGES:
         return "moving"
-    return "observed" if name in _OBSERVED_RANGES else "other"
+    return "observed" if name in _OBSERVED_RANGES or _INPUT_RANGE.fullmatch(name) else "other"
 
 
 def apply_qat(run: Run, config: BuildConfig) -> Path:

@@ -37,6 +37,7 @@ def _calibration_batches(size: int):
 
 def test_calibrated_ranges_make_the_fake_quantized_model_match_the_float_one():
     keras.utils.set_random_seed(0)
+    quantize_aware(build_model(SMALL["small_cnn"], num_classes=3))  # later wraps get numbered layer names
     float_model = build_model(SMALL["small_cnn"], num_classes=3)
     model = quantize_aware(float_model)
     probe = np.concatenate(_calibration_batches(32))
@@ -45,7 +46,10 @@ def test_calibrated_ranges_make_the_fake_quantized_model_match_the_float_one():
     calibrate_ranges(model, _calibration_batches(32))
 
     # tfmot starts at [-6, 6] (the input at [0, 0]); the inputs span [-1, 1].
-    low, high = (weight.numpy() for weight in model.get_layer("quantize_layer").weights[:2])
+    input_quantizer = next(layer for layer in model.layers if type(layer).__name__ == "QuantizeLayer")
+    ranges = {weight.name.split("/")[-1].split(":")[0].rsplit("_", 1)[-1]: weight.numpy()
+              for weight in input_quantizer.weights}
+    low, high = ranges["min"], ranges["max"]
     assert -1.01 < low < -0.95 and 0.95 < high < 1.01
     error_after = np.abs(model(probe).numpy() - float_model(probe).numpy()).mean()
     assert error_after < error_before / 10, (error_before, error_after)
