@@ -174,17 +174,14 @@ class BuildConfig:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> BuildConfig:
     """Reads a TOML file (or starts from defaults) and applies ``section.key=value`` overrides.
 
+    A file may start with ``extends = "other.toml"`` (relative to itself): it then holds only what
+    differs from that file.
+
     Raises:
-        FileNotFoundError: The TOML file is missing.
+        FileNotFoundError: The TOML file (or one it extends) is missing.
         ValueError: An unknown section or key, or a value of the wrong type.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+    data = _read_toml(Path(path)) if path is not None else {}
     for override in overrides or []:
         key, sep, raw = override.partition("=")
         if not sep:
@@ -221,6 +218,27 @@ def _has_defaults(cls) -> bool:
         return True
     except TypeError:
         return False
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: 'extends' loops back to itself")
+    with open(path, "rb") as handle:
+        data = tomllib.load(handle)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    return _merge(_read_toml(path.parent / parent, (*seen, path.resolve())), data)
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return merged
 
 
 def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:

@@ -56,7 +56,8 @@ _INPUT_RANGE = re.compile(r"quantize_layer(_\d+)?_(min|max)")
 
 
 def calibrate_ranges(model, batches: list, rounds: int = 2) -> None:
-    """Sets the quantization ranges of a freshly wrapped QAT model from real batches.
+    """Sets the quantization ranges of a QAT model from real batches (after wrapping, and again on the
+    final weights).
 
     tfmot starts every range at [-6, 6] and, for activations, moves it by 0.1% per training step: a
     short QAT run would train under (and export) ranges still far from the model's: ReLU-free

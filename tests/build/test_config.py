@@ -131,3 +131,26 @@ def test_resume_refuses_a_changed_config_and_names_the_section(tmp_path):
     with pytest.raises(ValueError, match=r"cannot resume .*differs from the saved one in \['train'\]"):
         start_run(tmp_path / "run", changed, resume=True)
     assert (tmp_path / "run" / "config.json").read_text() == saved
+
+
+def test_a_config_that_extends_another_holds_only_what_differs(tmp_path):
+    (tmp_path / "base.toml").write_text('name = "base"\n[train]\nepochs = 7\nlearning_rate = 0.01\n')
+    (tmp_path / "child.toml").write_text('extends = "base.toml"\n[train]\nepochs = 3\n')
+    config = load_config(tmp_path / "child.toml")
+    assert (config.name, config.train.epochs, config.train.learning_rate) == ("base", 3, 0.01)
+
+
+def test_the_release_stage_2_config_continues_stage_1_with_its_model_and_data():
+    stage1, stage2 = load_config(CONFIGS / "ham10000.toml"), load_config(CONFIGS / "ham10000-continue.toml")
+    assert (stage2.model, stage2.data, stage2.train.augment) == (stage1.model, stage1.data, stage1.train.augment)
+    assert stage2.train.init_from and stage2.train.head_epochs == 0
+
+
+def test_a_missing_or_looping_parent_config_is_refused(tmp_path):
+    (tmp_path / "orphan.toml").write_text('extends = "gone.toml"\n')
+    with pytest.raises(FileNotFoundError, match="gone.toml"):
+        load_config(tmp_path / "orphan.toml")
+    (tmp_path / "loop.toml").write_text('extends = "loop.toml"\n')
+    with pytest.raises(ValueError, match="loops back"):
+        load_config(tmp_path / "loop.toml")
+
