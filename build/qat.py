@@ -27,20 +27,20 @@ log = logging.getLogger(__name__)
 
 
 def quantize_aware(model):
-    """Wraps every layer of a flat Functional float model for quantization-aware training.
+    """Wraps every layer of a flat Functional float model for quantization-aware training (tfmot's
+    default 8-bit scheme with per-channel depthwise kernels, see :mod:`models.quantization`).
 
     Raises:
         ValueError: The model nests another model or holds a layer tfmot cannot quantize.
     """
-    import tensorflow_model_optimization as tfmot
-
     from models.keras import keras
+    from models.quantization import quantize_model
 
     nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
     if nested:
         raise ValueError(f"quantization-aware training needs a flat model; {model.name!r} nests {nested}. "
                          "Build it with models.classifier.build_model.")
-    return tfmot.quantization.keras.quantize_model(model)
+    return quantize_model(model)
 
 
 # How tfmot's quantizers update their ranges in training mode: activations (MovingAverageQuantizer)

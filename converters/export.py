@@ -74,8 +74,11 @@ def load_keras_model(source: Any) -> Any:
         raise FileNotFoundError(f"Keras model not found: {path} (expected a .keras or .h5 file)")
     import tensorflow_model_optimization as tfmot
 
-    # The scope registers the QAT wrapper layers; float models load the same with or without it.
-    with tfmot.quantization.keras.quantize_scope():
+    from models.quantization import CUSTOM_OBJECTS
+
+    # The scope registers the QAT wrapper layers and our depthwise quantizer; float models load the same
+    # with or without it.
+    with tfmot.quantization.keras.quantize_scope(CUSTOM_OBJECTS):
         try:
             return keras.models.load_model(path, compile=False)
         except ValueError as error:
