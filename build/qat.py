@@ -106,11 +106,12 @@ def _range_kind(variable) -> str:
     return "observed" if name in _OBSERVED_RANGES or _INPUT_RANGE.fullmatch(name) else "other"
 
 
-def apply_qat(run: Run, config: BuildConfig) -> Path:
+def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware) -> Path:
     """Fine-tunes the float model of ``run`` with fake quantization; returns the QAT model path.
 
     The float model's decision shift is taken out before training (the training data is drawn with
-    the sampling prior) and folded back into the quantized head afterwards.
+    the sampling prior) and folded back into the quantized head afterwards. ``quantize`` wraps the
+    float model (``benchmarks.qat_scheme`` compares tfmot's stock scheme with ours).
     """
     from models.classifier import shift_logits
     from models.keras import keras, tf
@@ -138,7 +139,7 @@ def apply_qat(run: Run, config: BuildConfig) -> Path:
     shift = float_decision_shift(run, config, prior)
     shift_logits(float_model, -shift)
     freeze_batchnorm_statistics(float_model)
-    model = quantize_aware(float_model)
+    model = quantize(float_model)
     calibration = [normalize(np.stack(images), spec) for images in _chunks(
         calibration_sample(train.pixels, config.export.calibration_images, cfg.seed), cfg.batch_size)]
     optimizer = keras.optimizers.Adam(qcfg.learning_rate)
