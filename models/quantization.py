@@ -21,7 +21,8 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 class DepthwisePerChannelQuantizer(quantizers.LastValueQuantizer):
     """Symmetric int8 per output channel of a depthwise kernel, the grid TFLite's DEPTHWISE_CONV_2D uses."""
 
-    def __init__(self, **_ignored):
+    def __init__(self, **saved_config):
+        # A saved model passes back LastValueQuantizer's config; this quantizer has only one setting.
         super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
 
     def build(self, tensor_shape, name, layer):
