@@ -1,7 +1,7 @@
 """int8 fidelity by quantization scheme: post-training quantization, QAT under tfmot's stock scheme, and QAT
 with per-channel depthwise kernels (``models.quantization``), all from one trained float model.
 
-Each QAT run starts from the same calibrated ranges and trains the same steps at the same learning rate
+Each QAT run calibrates its ranges on the same training images and trains the same steps at the same rate
 (`build.qat.apply_qat` in a copy of the run folder); each int8 file is validated against the float model
 on the run's validation split and scored on its test split:
 

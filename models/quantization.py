@@ -3,7 +3,7 @@
 tfmot 0.8.1 quantizes convolution kernels per channel along their last axis. A DepthwiseConv2D kernel is
 (height, width, channels, multiplier), so its last axis is the multiplier (1 in MobileNetV2) and every
 depthwise layer ends up with a single range for all of its channels. After the converter folds
-BatchNorm into those kernels, channels with small weights keep only a few of their 255 levels (measured
+BatchNorm into those kernels, channels with small weights keep only a few of their 127 levels a side (measured
 on the v2 release: the first depthwise layer's median channel used 36 of 127, a tenth of them 7 or
 fewer). TFLite itself quantizes depthwise kernels per channel, so training under the same rounding
 costs nothing at run time.

@@ -17,7 +17,8 @@ SPEC = InputSpec(height=24, width=24)
 
 
 def _depthwise_model():
-    """Conv -> depthwise -> head, with BatchNorm scales spread over three decades, as after fine-tuning."""
+    """Conv -> depthwise -> head, its depthwise channels' weights spread over three decades (as BatchNorm
+    folding leaves them after fine-tuning)."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((24, 24, 3))
     x = keras.layers.Conv2D(16, 3, strides=2, use_bias=False)(inputs)
