@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build_args(build)
     build.add_argument("--publish", type=Path, metavar="DIR",
                        help="also write the bundle here (e.g. models/pretrained/ham10000), atomically")
+    build.add_argument("--finish-training", action="store_true",
+                       help="with --resume: end float training at its best completed epoch instead of "
+                            "running the remaining epochs, then go on to QAT and export")
     build.set_defaults(run=run_build)
 
     for name, help_text in (("train", "float training (both phases)"), ("qat", "quantization-aware training"),
@@ -144,7 +147,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     config = _load_build_config(args)
     run_dir = args.run_dir or DEFAULT_RUNS / config.name
-    return build_all(run_dir, config, resume=args.resume, publish=args.publish)
+    return build_all(run_dir, config, resume=args.resume, publish=args.publish,
+                     finish_training=args.finish_training)
 
 
 def run_stage(args: argparse.Namespace) -> int:

@@ -27,11 +27,18 @@ from edge.preprocess import InputSpec
 log = logging.getLogger(__name__)
 
 
-def train_float(run: Run, config: BuildConfig) -> Path:
+def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
     """Trains the float model of ``run`` (or finishes an interrupted training) and returns its path.
 
     The saved model has its decision shift folded into its head (see :func:`decision_shift`); the
     shift is recorded in ``summary.json`` so that QAT can take it out and put it back.
+
+    Args:
+        finish: End an interrupted training now, at its best completed epoch, instead of running the
+            epochs still planned (recorded as ``finished_early`` in the state and summary).
+
+    Raises:
+        ValueError: ``finish`` on a run with no completed epoch.
     """
     from models.classifier import build_model, prior_shift, set_trainable_top, shift_logits
     from models.keras import keras, tf
@@ -56,6 +63,8 @@ def train_float(run: Run, config: BuildConfig) -> Path:
     with strategy.scope():
         model = build_model(config.model, len(classes))
     state = load_state(stage)
+    if finish:
+        _finish_early(stage, state)
     if cfg.init_from and state["epoch"] == 0:
         warm_start(model, Path(cfg.init_from))
     # Also with no epoch completed: a kill between the log row and state.json leaves a row behind.
@@ -128,6 +137,18 @@ def train_float(run: Run, config: BuildConfig) -> Path:
     log.info("float: best val balanced accuracy %.4f at epoch %d -> %s", state["best"], state["best_epoch"],
              final_path)
     return final_path
+
+
+def _finish_early(stage: Path, state: dict) -> None:
+    """Marks an interrupted training as stopped, so that the best completed epoch becomes the model."""
+    if state["epoch"] == 0:
+        raise ValueError(f"cannot finish the training in {stage}: no epoch has completed yet. Resume it "
+                         "without --finish-training, or start a shorter run.")
+    if not state["stopped"]:
+        log.info("float: finishing after epoch %d as asked; the best is epoch %d (val balanced accuracy %.4f)",
+                 state["epoch"], state["best_epoch"], state["best"])
+        state.update(stopped=True, finished_early=True)
+        write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
 
 
 def _restore(stage: Path, state: dict, phase: str, model, checkpoint) -> None:

@@ -41,6 +41,12 @@ def test_a_missing_config_is_a_clear_error(tmp_path, capsys):
     assert "config file not found" in capsys.readouterr().err
 
 
+def test_finishing_training_without_resume_is_a_clear_error(tmp_path, capsys):
+    assert main(["build", "--config", str(TINY_TOML), "--run", str(tmp_path / "run"), "--finish-training"]) == 2
+    assert "pass it with --resume" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_predict_and_bench_need_no_tensorflow_import_at_parse_time():
     code = ("import sys; from build.cli import build_parser; build_parser(); "
             "print(any(m.startswith('tensorflow') for m in sys.modules))")

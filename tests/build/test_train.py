@@ -295,3 +295,35 @@ def test_a_killed_run_resumes_from_its_last_completed_epoch(tmp_path):
     state = json.loads((stage / "state.json").read_text())
     assert state["epoch"] == 4
     assert (stage / "model.keras").is_file() and (stage / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_can_be_finished_at_its_best_epoch(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data")
+    run_dir = tmp_path / "runs" / "finished"
+    stage = run_dir / "float"
+    # Killed after 2 of its 4 epochs; the user has no time for the other two.
+    run_training(tmp_path, run_dir, [f"data.sources=['{data}']", "train.epochs=3"], pause="after:2")
+    config = tiny_config(data, "train.epochs=3")
+    best = dict(np.load(stage / "best.weights.npz"))
+
+    model_path = train_float(start_run(run_dir, config, resume=True), config, finish=True)
+
+    assert [int(r["epoch"]) for r in read_log(stage / "log.csv")] == [1, 2]  # nothing trained after the request
+    state = json.loads((stage / "state.json").read_text())
+    assert state["finished_early"] and state["stopped"] and state["epoch"] == 2
+    summary = json.loads((stage / "summary.json").read_text())
+    assert summary["finished_early"] and summary["best_epoch"] == state["best_epoch"] <= 2
+    from converters.export import load_keras_model
+
+    # The model is the best epoch's (the head's bias also carries the decision shift).
+    weights = load_keras_model(model_path).get_weights()
+    assert np.array_equal(weights[0], best["arr_0"])
+
+
+def test_finishing_a_run_that_has_not_completed_an_epoch_says_what_to_do(tmp_path):
+    config = tiny_config(write_synthetic_dataset(tmp_path / "data"))
+    run = start_run(tmp_path / "runs" / "fresh", config, resume=False)
+    with pytest.raises(ValueError, match="no epoch has completed yet"):
+        train_float(run, config, finish=True)
+    assert not (run.root / "float" / "model.keras").exists()
