@@ -113,12 +113,19 @@ class QatConfig:
         epochs: QAT epochs.
         steps_per_epoch: Steps per QAT epoch; 0 = same as float training.
         learning_rate: Constant low learning rate of QAT.
+        distillation: Weight of the float model's predictions in the QAT target (the rest is the
+            labels): 0 trains on the labels alone, 1 asks the int8 model to reproduce the float model.
     """
 
     enabled: bool = True
     epochs: int = 2
     steps_per_epoch: int = 0
     learning_rate: float = 1e-5
+    distillation: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.distillation <= 1.0:
+            raise ValueError(f"qat.distillation must be between 0 and 1, got {self.distillation}")
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,19 @@ def freeze_batchnorm_statistics(model) -> None:
             layer.trainable = False
 
 
+def _compiled_trainer(model, float_model, distillation: float, optimizer):
+    """What ``fit`` trains: the QAT model on the labels, or a :class:`build.distill.Distiller` that
+    also learns from the float model (taken without its decision shift, like ``model``)."""
+    if not distillation:
+        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+        return model
+    from build.distill import Distiller
+
+    trainer = Distiller(model, float_model, distillation)
+    trainer.compile(optimizer=optimizer)
+    return trainer
+
+
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -143,7 +156,7 @@ def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware) -> Path
     calibration = [normalize(np.stack(images), spec) for images in _chunks(
         calibration_sample(train.pixels, config.export.calibration_images, cfg.seed), cfg.batch_size)]
     optimizer = keras.optimizers.Adam(qcfg.learning_rate)
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    trainer = _compiled_trainer(model, float_model, qcfg.distillation, optimizer)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints"), max_to_keep=2)
     state = load_state(stage)
@@ -164,7 +177,7 @@ def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware) -> Path
                                label_smoothing=cfg.label_smoothing)
     for epoch in range(state["epoch"], qcfg.epochs):
         epoch_started = time.perf_counter()
-        history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2)
+        history = trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2)
         seconds = time.perf_counter() - epoch_started
         score = validation_balanced_accuracy(model, val, spec, shift)
         improved = score > state["best"]
