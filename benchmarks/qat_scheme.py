@@ -1,5 +1,6 @@
-"""int8 fidelity by quantization scheme: post-training quantization, QAT under tfmot's stock scheme, and QAT
-with per-channel depthwise kernels (``models.quantization``), all from one trained float model.
+"""int8 fidelity by quantization scheme: post-training quantization, QAT under tfmot's stock scheme, QAT
+with per-channel depthwise kernels (``models.quantization``), and the latter trained towards the float
+model's predictions instead of the labels (``qat.distillation = 1``), all from one trained float model.
 
 Each QAT run calibrates its ranges on the same training images and trains the same steps at the same rate
 (`build.qat.apply_qat` in a copy of the run folder); each int8 file is validated against the float model
@@ -25,7 +26,9 @@ from build.pipeline import calibration_sample
 from build.run import Run, cached_split, class_names, input_spec, prepare_split
 
 FLOAT_FILES = ("model.keras", "best.weights.npz", "state.json", "log.csv", "summary.json")
-SCHEMES = ("ptq", "stock", "per-channel")
+SCHEMES = ("ptq", "stock", "per-channel", "distilled")
+# The weight of the float model's predictions in each QAT scheme's target; the rest learn from the labels.
+DISTILLATION = {"distilled": 1.0}
 
 
 def quantizers() -> dict:
@@ -34,7 +37,8 @@ def quantizers() -> dict:
 
     from build.qat import quantize_aware
 
-    return {"stock": tfmot.quantization.keras.quantize_model, "per-channel": quantize_aware}
+    return {"stock": tfmot.quantization.keras.quantize_model, "per-channel": quantize_aware,
+            "distilled": quantize_aware}
 
 
 def copy_float_stage(source: Run, target: Path) -> Run:
@@ -61,7 +65,9 @@ def int8_file(run: Run, config: BuildConfig, scheme: str, train_pixels, classes:
         quantization = QuantizationConfig.for_int8(
             calibration_sample(train_pixels, config.export.calibration_images, config.train.seed))
     else:
-        source = load_keras_model(apply_qat(run, config, quantize=quantizers()[scheme]))
+        qat = dataclasses.replace(config.qat, distillation=DISTILLATION.get(scheme, 0.0))
+        source = load_keras_model(apply_qat(run, dataclasses.replace(config, qat=qat),
+                                            quantize=quantizers()[scheme]))
         quantization = QuantizationConfig.for_int8(None)
     return export_tflite(source, run.root / "model_int8.tflite", quantization, input_spec=spec, labels=classes).path
 
