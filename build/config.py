@@ -114,15 +114,16 @@ class QatConfig:
         steps_per_epoch: Steps per QAT epoch; 0 = same as float training.
         learning_rate: Constant low learning rate of QAT.
         distillation: Weight of the float model's predictions in the QAT target (the rest is the
-            labels): 1 (default) asks the int8 model to reproduce the float model, which the parity
-            gate checks; 0 trains on the labels alone, free to drift from the float model.
+            labels): 0 (default) trains on the labels alone, which also keeps improving an
+            under-trained float model; 1 asks the int8 model to reproduce the float model, which
+            raises agreement with it (what the parity gate checks) but forgoes that gain.
     """
 
     enabled: bool = True
     epochs: int = 2
     steps_per_epoch: int = 0
     learning_rate: float = 1e-5
-    distillation: float = 1.0
+    distillation: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.distillation <= 1.0:

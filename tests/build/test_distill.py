@@ -62,9 +62,9 @@ def test_a_distillation_weight_outside_zero_to_one_is_refused():
 
 
 @pytest.mark.slow
-def test_qat_stage_trains_on_the_labels_alone_when_asked(tmp_path):
-    config = tiny_config(write_synthetic_dataset(tmp_path / "data"), "train.epochs=1", "qat.distillation=0.0")
-    run = start_run(tmp_path / "runs" / "labels", config, resume=False)
+def test_qat_stage_distils_when_configured(tmp_path):
+    config = tiny_config(write_synthetic_dataset(tmp_path / "data"), "train.epochs=1", "qat.distillation=1.0")
+    run = start_run(tmp_path / "runs" / "distilled", config, resume=False)
     float_path = train_float(run, config)
     float_bytes = float_path.read_bytes()
 
