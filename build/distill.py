@@ -23,9 +23,7 @@ class Distiller(keras.Model):
     """
 
     def __init__(self, student, teacher, weight: float):
-        super().__init__(name="distiller")
-        if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"the distillation weight must be between 0 and 1, got {weight}")
+        super().__init__(name="distiller")  # ``weight`` is checked where it is read: build.config.QatConfig
         self.student, self.teacher, self.weight = student, teacher, float(weight)
         self.loss_mean = keras.metrics.Mean(name="loss")
         self.label_accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
