@@ -239,10 +239,13 @@ def make_card(config: BuildConfig, frame, classes: list[str], *, temperature: fl
     """The bundle's card, before metrics are added."""
     float_summary = _read_json(run.root / "float" / "summary.json")
     qat_summary = _read_json(run.root / "qat" / "summary.json")
+    # The float model's decision shift is folded into every shipped file; recorded so that a release can
+    # be quantized again from its float16 file (QAT on labels takes the shift out first).
+    float_keys = ("best", "best_epoch", "epoch", "seconds", "steps_per_epoch", "logit_shift")
     training = {
         "config": config.to_dict(),
         "split": split_summary(frame, config),
-        "float": {k: float_summary.get(k) for k in ("best", "best_epoch", "epoch", "seconds", "steps_per_epoch")},
+        "float": {k: float_summary.get(k) for k in float_keys},
         "qat": {k: qat_summary.get(k) for k in ("best", "best_epoch", "epoch", "seconds", "steps_per_epoch")},
         "export_seconds": round(seconds, 1),
         "code_version": _code_version(),

@@ -74,6 +74,7 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     assert bundle.card.labels == ["blu", "grn", "rdl"]  # folder names, sorted
     assert "int8" in bundle.variants and bundle.card.validation["int8"]["n"] > 0
     assert bundle.card.training["split"]["grouped_by"] == "lesion_id"
+    assert len(bundle.card.training["float"]["logit_shift"]) == 3  # to quantize the release again later
     assert {"val", "test"} <= set(bundle.card.metrics) and bundle.card.temperature > 0
 
     capsys.readouterr()
