@@ -62,7 +62,7 @@ def test_a_distillation_weight_outside_zero_to_one_is_refused():
 
 
 @pytest.mark.slow
-def test_qat_stage_distils_when_configured(tmp_path):
+def test_qat_stage_distils_when_configured(tmp_path, capfd):
     config = tiny_config(write_synthetic_dataset(tmp_path / "data"), "train.epochs=1", "qat.distillation=1.0")
     run = start_run(tmp_path / "runs" / "distilled", config, resume=False)
     float_path = train_float(run, config)
@@ -71,5 +71,6 @@ def test_qat_stage_distils_when_configured(tmp_path):
     path = apply_qat(run, config)
 
     assert path.is_file() and float_path.read_bytes() == float_bytes
+    assert "agreement:" in capfd.readouterr().out  # the Distiller trained, reporting agreement with the teacher
     rows = read_log(run.root / "qat" / "log.csv")
     assert [int(r["epoch"]) for r in rows] == [1] and np.isfinite(float(rows[0]["loss"]))
