@@ -69,7 +69,9 @@ class TrainConfig:
         seed: Seed for weights of the head, sampling and augmentation.
         strategy: ``auto``, ``one``, ``mirrored`` or ``multiworker`` (tf.distribute).
         init_from: Weights to start from instead of the backbone's pretrained ones (warm start): a
-            ``float/best.weights.npz`` of an earlier run of the same model (saved before prior correction).
+            ``float/best.weights.npz`` of an earlier run of the same model (saved before prior correction),
+            or a released bundle's ``model_float16.tflite`` (its BatchNorm is folded into the convolutions,
+            so ``train_batchnorm`` must stay off).
         train_batchnorm: Also train BatchNormalization layers of the unfrozen blocks (their moving
             statistics then adapt to dermatoscopy). Off: pretrained statistics stay as they are.
     """
@@ -102,6 +104,9 @@ class TrainConfig:
             raise ValueError(f"strategy must be auto|one|mirrored|multiworker, got {self.strategy!r}")
         if self.batch_size < 1 or self.epochs < 0 or self.head_epochs < 0:
             raise ValueError("batch_size must be >= 1 and epochs >= 0")
+        if self.init_from.endswith(".tflite") and self.train_batchnorm:
+            raise ValueError(f"train.init_from = {self.init_from!r} has its BatchNorm folded into the "
+                             "convolutions: set train.train_batchnorm = false to continue from it")
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
     if finish:
         _finish_early(stage, state)
     if cfg.init_from and state["epoch"] == 0:
-        warm_start(model, Path(cfg.init_from))
+        warm_start(model, Path(cfg.init_from), fallback_shift=prior_shift(prior, cfg.prior_correction))
     # Also with no epoch completed: a kill between the log row and state.json leaves a row behind.
     truncate_log(stage / "log.csv", state["epoch"])
     if state["epoch"] > 0:
@@ -161,17 +161,39 @@ def _restore(stage: Path, state: dict, phase: str, model, checkpoint) -> None:
         load_weights(model, stage / "last.weights.npz")
 
 
-def warm_start(model, path: Path) -> None:
-    """Loads an earlier run's float weights (``best.weights.npz``, saved before prior correction)."""
+def warm_start(model, path: Path, *, fallback_shift: np.ndarray) -> None:
+    """Loads an earlier run's float weights: its ``float/best.weights.npz`` (saved before prior correction),
+    or a released bundle's float16/float32 ``.tflite``, whose head decision shift is taken out again (the
+    one its card records, else ``fallback_shift``, the shift this config's prior correction would fold in)."""
     if not path.is_file():
         raise FileNotFoundError(f"train.init_from: {path} does not exist; pass the float/best.weights.npz "
-                                "of an earlier run of the same model, or leave init_from empty")
+                                "of an earlier run of the same model, a bundle's model_float16.tflite, or "
+                                "leave init_from empty")
     try:
-        load_weights(model, path)
+        if path.suffix == ".tflite":
+            from converters.float_weights import load_float_tflite_weights
+            from models.classifier import shift_logits
+
+            load_float_tflite_weights(model, path)
+            recorded = recorded_logit_shift(path)
+            shift_logits(model, -(fallback_shift if recorded is None else recorded))
+            log.info("float: head decision shift taken out (%s)",
+                     "the card's" if recorded is not None else "not in the card: prior correction's")
+        else:
+            load_weights(model, path)
     except (ValueError, KeyError) as error:
         raise ValueError(f"train.init_from: {path} does not fit this model ({error}); it must come from a "
                          "run with the same [model] settings and classes") from error
     log.info("float: warm start from %s", path)
+
+
+def recorded_logit_shift(tflite_path: Path) -> np.ndarray | None:
+    """The decision shift folded into a bundle's float model, as its ``model_card.json`` records it."""
+    card_path = tflite_path.parent / "model_card.json"
+    if not card_path.is_file():
+        return None
+    shift = json.loads(card_path.read_text()).get("training", {}).get("float", {}).get("logit_shift")
+    return None if shift is None else np.asarray(shift, dtype=np.float64)
 
 
 def freeze_batchnorm(config: BuildConfig, phase: str) -> bool:

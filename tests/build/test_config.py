@@ -146,6 +146,20 @@ def test_the_release_stage_2_config_continues_stage_1_with_its_model_and_data():
     assert stage2.train.init_from and stage2.train.head_epochs == 0
 
 
+def test_the_release_stage_3_config_polishes_stage_2_at_a_low_rate_with_batchnorm_frozen():
+    stage2, stage3 = load_config(CONFIGS / "ham10000-continue.toml"), load_config(CONFIGS / "ham10000-polish.toml")
+    assert (stage3.model, stage3.data, stage3.qat) == (stage2.model, stage2.data, stage2.qat)
+    assert stage3.train.init_from.startswith("runs/ham10000-continue/")
+    assert stage3.train.learning_rate < stage2.train.learning_rate and not stage3.train.train_batchnorm
+
+
+def test_continuing_from_a_tflite_file_with_batchnorm_training_is_refused():
+    with pytest.raises(ValueError, match=r"model_float16\.tflite.*folded.*train_batchnorm = false"):
+        load_config(CONFIGS / "ham10000-polish.toml",
+                    ["train.init_from='models/pretrained/ham10000/model_float16.tflite'",
+                     "train.train_batchnorm=true"])
+
+
 def test_a_missing_or_looping_parent_config_is_refused(tmp_path):
     (tmp_path / "orphan.toml").write_text('extends = "gone.toml"\n')
     with pytest.raises(FileNotFoundError, match="gone.toml"):

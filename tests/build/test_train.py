@@ -143,6 +143,35 @@ def test_a_warm_started_run_starts_from_the_earlier_runs_weights(trained_run, tm
         np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("release_shift", [[0.6, -0.2, -0.4], None])
+def test_a_run_continues_from_a_bundles_float_file(trained_run, tmp_path, release_shift):
+    run, config, model_path = trained_run
+    from build.run import input_spec
+    from converters.export import export_tflite, load_keras_model
+    from converters.quantization import QuantizationConfig
+    from models.classifier import shift_logits
+
+    # A released bundle without its run folder: the float model's file, its head shifted by a decision
+    # shift the card records (when there is no card, the prior correction's shift is assumed).
+    released = load_keras_model(model_path)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    if release_shift is not None:
+        shift_logits(released, np.array(release_shift))
+        (bundle / "model_card.json").write_text(json.dumps({"training": {"float": {"logit_shift": release_shift}}}))
+    classes = json.loads((run.root / "float" / "summary.json").read_text())["classes"]
+    float_file = export_tflite(released, bundle / "model_float32.tflite", QuantizationConfig.for_float32(),
+                               input_spec=input_spec(config), labels=classes).path
+    warm = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, init_from=str(float_file), head_epochs=0, epochs=1, learning_rate=0.0, warmup_epochs=0))
+    continued = train_float(start_run(tmp_path / "warm", warm, resume=False), warm)
+
+    # Nothing trained (rate 0): the continued model is the run's own, with its own decision shift again.
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(load_keras_model(continued).predict(images, verbose=0),
+                               load_keras_model(model_path).predict(images, verbose=0), atol=1e-5)
+
+
 def test_a_warm_start_from_a_missing_file_says_what_to_pass(trained_run, tmp_path):
     _, config, _ = trained_run
     missing = str(tmp_path / "nope.npz")
