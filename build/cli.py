@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval-<model>)")
     evaluate.set_defaults(run=run_evaluate)
 
+    compare = commands.add_parser("compare", help="is model B really better than A? (paired bootstrap)")
+    compare.add_argument("a", type=Path, metavar="A", help="`skinlesion evaluate` --out folder or predictions.csv")
+    compare.add_argument("b", type=Path, metavar="B", help="the same for the other model, on the same images")
+    compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    compare.set_defaults(run=run_compare)
+
     sweep = commands.add_parser("sweep", help="random search over optimizer, learning rate, dropout, L2")
     _add_build_args(sweep)
     sweep.add_argument("--trials", type=int, default=6, help="number of configurations tried")
@@ -170,8 +176,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = args.out or DEFAULT_RUNS / f"eval-{args.model.name}"
     metrics = run_evaluate(args.model, args.data, variant=args.variant, tta=args.tta, split=args.split,
                            out=out, label_map=args.label_map)
-    print(f"balanced accuracy {metrics.balanced_accuracy:.4f}, accuracy {metrics.accuracy:.4f} "
-          f"on {metrics.n} images -> {out}")
+    low, high = metrics.balanced_accuracy_interval
+    print(f"balanced accuracy {metrics.balanced_accuracy:.4f} (95% interval {low:.4f}-{high:.4f}), "
+          f"accuracy {metrics.accuracy:.4f} on {metrics.n} images -> {out}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from build.significance import compare_predictions, format_comparison, read_predictions
+
+    if args.resamples < 100:
+        raise ValueError(f"--resamples {args.resamples} is too few for a 95% interval; use 1000 or more")
+    comparison = compare_predictions(read_predictions(args.a), read_predictions(args.b), resamples=args.resamples)
+    print(format_comparison(comparison, str(args.a), str(args.b)))
     return 0
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from build.atomic import write_text_atomic
+from build.significance import balanced_accuracy_interval
 
 ECE_BINS = 15
 DEFAULT_THRESHOLD = 0.5
@@ -46,6 +47,8 @@ class Metrics:
         accuracy: Share of images whose top class is right.
         balanced_accuracy: Mean recall over the classes present (the headline number for HAM10000,
             where 2 of 3 images are nevi).
+        balanced_accuracy_interval: Its 95 % stratified-bootstrap interval
+            (``build.significance``): how far the same model could score on another draw of images.
         per_class: Class code -> {precision, recall, f1, auc, support}.
         macro: Unweighted mean over classes of precision, recall, f1 and one-vs-rest auc.
         weighted: Support-weighted mean of precision, recall and f1.
@@ -73,6 +76,7 @@ class Metrics:
     ece: float
     subgroups: list[dict[str, Any]] = field(default_factory=list)
     abstained: float | None = None
+    balanced_accuracy_interval: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,7 +87,8 @@ class Metrics:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Metrics:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: (tuple(v) if k == "classes" else v) for k, v in data.items() if k in names})
+        tuples = ("classes", "balanced_accuracy_interval")
+        return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in data.items() if k in names})
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes metrics.json atomically and returns its path."""
@@ -194,6 +199,7 @@ def evaluate(
         ece=expected_calibration_error(probabilities, y),
         subgroups=subgroup_table(y, pred, metadata) if metadata is not None else [],
         abstained=None if abstained is None else float(np.mean(np.asarray(abstained, dtype=bool))),
+        balanced_accuracy_interval=balanced_accuracy_interval(y, pred, len(classes)),
     )
 
 

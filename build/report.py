@@ -220,6 +220,13 @@ def interpret(metrics: Metrics) -> list[str]:
             f"{metrics.balanced_accuracy:.0%} (balanced accuracy)."
         )
     ]
+    if metrics.balanced_accuracy_interval:
+        low, high = metrics.balanced_accuracy_interval
+        lines.append(
+            f"On another draw of as many images the balanced accuracy could as well be anywhere from {low:.0%} "
+            f"to {high:.0%} (95% bootstrap interval): differences between models smaller than that need "
+            "`skinlesion compare` before anyone believes them."
+        )
     recalls = {c: v["recall"] for c, v in metrics.per_class.items() if metrics.n_per_class[c] > 0}
     strong = [c for c, r in recalls.items() if r >= STRONG_RECALL]
     weak = [c for c, r in recalls.items() if r < WEAK_RECALL]
@@ -333,7 +340,7 @@ def _sections(metrics: Metrics, context: Mapping[str, str]) -> dict[str, object]
     headline = [
         ("Images", str(metrics.n)),
         ("Accuracy", _pct(metrics.accuracy)),
-        ("Balanced accuracy", _pct(metrics.balanced_accuracy)),
+        ("Balanced accuracy", _pct(metrics.balanced_accuracy) + _interval(metrics.balanced_accuracy_interval)),
         ("Macro F1", _pct(metrics.macro["f1"])),
         ("Macro AUC", _num(metrics.macro["auc"])),
         ("ECE (15 bins)", _num(metrics.ece)),
@@ -523,6 +530,10 @@ def _save(figure: Figure, path: str | os.PathLike) -> Path:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
+
+
+def _interval(bounds: Sequence[float] | None) -> str:
+    return "" if bounds is None else f" ({bounds[0]:.1%}–{bounds[1]:.1%})"
 
 
 def _num(value: float | None) -> str:

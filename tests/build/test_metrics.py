@@ -47,6 +47,14 @@ def test_headline_numbers_match_hand_computation():
     assert m.weighted["recall"] == pytest.approx(m.accuracy)
 
 
+def test_balanced_accuracy_comes_with_a_bootstrap_interval_that_survives_saving(tmp_path):
+    m = evaluate(Y, PROBS, CLASSES, malignant_indices=[0, 2])
+    low, high = m.balanced_accuracy_interval
+    # Two images per class: one more or less found moves the score a lot, and the interval says so.
+    assert low < m.balanced_accuracy < high and high - low > 0.3
+    assert Metrics.load(m.save(tmp_path / "metrics.json")) == m
+
+
 def test_melanoma_and_malignant_operating_point():
     m = evaluate(Y, PROBS, CLASSES, malignant_indices=[0, 2], threshold=0.5)
     # Top class mel on images 0 and 5: one of two melanomas, one of four others.

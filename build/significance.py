@@ -1,0 +1,145 @@
+"""How sure a balanced accuracy is: bootstrap intervals, and whether one model really beats another.
+
+HAM10000's rare classes make balanced accuracy noisy: the 1,000-image validation split holds about a dozen
+dermatofibromas, so one of them more or less moves the score by more than a point. Both functions resample
+images within each true class (a stratified bootstrap, so every resample keeps the split's class counts)::
+
+    >>> balanced_accuracy_interval(y_true, y_pred, num_classes=7)          # (0.63, 0.72)
+    >>> compare_predictions(read_predictions("a/predictions.csv"), read_predictions("b/predictions.csv"))
+
+Images of one lesion are resampled independently, so the intervals are, if anything, a little narrow.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RESAMPLES = 2000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Model B against model A on the same labelled images.
+
+    Attributes:
+        n: Images both were evaluated on.
+        balanced_accuracy_a, balanced_accuracy_b: Each model's balanced accuracy on them.
+        difference: ``b - a``.
+        interval: The ``level`` bootstrap interval of the difference (paired: both models scored on the
+            same resampled images).
+        b_better_share: Share of resamples in which B scored higher than A.
+        level: Confidence level of ``interval``.
+    """
+
+    n: int
+    balanced_accuracy_a: float
+    balanced_accuracy_b: float
+    difference: float
+    interval: tuple[float, float]
+    b_better_share: float
+    level: float
+
+    @property
+    def verdict(self) -> str:
+        low, high = self.interval
+        if low > 0:
+            return "B is better"
+        if high < 0:
+            return "A is better"
+        return "no measurable difference"
+
+
+def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, *,
+                               resamples: int = RESAMPLES, level: float = LEVEL,
+                               seed: int = 0) -> tuple[float, float]:
+    """The ``level`` percentile-bootstrap interval of the balanced accuracy of ``y_pred``."""
+    scores = _resampled_balanced_accuracy(np.asarray(y_true), [np.asarray(y_pred)], num_classes,
+                                          resamples, seed)[0]
+    return _percentiles(scores, level)
+
+
+def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, *, resamples: int = RESAMPLES, level: float = LEVEL,
+                        seed: int = 0) -> Comparison:
+    """Compares two ``predictions.csv`` tables of ``skinlesion evaluate`` (columns image_id, label, predicted).
+
+    Raises:
+        ValueError: The tables do not hold the same images with the same labels.
+    """
+    merged = a.merge(b, on="image_id", suffixes=("_a", "_b"), validate="one_to_one")
+    if len(merged) != len(a) or len(merged) != len(b):
+        raise ValueError(f"the two evaluations share {len(merged)} images of {len(a)} and {len(b)}: evaluate "
+                         "both models on the same --data and --split")
+    if not (merged["label_a"] == merged["label_b"]).all():
+        raise ValueError("the two evaluations label some images differently: evaluate both on the same data")
+    classes = sorted(set(merged["label_a"]) | set(merged["predicted_a"]) | set(merged["predicted_b"]))
+    index = {code: i for i, code in enumerate(classes)}
+    y_true = merged["label_a"].map(index).to_numpy()
+    predictions = [merged[column].map(index).to_numpy() for column in ("predicted_a", "predicted_b")]
+    score_a, score_b = (_balanced_accuracy(y_true, p, len(classes)) for p in predictions)
+    scores_a, scores_b = _resampled_balanced_accuracy(y_true, predictions, len(classes), resamples, seed)
+    differences = scores_b - scores_a
+    return Comparison(n=len(merged), balanced_accuracy_a=score_a, balanced_accuracy_b=score_b,
+                      difference=score_b - score_a, interval=_percentiles(differences, level),
+                      b_better_share=float(np.mean(differences > 0)), level=level)
+
+
+def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
+    """A ``predictions.csv``, or the ``skinlesion evaluate --out`` folder holding one."""
+    path = Path(path)
+    file = path / "predictions.csv" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: no predictions.csv; pass the --out folder of `skinlesion evaluate` "
+                                "or its predictions.csv")
+    table = pd.read_csv(file, dtype={"image_id": str, "label": str, "predicted": str})
+    missing = {"image_id", "label", "predicted"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{file} has no {', '.join(sorted(missing))} column: is it a predictions.csv of "
+                         "`skinlesion evaluate`?")
+    return table
+
+
+def format_comparison(comparison: Comparison, name_a: str, name_b: str) -> str:
+    """The comparison as a few lines of terminal text."""
+    low, high = comparison.interval
+    return "\n".join([
+        f"{comparison.n} images, balanced accuracy",
+        f"  A {comparison.balanced_accuracy_a:.3f}  {name_a}",
+        f"  B {comparison.balanced_accuracy_b:.3f}  {name_b}",
+        f"  B - A {100 * comparison.difference:+.1f} pt ({comparison.level:.0%} interval "
+        f"{100 * low:+.1f} to {100 * high:+.1f} pt; B higher in {comparison.b_better_share:.0%} of resamples)",
+        f"  {comparison.verdict}",
+    ])
+
+
+def _resampled_balanced_accuracy(y_true: np.ndarray, predictions: list[np.ndarray], num_classes: int,
+                                 resamples: int, seed: int) -> list[np.ndarray]:
+    """Balanced accuracy of each prediction on the same ``resamples`` stratified bootstrap resamples.
+
+    Within a class, recall on a resample is the mean of that class's hit indicators drawn with
+    replacement, so only the hits need resampling: (resamples, class size) draws per class.
+    """
+    rng = np.random.default_rng(seed)
+    present = [k for k in range(num_classes) if np.any(y_true == k)]
+    recalls = np.zeros((len(predictions), resamples, len(present)))
+    for column, k in enumerate(present):
+        members = np.flatnonzero(y_true == k)
+        draws = members[rng.integers(0, members.size, size=(resamples, members.size))]
+        for row, y_pred in enumerate(predictions):
+            recalls[row, :, column] = (y_pred[draws] == k).mean(axis=1)
+    return list(recalls.mean(axis=2))
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    return float(np.mean([np.mean(y_pred[y_true == k] == k) for k in range(num_classes) if np.any(y_true == k)]))
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)

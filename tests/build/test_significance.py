@@ -1,0 +1,74 @@
+"""Bootstrap intervals and paired comparisons: a real difference is called, noise is not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from build.cli import main
+from build.significance import balanced_accuracy_interval, compare_predictions, read_predictions
+
+CLASSES = ("akiec", "df", "nv")
+
+
+def predictions(hit_rates: dict[str, float], n_per_class: int, seed: int = 0) -> pd.DataFrame:
+    """A predictions.csv table whose model finds each class at the given rate (misses are called nv/akiec)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for code, rate in hit_rates.items():
+        hits = rng.permutation(np.arange(n_per_class) < round(rate * n_per_class))
+        wrong = "akiec" if code == "nv" else "nv"
+        rows += [{"image_id": f"{code}_{i}", "label": code, "predicted": code if hit else wrong}
+                 for i, hit in enumerate(hits)]
+    return pd.DataFrame(rows)
+
+
+def test_the_interval_holds_the_score_and_narrows_with_more_images():
+    def interval(n):
+        table = predictions({"akiec": 0.6, "df": 0.5, "nv": 0.9}, n)
+        y_true, y_pred = (table[c].map(CLASSES.index).to_numpy() for c in ("label", "predicted"))
+        return balanced_accuracy_interval(y_true, y_pred, len(CLASSES))
+
+    small, large = interval(12), interval(600)
+    assert small[0] < 2 / 3 < small[1] and large[0] < 2 / 3 < large[1]
+    assert large[1] - large[0] < 0.06 < 0.2 < small[1] - small[0]
+
+
+def test_a_clearly_better_model_is_called_better_either_way_round():
+    worse = predictions({"akiec": 0.5, "df": 0.4, "nv": 0.9}, 200)
+    better = predictions({"akiec": 0.7, "df": 0.6, "nv": 0.9}, 200, seed=1)
+    forward, backward = compare_predictions(worse, better), compare_predictions(better, worse)
+    assert forward.verdict == "B is better" and forward.interval[0] > 0 and forward.b_better_share > 0.99
+    assert backward.verdict == "A is better" and backward.difference == pytest.approx(-forward.difference)
+
+
+def test_one_more_rare_image_found_is_no_measurable_difference():
+    a = predictions({"akiec": 0.5, "df": 0.5, "nv": 0.9}, 12)
+    b = a.copy()
+    first_miss = b.index[(b.label == "df") & (b.predicted != "df")][0]
+    b.loc[first_miss, "predicted"] = "df"
+    comparison = compare_predictions(a, b)
+    assert comparison.difference == pytest.approx(1 / 12 / 3)
+    assert comparison.verdict == "no measurable difference" and comparison.interval[0] <= 0 < comparison.interval[1]
+
+
+def test_evaluations_of_different_images_are_refused():
+    a = predictions({"akiec": 0.5, "df": 0.5, "nv": 0.9}, 10)
+    with pytest.raises(ValueError, match=r"share 20 images of 30 and 20: evaluate both .*same --data and --split"):
+        compare_predictions(a, a[a.label != "nv"])
+
+
+def test_a_folder_without_predictions_says_what_to_pass(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no predictions.csv; pass the --out folder of `skinlesion evaluate`"):
+        read_predictions(tmp_path)
+
+
+def test_skinlesion_compare_prints_both_scores_and_the_verdict(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    predictions({"akiec": 0.5, "df": 0.4, "nv": 0.9}, 200).to_csv(tmp_path / "a" / "predictions.csv", index=False)
+    predictions({"akiec": 0.7, "df": 0.6, "nv": 0.9}, 200, seed=1).to_csv(tmp_path / "b.csv", index=False)
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "A 0.600" in out and "B 0.733" in out and "B - A +13.3 pt" in out and "B is better" in out
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nope")]) == 2
