@@ -223,9 +223,8 @@ def interpret(metrics: Metrics) -> list[str]:
     if metrics.balanced_accuracy_interval:
         low, high = metrics.balanced_accuracy_interval
         lines.append(
-            f"On another draw of as many images the balanced accuracy could as well be anywhere from {low:.0%} "
-            f"to {high:.0%} (95% bootstrap interval): differences between models smaller than that need "
-            "`skinlesion compare` before anyone believes them."
+            f"On another draw of as many images it could plausibly land anywhere from {low:.0%} to {high:.0%} "
+            "(95% bootstrap interval): judge two models with `skinlesion compare`, not by their scores alone."
         )
     recalls = {c: v["recall"] for c, v in metrics.per_class.items() if metrics.n_per_class[c] > 0}
     strong = [c for c, r in recalls.items() if r >= STRONG_RECALL]
