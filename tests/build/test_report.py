@@ -79,6 +79,8 @@ def test_report_files_embed_plots_and_interpretation(tmp_path, evaluation):
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (md_path.parent / link).is_file()
     assert "Melanoma sensitivity | 66.7%" in markdown
+    low, high = metrics.balanced_accuracy_interval
+    assert f"| Balanced accuracy | {metrics.balanced_accuracy:.1%} ({low:.1%}–{high:.1%}) |" in markdown
 
 
 def test_words_follow_the_numbers(evaluation):
@@ -86,6 +88,7 @@ def test_words_follow_the_numbers(evaluation):
     text = " ".join(interpret(metrics))
     assert "67% of melanomas are called melanoma" in text
     assert "Strong: akiec (100% found)" in text
+    assert "anywhere from" in text and "`skinlesion compare`" in text
     advice = " ".join(recommendations(metrics))
     assert "Melanoma sensitivity is below 80%" in advice
     assert "decision support" in advice
