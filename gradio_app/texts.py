@@ -251,6 +251,9 @@ def _metric_rows(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, s
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             shown = {"count": f"{int(value):,}", "percent": f"{value:.1%}", "number": f"{value:.3f}"}[kind]
+            interval = values.get(f"{key}_interval")
+            if interval:
+                shown += f" (95% interval {interval[0]:.1%}–{interval[1]:.1%})"
             rows.append((where, label, shown))
     return rows
 
