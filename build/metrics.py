@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from build.atomic import write_text_atomic
-from build.significance import balanced_accuracy_interval
+from build.significance import balanced_accuracy, balanced_accuracy_interval
 
 ECE_BINS = 15
 DEFAULT_THRESHOLD = 0.5
@@ -301,19 +301,11 @@ def subgroup_table(y_true: np.ndarray, y_pred: np.ndarray, metadata: pd.DataFram
                     "n": n,
                     "accuracy": float(np.mean(y_true[member] == y_pred[member])),
                     "balanced_accuracy": (
-                        _balanced_accuracy(y_true[member], y_pred[member]) if n >= MIN_SUBGROUP else None
+                        balanced_accuracy(y_true[member], y_pred[member]) if n >= MIN_SUBGROUP else None
                     ),
                 }
             )
     return rows
-
-
-
-
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    # Mean recall over the classes present, as sklearn's, without its warning when a small group's
-    # predictions name a class that group does not contain (normal, not a problem).
-    return float(np.mean([np.mean(y_pred[y_true == k] == k) for k in np.unique(y_true)]))
 
 
 def _one_vs_rest_auc(positive: np.ndarray, score: np.ndarray) -> float | None:

@@ -81,12 +81,18 @@ def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, *, resamples: int = RE
     index = {code: i for i, code in enumerate(classes)}
     y_true = merged["label_a"].map(index).to_numpy()
     predictions = [merged[column].map(index).to_numpy() for column in ("predicted_a", "predicted_b")]
-    score_a, score_b = (_balanced_accuracy(y_true, p, len(classes)) for p in predictions)
+    score_a, score_b = (balanced_accuracy(y_true, p) for p in predictions)
     scores_a, scores_b = _resampled_balanced_accuracy(y_true, predictions, len(classes), resamples, seed)
     differences = scores_b - scores_a
     return Comparison(n=len(merged), balanced_accuracy_a=score_a, balanced_accuracy_b=score_b,
                       difference=score_b - score_a, interval=_percentiles(differences, level),
                       b_better_share=float(np.mean(differences > 0)), level=level)
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true``, as sklearn's, without its warning when a small
+    group's predictions name a class that group does not contain (normal, not a problem)."""
+    return float(np.mean([np.mean(y_pred[y_true == k] == k) for k in np.unique(y_true)]))
 
 
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
@@ -133,10 +139,6 @@ def _resampled_balanced_accuracy(y_true: np.ndarray, predictions: list[np.ndarra
         for row, y_pred in enumerate(predictions):
             recalls[row, :, column] = (y_pred[draws] == k).mean(axis=1)
     return list(recalls.mean(axis=2))
-
-
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
-    return float(np.mean([np.mean(y_pred[y_true == k] == k) for k in range(num_classes) if np.any(y_true == k)]))
 
 
 def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
