@@ -56,8 +56,8 @@ def build_all(run_dir: str | Path, config: BuildConfig, *, resume: bool = False,
               publish: str | Path | None = None, finish_training: bool = False) -> int:
     """Runs every stage; returns the exit status (non-zero when the parity gate fails).
 
-    ``finish_training`` (with ``resume``) ends an interrupted float training at its best completed epoch
-    and goes on to QAT and export: for a run that has used up its time before its planned epochs.
+    ``finish_training`` (with ``resume``) ends the interrupted training, float or QAT, at its best completed
+    epoch and goes on with the next stages: for a run that has used up its time before its planned epochs.
     """
     if finish_training and not resume:
         raise ValueError("--finish-training ends an interrupted run's training: pass it with --resume")
@@ -71,7 +71,7 @@ def build_all(run_dir: str | Path, config: BuildConfig, *, resume: bool = False,
     print(f"split: {run.split_file} ({split_summary(frame, config)['counts']})")
     print(f"float model: {train_float(run, config, finish=finish_training)}")
     if config.qat.enabled:
-        print(f"QAT model: {apply_qat(run, config)}")
+        print(f"QAT model: {apply_qat(run, config, finish=finish_training)}")
     status = export_run(run, config, publish=publish)
     print(f"build finished in {(time.perf_counter() - started) / 60:.1f} min")
     return status

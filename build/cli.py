@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--publish", type=Path, metavar="DIR",
                        help="also write the bundle here (e.g. models/pretrained/ham10000), atomically")
     build.add_argument("--finish-training", action="store_true",
-                       help="with --resume: end float training at its best completed epoch instead of "
-                            "running the remaining epochs, then go on to QAT and export")
+                       help="with --resume: end the interrupted training (float or QAT) at its best "
+                            "completed epoch instead of running the remaining epochs, then go on")
     build.set_defaults(run=run_build)
 
     for name, help_text in (("train", "float training (both phases)"), ("qat", "quantization-aware training"),

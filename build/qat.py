@@ -119,12 +119,14 @@ def _range_kind(variable) -> str:
     return "observed" if name in _OBSERVED_RANGES or _INPUT_RANGE.fullmatch(name) else "other"
 
 
-def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware) -> Path:
+def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware, finish: bool = False) -> Path:
     """Fine-tunes the float model of ``run`` with fake quantization; returns the QAT model path.
 
     The float model's decision shift is taken out before training (the training data is drawn with
     the sampling prior) and folded back into the quantized head afterwards. ``quantize`` wraps the
-    float model (``benchmarks.qat_scheme`` compares tfmot's stock scheme with ours).
+    float model (``benchmarks.qat_scheme`` compares tfmot's stock scheme with ours). ``finish`` ends an
+    interrupted QAT at its best completed epoch instead of running the remaining ones (a QAT with no
+    completed epoch runs in full: there is nothing to finish).
     """
     from models.classifier import shift_logits
     from models.keras import keras, tf
@@ -172,10 +174,17 @@ def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware) -> Path
         save_weights_atomic(model, stage / "best.weights.npz")
         log.info("qat: before fine-tuning, val balanced accuracy %.4f", state["best"])
 
+    if finish and 0 < state["epoch"] < qcfg.epochs and not state.get("finished_early"):
+        log.info("qat: finishing after epoch %d of %d as asked; the best is epoch %d (val balanced accuracy %.4f)",
+                 state["epoch"], qcfg.epochs, state["best_epoch"], state["best"])
+        state["finished_early"] = True
+        write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
+    last_epoch = state["epoch"] if state.get("finished_early") else qcfg.epochs
+
     dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
                                augment=cfg.augment, balance=cfg.balance, seed=cfg.seed + 1000 + state["epoch"],
                                label_smoothing=cfg.label_smoothing)
-    for epoch in range(state["epoch"], qcfg.epochs):
+    for epoch in range(state["epoch"], last_epoch):
         epoch_started = time.perf_counter()
         history = trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2)
         seconds = time.perf_counter() - epoch_started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -154,3 +155,20 @@ def test_qat_stage_fine_tunes_the_float_model_of_a_run(tmp_path):
 
     modified = path.stat().st_mtime_ns
     assert apply_qat(run, config) == path and path.stat().st_mtime_ns == modified
+
+
+@pytest.mark.slow
+def test_an_interrupted_qat_is_finished_at_its_best_completed_epoch(tmp_path):
+    config = tiny_config(write_synthetic_dataset(tmp_path / "data"), "train.epochs=1", "qat.epochs=1")
+    run = start_run(tmp_path / "runs" / "tiny", config, resume=False)
+    train_float(run, config)
+    apply_qat(run, config)
+    # As if a 3-epoch QAT had been stopped after its first epoch: the model file is not written yet.
+    (run.root / "qat" / "model.h5").unlink()
+    planned = dataclasses.replace(config, qat=dataclasses.replace(config.qat, epochs=3))
+
+    path = apply_qat(run, planned, finish=True)
+
+    assert path.is_file() and [int(r["epoch"]) for r in read_log(run.root / "qat" / "log.csv")] == [1]
+    state = json.loads((run.root / "qat" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["finished_early"]
