@@ -199,7 +199,7 @@ def evaluate(
         ece=expected_calibration_error(probabilities, y),
         subgroups=subgroup_table(y, pred, metadata) if metadata is not None else [],
         abstained=None if abstained is None else float(np.mean(np.asarray(abstained, dtype=bool))),
-        balanced_accuracy_interval=balanced_accuracy_interval(y, pred, len(classes)),
+        balanced_accuracy_interval=balanced_accuracy_interval(y, pred),
     )
 
 

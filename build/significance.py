@@ -4,7 +4,7 @@ HAM10000's rare classes make balanced accuracy noisy: the 1,000-image validation
 dermatofibromas, so one of them more or less moves the score by more than a point. Both functions resample
 images within each true class (a stratified bootstrap, so every resample keeps the split's class counts)::
 
-    >>> balanced_accuracy_interval(y_true, y_pred, num_classes=7)          # (0.63, 0.72)
+    >>> balanced_accuracy_interval(y_true, y_pred)                         # (0.63, 0.72)
     >>> compare_predictions(read_predictions("a/predictions.csv"), read_predictions("b/predictions.csv"))
 
 Images of one lesion are resampled independently, so the intervals are, if anything, a little narrow.
@@ -55,12 +55,10 @@ class Comparison:
         return "no measurable difference"
 
 
-def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, *,
-                               resamples: int = RESAMPLES, level: float = LEVEL,
-                               seed: int = 0) -> tuple[float, float]:
+def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, *, resamples: int = RESAMPLES,
+                               level: float = LEVEL, seed: int = 0) -> tuple[float, float]:
     """The ``level`` percentile-bootstrap interval of the balanced accuracy of ``y_pred``."""
-    scores = _resampled_balanced_accuracy(np.asarray(y_true), [np.asarray(y_pred)], num_classes,
-                                          resamples, seed)[0]
+    scores = _resampled_balanced_accuracy(np.asarray(y_true), [np.asarray(y_pred)], resamples, seed)[0]
     return _percentiles(scores, level)
 
 
@@ -82,7 +80,7 @@ def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, *, resamples: int = RE
     y_true = merged["label_a"].map(index).to_numpy()
     predictions = [merged[column].map(index).to_numpy() for column in ("predicted_a", "predicted_b")]
     score_a, score_b = (balanced_accuracy(y_true, p) for p in predictions)
-    scores_a, scores_b = _resampled_balanced_accuracy(y_true, predictions, len(classes), resamples, seed)
+    scores_a, scores_b = _resampled_balanced_accuracy(y_true, predictions, resamples, seed)
     differences = scores_b - scores_a
     return Comparison(n=len(merged), balanced_accuracy_a=score_a, balanced_accuracy_b=score_b,
                       difference=score_b - score_a, interval=_percentiles(differences, level),
@@ -123,15 +121,15 @@ def format_comparison(comparison: Comparison, name_a: str, name_b: str) -> str:
     ])
 
 
-def _resampled_balanced_accuracy(y_true: np.ndarray, predictions: list[np.ndarray], num_classes: int,
-                                 resamples: int, seed: int) -> list[np.ndarray]:
+def _resampled_balanced_accuracy(y_true: np.ndarray, predictions: list[np.ndarray], resamples: int,
+                                 seed: int) -> list[np.ndarray]:
     """Balanced accuracy of each prediction on the same ``resamples`` stratified bootstrap resamples.
 
     Within a class, recall on a resample is the mean of that class's hit indicators drawn with
     replacement, so only the hits need resampling: (resamples, class size) draws per class.
     """
     rng = np.random.default_rng(seed)
-    present = [k for k in range(num_classes) if np.any(y_true == k)]
+    present = np.unique(y_true)
     recalls = np.zeros((len(predictions), resamples, len(present)))
     for column, k in enumerate(present):
         members = np.flatnonzero(y_true == k)

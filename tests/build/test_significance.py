@@ -28,7 +28,7 @@ def test_the_interval_holds_the_score_and_narrows_with_more_images():
     def interval(n):
         table = predictions({"akiec": 0.6, "df": 0.5, "nv": 0.9}, n)
         y_true, y_pred = (table[c].map(CLASSES.index).to_numpy() for c in ("label", "predicted"))
-        return balanced_accuracy_interval(y_true, y_pred, len(CLASSES))
+        return balanced_accuracy_interval(y_true, y_pred)
 
     small, large = interval(12), interval(600)
     assert small[0] < 2 / 3 < small[1] and large[0] < 2 / 3 < large[1]
