@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from build.datasets import SplitConfig
+from build.datasets import LABEL_MAPS, SplitConfig
 from build.pipeline import AugmentConfig, BalanceConfig
 from converters.validate import DEFAULT_GATES
 from models.classifier import ModelConfig
@@ -33,6 +33,10 @@ class DataConfig:
         classes: Target classes in output order; empty = the sorted labels found.
         task: ``"ham10000"`` or ``"msid"``: picks display names and malignant classes for the card.
         split: Fractions and seed of the lesion-grouped split.
+        train_only_sources: More sources whose images join the training split alone (after dropping
+            copies of ``sources`` images by ``image_id``): validation and test stay those of ``sources``,
+            so ``skinlesion evaluate --split val`` on them re-derives the card's split.
+        train_only_label_maps: Per training-only source, a built-in label map name or "" for none.
     """
 
     sources: tuple[str, ...] = ("../shared/data/ham10000",)
@@ -40,6 +44,18 @@ class DataConfig:
     classes: tuple[str, ...] = ()
     task: str = "ham10000"
     split: SplitConfig = field(default_factory=SplitConfig)
+    train_only_sources: tuple[str, ...] = ()
+    train_only_label_maps: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for sources, maps, key in ((self.sources, self.label_maps, "label_maps"),
+                                   (self.train_only_sources, self.train_only_label_maps, "train_only_label_maps")):
+            if len(maps) > len(sources):
+                raise ValueError(f"data.{key} has {len(maps)} entries for {len(sources)} source(s); give one "
+                                 "per source, in the same order (\"\" for none)")
+            unknown = sorted({m for m in maps if m and m not in LABEL_MAPS})
+            if unknown:
+                raise ValueError(f"data.{key}: unknown label map(s) {unknown}; built-in maps: {sorted(LABEL_MAPS)}")
 
 
 @dataclass(frozen=True)

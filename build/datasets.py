@@ -16,7 +16,7 @@ Every reader returns a pandas DataFrame with one row per image and these columns
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -72,9 +72,12 @@ class MergeReport:
     kept: dict[str, int]
     dropped_duplicates: dict[str, int]
     dropped_unmapped: dict[str, int]
+    dropped_conflicting: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [f"kept {n} images from {source}" for source, n in self.kept.items()]
+        out += [f"dropped {n} images from {source}: it lists each of them under two or more classes"
+                for source, n in self.dropped_conflicting.items() if n]
         out += [f"dropped {n} images from {source}: same image_id already in an earlier source"
                 for source, n in self.dropped_duplicates.items() if n]
         out += [f"dropped {n} images labelled {label!r}: no mapping to a target class"
@@ -127,7 +130,8 @@ def resolve_label_map(label_map: Mapping[str, str] | str) -> dict[str, str]:
 
 def merge_datasets(frames: Iterable[pd.DataFrame], *, labels: Iterable[str] | None = None
                    ) -> tuple[pd.DataFrame, MergeReport]:
-    """Concatenates sources, keeping the first copy of each image_id and only rows with a known label.
+    """Concatenates sources, keeping the first copy of each image_id and only rows with a known label;
+    an image that a source lists under two classes is dropped from that source.
 
     Args:
         frames: Tables from :func:`load_dataset`, in priority order (earlier sources win duplicates).
@@ -143,13 +147,19 @@ def merge_datasets(frames: Iterable[pd.DataFrame], *, labels: Iterable[str] | No
         outside = ~merged["label"].isin(allowed)
         unmapped = merged.loc[outside, "label"].value_counts().to_dict()
         merged = merged[~outside]
+    # An image that one source lists under two classes has no label to trust: every copy of it in that
+    # source goes (an earlier source's copy, if any, stays).
+    conflicting = merged.groupby(["source", "image_id"])["label"].transform("nunique") > 1
+    conflicts = merged.loc[conflicting, "source"].value_counts().to_dict()
+    merged = merged[~conflicting]
     duplicated = merged["image_id"].duplicated(keep="first")
     dropped = merged.loc[duplicated, "source"].value_counts().to_dict()
     merged = merged[~duplicated].reset_index(drop=True)
     kept = merged["source"].value_counts(sort=False).to_dict()
     report = MergeReport(kept={str(k): int(v) for k, v in kept.items()},
                          dropped_duplicates={str(k): int(v) for k, v in dropped.items()},
-                         dropped_unmapped={str(k): int(v) for k, v in unmapped.items()})
+                         dropped_unmapped={str(k): int(v) for k, v in unmapped.items()},
+                         dropped_conflicting={str(k): int(v) for k, v in conflicts.items()})
     return merged, report
 
 
@@ -177,6 +187,24 @@ def split_by_group(frame: pd.DataFrame, config: SplitConfig = SplitConfig()) -> 
     result["split"] = result["group"].map(assignment)
     check_groups_within_splits(result)
     return result
+
+
+def add_to_training(frame: pd.DataFrame, extras: Iterable[pd.DataFrame], *, labels: Iterable[str] | None = None
+                    ) -> tuple[pd.DataFrame, MergeReport]:
+    """Adds more sources' images to the training split of an already split ``frame``.
+
+    Validation and test keep exactly ``frame``'s images. Copies of ``frame``'s images (same ``image_id``,
+    whatever their split) are dropped, so a source that repeats validation or test images cannot leak
+    them into training. The added rows are marked ``train_only``.
+
+    Raises:
+        ValueError: An added image belongs to a lesion group held out in validation or test.
+    """
+    merged, report = merge_datasets([frame, *extras], labels=labels)
+    merged["train_only"] = merged["split"].isna()
+    merged["split"] = merged["split"].fillna("train")
+    check_groups_within_splits(merged)
+    return merged, report
 
 
 def check_groups_within_splits(frame: pd.DataFrame) -> None:

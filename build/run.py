@@ -23,7 +23,8 @@ import pandas as pd
 
 from build.atomic import write_text_atomic, write_with
 from build.config import BuildConfig
-from build.datasets import HAM10000_LABELS, fingerprint, load_dataset, merge_datasets, split_by_group
+from build.datasets import (HAM10000_LABELS, add_to_training, fingerprint, load_dataset, merge_datasets,
+                            split_by_group)
 from build.pipeline import CachedImages, build_cache
 from edge.preprocess import InputSpec
 
@@ -116,26 +117,40 @@ def class_names(config: BuildConfig, frame: pd.DataFrame | None = None) -> list[
 
 
 def prepare_split(run: Run, config: BuildConfig) -> pd.DataFrame:
-    """Loads and merges the sources, splits by lesion, and saves ``split.csv`` (reused on resume)."""
+    """Loads and merges the sources, splits by lesion, adds the training-only sources, and saves
+    ``split.csv`` (reused on resume)."""
     if run.split_file.exists():
         return pd.read_csv(run.split_file)
-    maps = list(config.data.label_maps) + [""] * (len(config.data.sources) - len(config.data.label_maps))
-    frames = [load_dataset(source, label_map=label_map or None) for source, label_map in
-              zip(config.data.sources, maps)]
     labels = config.data.classes or (HAM10000_LABELS if config.data.task == "ham10000" else None)
-    frame, report = merge_datasets(frames, labels=labels)
+    frame, report = merge_datasets(_load_sources(config.data.sources, config.data.label_maps), labels=labels)
     for line in report.lines():
         log.info("data: %s", line)
     frame = split_by_group(frame, config.data.split)
+    if config.data.train_only_sources:
+        extras = _load_sources(config.data.train_only_sources, config.data.train_only_label_maps)
+        frame, report = add_to_training(frame, extras, labels=labels)
+        for line in report.lines():
+            log.info("data (training only): %s", line)
     write_csv_atomic(run.split_file, frame)
     return frame
 
 
+def _load_sources(sources: tuple[str, ...], label_maps: tuple[str, ...]) -> list[pd.DataFrame]:
+    maps = list(label_maps) + [""] * (len(sources) - len(label_maps))
+    return [load_dataset(source, label_map=label_map or None) for source, label_map in zip(sources, maps)]
+
+
 def split_summary(frame: pd.DataFrame, config: BuildConfig) -> dict:
-    """What the card records so ``--split val`` re-derives exactly the same images later."""
-    return {"seed": config.data.split.seed, "fractions": list(config.data.split.fractions),
-            "grouped_by": "lesion_id", "data_fingerprint": fingerprint(frame),
-            "counts": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")}}
+    """What the card records so ``--split val`` re-derives exactly the same images later: the fingerprint
+    covers the split's own sources, not the images added to training alone."""
+    train_only = frame.get("train_only", pd.Series(False, index=frame.index)).astype(bool)
+    summary = {"seed": config.data.split.seed, "fractions": list(config.data.split.fractions),
+               "grouped_by": "lesion_id", "data_fingerprint": fingerprint(frame[~train_only]),
+               "counts": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")}}
+    if train_only.any():
+        summary["training_only"] = {"sources": list(config.data.train_only_sources),
+                                    "images": int(train_only.sum())}
+    return summary
 
 
 def cached_split(run: Run, frame: pd.DataFrame, split: str, classes: list[str], spec: InputSpec) -> CachedImages:

@@ -55,6 +55,7 @@ class Summary:
         kept: Images kept per source.
         dropped_duplicates: Images dropped per source because an earlier source had the same image_id.
         dropped_unmapped: Images dropped per label because the label is not a target class.
+        dropped_conflicting: Images dropped per source because it lists them under two or more classes.
         duplicate_labels: For dropped duplicates, ``"<dropped label> -> <kept label>"`` -> count;
             a pair of different labels means the sources disagree about that image.
         metadata: Images with a value, per metadata column.
@@ -80,6 +81,7 @@ class Summary:
     kept: dict[str, int]
     dropped_duplicates: dict[str, int]
     dropped_unmapped: dict[str, int]
+    dropped_conflicting: dict[str, int]
     duplicate_labels: dict[str, int]
     metadata: dict[str, int]
     rule_images: int
@@ -176,7 +178,7 @@ def summarize(sources: Sequence[str], label_maps: Sequence[str | None], out_dir:
         by_source={str(s): _counts(part["label"]) for s, part in frame.groupby("source", sort=False)},
         images_per_lesion={int(k): int(v) for k, v in sorted(group_sizes.value_counts().items())},
         kept=report.kept, dropped_duplicates=report.dropped_duplicates,
-        dropped_unmapped=report.dropped_unmapped,
+        dropped_unmapped=report.dropped_unmapped, dropped_conflicting=report.dropped_conflicting,
         duplicate_labels=duplicate_labels(frames, labels=labels),
         metadata={c: int(frame[c].map(_present).sum()) for c in METADATA if c in frame.columns},
         rule_images=int(has_metadata.sum()), min_support=min_support, min_confidence=min_confidence,
@@ -331,6 +333,8 @@ def _merge_lines(summary: Summary) -> list[str]:
               "earlier in this one)" for source, n in summary.dropped_duplicates.items() if n]
     lines += [f"dropped {n:,} images labelled {label!r}: not a target class"
               for label, n in summary.dropped_unmapped.items() if n]
+    lines += [f"dropped {n:,} images from {source}: it lists each of them under two or more classes"
+              for source, n in summary.dropped_conflicting.items() if n]
     disagree = {pair: n for pair, n in summary.duplicate_labels.items() if len(set(pair.split(" -> "))) > 1}
     if summary.duplicate_labels:
         same = sum(summary.duplicate_labels.values()) - sum(disagree.values())

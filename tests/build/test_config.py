@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytest.importorskip("tensorflow", reason="build configs import the model registry (the [build] extra)")
 
 from build.config import BuildConfig, from_dict, load_config  # noqa: E402
-from build.run import Run, start_run  # noqa: E402
+from build.run import Run, prepare_split, split_summary, start_run  # noqa: E402
 from edge.card import MSID_CLASSES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,9 +85,11 @@ def test_unknown_keys_are_named_with_the_known_ones(tmp_path):
     ("train.strategy=tpu", "strategy must be auto|one|mirrored|multiworker, got 'tpu'"),
     ("data.split.fractions=[0.5, 0.5, 0.5]", "fractions must be three non-negative numbers summing to 1"),
     ("train.epochs", "must look like section.key=value"),
+    ("data.label_maps=['', '']", "data.label_maps has 2 entries for 1 source"),
+    ("data.label_maps=['isic']", "data.label_maps: unknown label map(s) ['isic']"),
 ])
 def test_bad_values_are_refused_with_the_value(override, message):
-    with pytest.raises(ValueError, match=message.replace("|", r"\|").replace("[", r"\[")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         load_config(CONFIGS / "tiny.toml", overrides=[override])
 
 
@@ -101,6 +105,36 @@ def test_a_run_folder_saves_the_config_and_reopens_only_on_resume(tmp_path):
     with pytest.raises(FileExistsError, match="pass --resume"):
         start_run(tmp_path / "run", config, resume=False)
     assert start_run(tmp_path / "run", config, resume=True) == run
+
+
+def write_class_folders(root: Path, counts: dict[str, int], prefix: str) -> Path:
+    from PIL import Image
+
+    for label, n in counts.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (40 * i % 255, 90, 60)).save(root / label / f"{prefix}{label}{i}.png")
+    return root
+
+
+def test_training_only_sources_join_the_runs_training_split_and_leave_the_cards_split_alone(tmp_path):
+    main = write_class_folders(tmp_path / "main", {"a": 20, "b": 20}, prefix="m")
+    extra = write_class_folders(tmp_path / "extra", {"a": 3, "b": 5}, prefix="x")
+    alone = load_config(CONFIGS / "tiny.toml", [f"data.sources=['{main}']"])
+    merged = dataclasses.replace(alone, data=dataclasses.replace(alone.data, train_only_sources=(str(extra),)))
+
+    split_alone = prepare_split(start_run(tmp_path / "alone", alone, resume=False), alone)
+    split_merged = prepare_split(start_run(tmp_path / "merged", merged, resume=False), merged)
+
+    for split in ("val", "test"):
+        assert sorted(split_merged.loc[split_merged["split"] == split, "image_id"]) == \
+            sorted(split_alone.loc[split_alone["split"] == split, "image_id"])
+    assert (split_merged["split"] == "train").sum() == (split_alone["split"] == "train").sum() + 8
+    summary = split_summary(split_merged, merged)
+    assert summary["data_fingerprint"] == split_summary(split_alone, alone)["data_fingerprint"]
+    assert summary["training_only"] == {"sources": [str(extra)], "images": 8}
+    reread = pd.read_csv(tmp_path / "merged" / "split.csv")  # what a resumed run reads back
+    assert split_summary(reread, merged) == summary
 
 
 def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path):
@@ -151,6 +185,14 @@ def test_the_release_stage_3_config_polishes_stage_2_at_a_low_rate_with_batchnor
     assert (stage3.model, stage3.data, stage3.qat) == (stage2.model, stage2.data, stage2.qat)
     assert stage3.train.init_from.startswith("runs/ham10000-continue/")
     assert stage3.train.learning_rate < stage2.train.learning_rate and not stage3.train.train_batchnorm
+
+
+def test_the_isic_config_is_stage_1_with_the_archive_added_to_training_alone():
+    stage1, isic = load_config(CONFIGS / "ham10000.toml"), load_config(CONFIGS / "ham10000-isic.toml")
+    assert (isic.model, isic.train, isic.data.sources, isic.data.split) == \
+        (stage1.model, stage1.train, stage1.data.sources, stage1.data.split)
+    assert isic.data.train_only_sources == ("../shared/data/isic-archive-9class",)
+    assert isic.data.train_only_label_maps == ("isic-archive",)
 
 
 def test_continuing_from_a_tflite_file_with_batchnorm_training_is_refused():

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from build.datasets import (COLUMNS, SplitConfig, check_groups_within_splits, fingerprint, load_dataset,
-                            merge_datasets, split_by_group)
+from build.datasets import (COLUMNS, SplitConfig, add_to_training, check_groups_within_splits, fingerprint,
+                            load_dataset, merge_datasets, split_by_group)
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 COLOURS = {"mel": (120, 60, 40), "nv": (180, 140, 110), "bkl": (150, 120, 80), "bcc": (200, 150, 150)}
@@ -243,6 +243,53 @@ def test_merge_keeps_first_copy_and_reports_duplicates(tmp_path):
     assert "dropped 2 images from arch" in lines and "'df'" in lines
 
 
+def test_training_only_images_join_training_and_leave_validation_and_test_as_they_were(tmp_path):
+    write_ham_root(tmp_path / "ham", n=40)
+    # Two copies of HAM images (one of them held out in val or test, whatever the split) and two new images.
+    ham = split_by_group(load_dataset(tmp_path / "ham"), SplitConfig(seed=1))
+    held_out = ham.loc[ham["split"] != "train", "image_id"].iloc[0]
+    write_archive(tmp_path / "arch", [(held_out, "nevus"), ("ISIC_0000001", "nevus"),
+                                      ("ISIC_0009999", "melanoma"), ("ISIC_0008888", "seborrheic keratosis")])
+
+    merged, report = add_to_training(ham, [load_dataset(tmp_path / "arch", label_map="isic-archive")])
+
+    for split in ("val", "test"):
+        assert merged.loc[merged["split"] == split, "image_id"].tolist() == \
+            ham.loc[ham["split"] == split, "image_id"].tolist()
+    added = merged[merged["train_only"]]
+    assert sorted(added["image_id"]) == ["ISIC_0008888", "ISIC_0009999"]
+    assert set(added["split"]) == {"train"} and sorted(added["label"]) == ["bkl", "mel"]
+    assert merged.set_index("image_id").loc[held_out, "split"] != "train"  # the copy did not leak into training
+    assert report.dropped_duplicates == {"arch": 2}
+    assert fingerprint(merged[~merged["train_only"]]) == fingerprint(ham)
+
+
+def test_a_training_only_image_of_a_held_out_lesion_is_refused(tmp_path):
+    write_ham_root(tmp_path / "ham", n=40)
+    ham = split_by_group(load_dataset(tmp_path / "ham"), SplitConfig(seed=1))
+    held_out_lesion = ham.loc[ham["split"] == "val", "group"].iloc[0]
+    extra = ham.iloc[:1].assign(image_id="ISIC_0007777", group=held_out_lesion, source="other")
+
+    with pytest.raises(ValueError, match="straddle splits"):
+        add_to_training(ham, [extra.drop(columns="split")])
+
+
+def test_an_image_a_source_lists_under_two_classes_is_dropped_from_it(tmp_path):
+    write_ham_root(tmp_path / "ham", n=4)  # ISIC_0000000 is a melanoma in HAM
+    write_archive(tmp_path / "arch", [("ISIC_0000000", "nevus"), ("ISIC_0000000", "melanoma"),
+                                      ("ISIC_0009999", "melanoma"), ("ISIC_0009999", "seborrheic keratosis"),
+                                      ("ISIC_0008888", "nevus"), ("ISIC_0008888", "nevus")])
+    archive = load_dataset(tmp_path / "arch", label_map="isic-archive")
+
+    merged, report = merge_datasets([load_dataset(tmp_path / "ham"), archive])
+
+    assert "ISIC_0009999" not in set(merged["image_id"])  # melanoma or keratosis: nobody knows
+    assert merged.set_index("image_id").loc["ISIC_0000000", "label"] == "mel"  # HAM's own copy stays
+    assert merged.set_index("image_id").loc["ISIC_0008888", "label"] == "nv"  # listed twice, one class
+    assert report.dropped_conflicting == {"arch": 4}
+    assert "dropped 4 images from arch: it lists each of them under two or more classes" in report.lines()
+
+
 def test_merge_of_nothing_is_an_error():
     with pytest.raises(ValueError, match="at least one"):
         merge_datasets([])
@@ -329,3 +376,23 @@ def test_real_ham10000_split_by_lesion():
     assert shares["test"] == pytest.approx(0.1, abs=0.01)
     # Every class, even vasc (142) and df (115), reaches every split.
     assert (frame.groupby(["label", "split"]).size().unstack() > 0).all().all()
+
+
+@pytest.mark.shared_data
+def test_real_isic_archive_adds_only_new_images_to_training():
+    ham_root, archive_root = SHARED_DATA / "ham10000", SHARED_DATA / "isic-archive-9class"
+    if not (ham_root / "HAM10000_metadata.csv").is_file() or not (archive_root / "labels.csv").is_file():
+        pytest.skip(f"needs the shared HAM10000 and ISIC-archive data under {SHARED_DATA} (absent in a fresh clone)")
+    ham = split_by_group(load_dataset(ham_root), SplitConfig(seed=42))
+    archive = load_dataset(archive_root, label_map="isic-archive")
+
+    merged, _ = add_to_training(ham, [archive])
+
+    added = merged[merged["train_only"]]
+    listed = pd.read_csv(archive_root / "labels.csv").query("not in_ham10000")
+    # The archive lists some images under two classes (melanoma and seborrheic keratosis): those stay out.
+    one_class = listed.groupby("image_id")["label"].nunique() == 1
+    assert sorted(added["image_id"]) == sorted(one_class.index[one_class])
+    assert len(added) > 650
+    assert (added["split"] == "train").all() and added["label"].value_counts().idxmax() == "mel"
+    assert fingerprint(merged[~merged["train_only"]]) == fingerprint(ham)
