@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
             stage.add_argument("--publish", type=Path, metavar="DIR", help="also write the bundle here")
         stage.set_defaults(run=run_stage, stage=name)
 
+    publish = commands.add_parser("publish", help="release a built bundle without exporting it again")
+    publish.add_argument("bundle", type=Path, metavar="BUNDLE", help="a run's bundle (e.g. runs/ham10000/bundle)")
+    publish.add_argument("folder", type=Path, metavar="DIR", help="where the release goes (e.g. "
+                         "models/pretrained/ham10000); replaced atomically, without the float reference")
+    publish.set_defaults(run=run_publish)
+
     validate = commands.add_parser("validate", help="parity of a TFLite file against its float reference")
     validate.add_argument("model", type=Path, metavar="MODEL", help="a .tflite file")
     validate.add_argument("--reference", type=Path, required=True, help="the float .keras model")
@@ -161,6 +167,14 @@ def run_stage(args: argparse.Namespace) -> int:
     from build.build import run_stage as stage_function
 
     return stage_function(args.run_dir, args.stage, publish=getattr(args, "publish", None))
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from converters.bundle import publish_bundle
+
+    published = publish_bundle(args.bundle, args.folder)
+    print(f"published: {published} ({', '.join(sorted(p.name for p in published.glob('*.tflite')))})")
+    return 0
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ Every reader returns a pandas DataFrame with one row per image and these columns
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -201,6 +201,9 @@ def add_to_training(frame: pd.DataFrame, extras: Iterable[pd.DataFrame], *, labe
         ValueError: An added image belongs to a lesion group held out in validation or test.
     """
     merged, report = merge_datasets([frame, *extras], labels=labels)
+    # The report speaks of the added sources alone: the split's own images are all kept, as they were.
+    report = replace(report, kept={source: n for source, n in report.kept.items()
+                                  if source not in set(frame["source"])})
     merged["train_only"] = merged["split"].isna()
     merged["split"] = merged["split"].fillna("train")
     check_groups_within_splits(merged)

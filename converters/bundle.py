@@ -81,6 +81,29 @@ def write_bundle(folder: str | os.PathLike, card: ModelCard, model_files: Mappin
     return folder
 
 
+def publish_bundle(bundle: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Releases a built bundle: its TFLite files, card and report go to ``folder`` (atomically), the float
+    reference stays behind. The files were validated when the bundle was built; this checks they are still
+    the ones the card lists and exports nothing again.
+
+        >>> publish_bundle("runs/ham10000/bundle", "models/pretrained/ham10000")
+
+    Raises:
+        BundleError: ``bundle`` is missing, inconsistent, or holds no TFLite model; ``folder`` is unchanged.
+    """
+    from edge.bundle import load_bundle
+
+    built = load_bundle(bundle)
+    if Path(folder).expanduser().resolve() == built.folder:
+        raise BundleError(f"{folder} is the bundle being published; pass another folder (e.g. "
+                          "models/pretrained/<name>)")
+    if not built.variants:
+        raise BundleError(f"{built.folder} holds no TFLite model to publish; export the run first")
+    report = built.folder / REPORT_DIR
+    return write_bundle(folder, built.card, {variant: built.path(variant) for variant in built.variants},
+                        report_dir=report if report.is_dir() else None)
+
+
 def _check_inputs(card: ModelCard, model_files: Mapping[str, str | os.PathLike],
                   reference: str | os.PathLike | None,
                   report_dir: str | os.PathLike | None) -> dict[str, tuple[Path, str]]:

@@ -260,7 +260,7 @@ def test_training_only_images_join_training_and_leave_validation_and_test_as_the
     assert sorted(added["image_id"]) == ["ISIC_0008888", "ISIC_0009999"]
     assert set(added["split"]) == {"train"} and sorted(added["label"]) == ["bkl", "mel"]
     assert merged.set_index("image_id").loc[held_out, "split"] != "train"  # the copy did not leak into training
-    assert report.dropped_duplicates == {"arch": 2}
+    assert report.kept == {"arch": 2} and report.dropped_duplicates == {"arch": 2}
     assert fingerprint(merged[~merged["train_only"]]) == fingerprint(ham)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from converters.bundle import write_bundle
+from converters.bundle import publish_bundle, write_bundle
 from edge.bundle import file_sha256, load_bundle
 from edge.card import CARD_FILE, LABELS_FILE, ModelCard
 from edge.errors import BundleError
@@ -140,3 +140,48 @@ def test_an_old_bundle_moved_aside_by_a_killed_swap_is_restored(tmp_path, tiny_b
                      {"int8": tiny_bundle / "model_int8.tflite"}, reference=None, report_dir=None)
     assert load_bundle(folder).card.version == card.version
     assert _hidden_siblings(folder) == []  # the failed staging folder is removed too
+
+
+# --- publishing a built bundle ----------------------------------------------------------------------
+
+def test_publishing_releases_the_built_files_and_card_without_the_float_reference(tmp_path, tiny_bundle):
+    built = tmp_path / "run" / "bundle"
+    shutil.copytree(tiny_bundle, built)
+    (built / "report").mkdir()
+    (built / "report" / "report.md").write_text("# measured\n")
+    release = tmp_path / "models" / "pretrained" / "tiny"
+
+    publish_bundle(built, release)
+
+    published = load_bundle(release)
+    assert set(published.card.files) == set(TINY_BUNDLE_VARIANTS)  # no reference.keras in the release
+    assert not (release / "reference.keras").exists()
+    for variant in TINY_BUNDLE_VARIANTS:
+        assert file_sha256(published.path(variant)) == _card(built).files[variant].sha256
+    assert published.card.validation == _card(built).validation
+    assert (release / "report" / "report.md").read_text() == "# measured\n"
+
+
+def test_a_bundle_changed_since_it_was_built_is_not_published(tmp_path, tiny_bundle):
+    built = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, built)
+    with open(built / "model_int8.tflite", "ab") as handle:
+        handle.write(b"\0")
+    release = tmp_path / "release"
+    shutil.copytree(tiny_bundle, release)
+    before = sorted((p.name, file_sha256(p)) for p in release.glob("*.tflite"))
+
+    with pytest.raises(BundleError, match="model_int8.tflite"):
+        publish_bundle(built, release)
+    assert sorted((p.name, file_sha256(p)) for p in release.glob("*.tflite")) == before
+    with pytest.raises(BundleError, match="is the bundle being published"):
+        publish_bundle(release, release)
+
+
+def test_the_publish_command_names_what_it_released(tmp_path, tiny_bundle, capsys):
+    from build.cli import main
+
+    assert main(["publish", str(tiny_bundle), str(tmp_path / "release")]) == 0
+    assert "model_float32.tflite, model_int8.tflite" in capsys.readouterr().out
+    assert main(["publish", str(tmp_path / "missing"), str(tmp_path / "release")]) == 2
+    assert "missing" in capsys.readouterr().err
