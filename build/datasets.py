@@ -202,8 +202,8 @@ def add_to_training(frame: pd.DataFrame, extras: Iterable[pd.DataFrame], *, labe
     """
     merged, report = merge_datasets([frame, *extras], labels=labels)
     # The report speaks of the added sources alone: the split's own images are all kept, as they were.
-    report = replace(report, kept={source: n for source, n in report.kept.items()
-                                  if source not in set(frame["source"])})
+    own = set(frame["source"])
+    report = replace(report, kept={source: n for source, n in report.kept.items() if source not in own})
     merged["train_only"] = merged["split"].isna()
     merged["split"] = merged["split"].fillna("train")
     check_groups_within_splits(merged)
