@@ -61,6 +61,12 @@ class ModelCard:
         temperature: Calibration temperature applied to logits (1.0 = uncalibrated).
         malignant_threshold: Operating point: a malignant probability at or above it is reported as
             "see a dermatologist soon" and counts as a positive call in the metrics.
+        operating_points: Named malignant-probability thresholds fitted by the build, each
+            ``{"threshold": float, "sensitivity": float, "specificity": float, "fitted_on": split}``:
+            ``"screening"`` is the threshold chosen on validation for at least 0.90 malignant sensitivity
+            (the demo's "moderate" risk band starts there), ``"high"`` the ``malignant_threshold``-style
+            point (its "high" band starts there). Empty in cards written before the build fitted them;
+            readers then fall back to their defaults and to ``malignant_threshold``.
         abstain: The abstain rule (see ``edge.abstain``), or empty for none.
         validation: Variant -> parity report against the float reference.
         metrics: Split or data set name -> metrics dict.
@@ -79,6 +85,7 @@ class ModelCard:
     files: dict[str, ModelFile] = field(default_factory=dict)
     temperature: float = 1.0
     malignant_threshold: float = 0.5
+    operating_points: dict[str, Any] = field(default_factory=dict)
     abstain: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)

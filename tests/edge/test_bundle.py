@@ -86,3 +86,29 @@ def test_model_output_size_must_match_the_classes(make_bundle):
     load_bundle(folder)  # the files themselves are intact
     with pytest.raises(BundleError, match="outputs 3 scores but .* lists 4 classes"):
         Classifier(folder)
+
+
+OPERATING_POINTS = {
+    "screening": {"threshold": 0.18, "sensitivity": 0.91, "specificity": 0.55, "fitted_on": "val"},
+    "high": {"threshold": 0.5, "sensitivity": 0.7, "specificity": 0.85, "fitted_on": "val"},
+}
+
+
+def test_card_operating_points_round_trip_and_load_through_the_bundle(make_bundle):
+    folder = make_bundle()
+    card = json.loads((folder / CARD_FILE).read_text())
+    card["operating_points"] = OPERATING_POINTS
+    (folder / CARD_FILE).write_text(json.dumps(card))
+
+    loaded = load_bundle(folder).card
+    assert loaded.operating_points == OPERATING_POINTS
+    assert type(loaded).from_dict(loaded.to_dict()) == loaded
+
+
+def test_card_without_operating_points_still_loads(make_bundle):
+    folder = make_bundle()
+    card = json.loads((folder / CARD_FILE).read_text())
+    card.pop("operating_points", None)  # a card written before the build fitted them
+    (folder / CARD_FILE).write_text(json.dumps(card))
+
+    assert load_bundle(folder).card.operating_points == {}
