@@ -9,7 +9,9 @@ it from ``gradio_app/__main__.py`` (``skinlesion app``)::
     >>> demo.launch(**launch_options(AppConfig()))
 
 Events a client may call: ``/classify`` (photo, model -> the Prediction dict as JSON), ``/analyse``
-(what the page shows), ``/explain`` (the Grad-CAM overlay).
+(what the page shows: findings, risk badge, advice, the crop the model saw, the Prediction dict),
+``/explain`` (the Grad-CAM overlay). The page's own steps (offering another model, answering again
+after a model change) are private.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from edge.bundle import REFERENCE  # noqa: E402
 from edge.card import CARD_FILE, ModelCard  # noqa: E402
 from edge.errors import ImageError  # noqa: E402
 from edge.preprocess import load_image  # noqa: E402
-from gradio_app import texts  # noqa: E402
+from gradio_app import photo_check, tasks, texts  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +102,8 @@ class Model:
 
     @property
     def title(self) -> str:
-        return f"{self.name}: {self.card.task} (version {self.card.version})"
+        """The model menu entry: the task's short label (a phone shows about 35 characters)."""
+        return tasks.menu_label(self.card, self.name)
 
 
 def find_bundles(root: str | os.PathLike) -> list[Path]:
@@ -149,11 +152,11 @@ def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
     enable_heic()
     service = _Service(served, config)
     first = next(iter(served.values()))
-    choices = [(model.title, name) for name, model in served.items()]
+    choices = _menu_choices(served)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=config.delete_cache) as demo:
-        gr.Markdown(f"# {TITLE}\nA research demo that compares a photo of a skin spot with the "
-                    "dermatoscope images its model learned from.", elem_id="intro")
+        gr.Markdown(f"# {TITLE}\nA research demo that compares a photo of your skin with the photos its "
+                    "models learned from.", elem_id="intro")
         gr.Markdown(texts.DISCLAIMER, elem_id="disclaimer")
         with gr.Tabs():
             with gr.Tab("Check a spot", id="check"):
@@ -167,11 +170,14 @@ def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
                         want_overlay = gr.Checkbox(value=config.explain, label="Show where the model looked",
                                                    visible=config.explain and first.reference is not None)
                         gr.Markdown(texts.PRIVACY_NOTE, elem_classes=["note"])
-                    with gr.Column(scale=6):
-                        label = gr.Label(label="Most similar findings", num_top_classes=5,
-                                         elem_id="findings")
+                    with gr.Column(scale=6, elem_id="answer"):
+                        # The headline is the risk band and what to do; findings follow as "most similar
+                        # to", without the Label's large heading, which read as a diagnosis.
                         risk = gr.HTML(elem_id="risk")
                         advice = gr.Markdown(texts.NO_IMAGE, elem_id="advice")
+                        switch = gr.Button(visible=False, variant="secondary", size="sm", elem_id="switch-model")
+                        label = gr.Label(label=texts.FINDINGS_LABEL, num_top_classes=5, show_heading=False,
+                                         elem_id="findings")
                         with gr.Row():
                             crop = gr.Image(label="What the model sees", type="numpy", format="png",
                                             interactive=False, height=200, elem_id="crop")
@@ -186,20 +192,35 @@ def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
                 card_view = gr.Markdown(texts.card_markdown(first.card), elem_id="card")
         classify_trigger = gr.Button(visible=False)
 
-        analysed = photo.change(service.analyse, inputs=[photo, model_menu],
-                                outputs=[label, risk, advice, crop, raw], api_name="analyse", preprocess=False,
-                                concurrency_id="classify", trigger_mode="always_last")
-        if config.explain and any(model.reference is not None for model in served.values()):
-            # A second step, so the answer shows at once and the slower overlay follows; one at a time,
-            # because the Keras reference model is not meant to be called from several threads.
-            explain = {"fn": service.explain, "inputs": [crop, raw, model_menu, want_overlay],
-                       "outputs": [overlay, overlay_note], "concurrency_limit": 1, "concurrency_id": "explain",
-                       "show_progress": "minimal"}
-            analysed.then(api_name="explain", **explain)
+        analyse = {"fn": service.analyse, "inputs": [photo, model_menu], "outputs": [label, risk, advice, crop, raw],
+                   "preprocess": False, "concurrency_id": "classify"}
+        # A second step, so the answer shows at once and the slower overlay follows; one at a time,
+        # because the Keras reference model is not meant to be called from several threads.
+        explain = {"fn": service.explain, "inputs": [crop, raw, model_menu, want_overlay],
+                   "outputs": [overlay, overlay_note], "concurrency_limit": 1, "concurrency_id": "explain",
+                   "show_progress": "minimal"}
+        explains = config.explain and any(model.reference is not None for model in served.values())
+
+        def follow_up(answered: Any, again: bool) -> None:
+            """What follows every answer: bring it into view, offer a better-fitting model, explain."""
+            suffix = "_again" if again else ""
+            answered.then(None, js=SCROLL_TO_ANSWER)
+            answered.then(service.offer, inputs=[crop, raw, model_menu], outputs=switch,
+                          api_name=f"offer_model{suffix}", api_visibility="private")
+            if explains:
+                answered.then(api_name=f"explain{suffix}", api_visibility="private" if again else "public",
+                              **explain)
+
+        follow_up(photo.change(api_name="analyse", trigger_mode="always_last", **analyse), again=False)
+        if explains:
             want_overlay.change(api_name="toggle_explanation", api_visibility="private", **explain)
-        model_menu.change(service.select_model, inputs=model_menu,
-                          outputs=[card_view, want_overlay, photo], api_name="select_model",
-                          api_visibility="private")
+        # Choosing another model shows its card and answers the same photo again (a patient who switched
+        # to the model the page offered should not have to upload the photo twice).
+        selected = model_menu.change(service.select_model, inputs=model_menu, outputs=[card_view, want_overlay],
+                                     api_name="select_model", api_visibility="private")
+        follow_up(selected.then(api_name="analyse_again", api_visibility="private", **analyse), again=True)
+        switch.click(service.switch, inputs=[crop, raw, model_menu], outputs=model_menu, api_name="switch_model",
+                     api_visibility="private")
         classify_trigger.click(service.classify, inputs=[photo, model_menu], outputs=raw,
                                api_name="classify", preprocess=False, concurrency_id="classify")
     demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.max_queue_size)
@@ -263,10 +284,21 @@ class _Service:
         result = prediction.to_dict()
         if prediction.abstained:
             # No ranked classes here: a bar chart would read as a confident answer.
-            return texts.CANT_TELL_LABEL, "", texts.cant_tell(prediction.abstain_reason), pixels, result
+            return texts.CANT_TELL_LABEL, "", self._cant_tell(model, pixels), pixels, result
         scores = {category.display_name: float(category.score) for category in prediction.categories}
-        return (scores, texts.risk_html(prediction.malignant_probability),
+        return (scores, texts.risk_html(prediction.malignant_probability, model.card),
                 texts.recommendation(prediction, model.card), pixels, result)
+
+    def _cant_tell(self, model: Model, pixels: np.ndarray) -> str:
+        """The "I can't tell" text in the model's task words: what was wrong, and a better-fitting model."""
+        card = model.card
+        unlike = photo_check.refused_by_pixel_check(pixels, card)
+        problems = photo_check.photo_problems(pixels, card.abstain["pixel_check"]) if unlike else ()
+        cards = {name: served.card for name, served in self.models.items()}
+        better = photo_check.better_fit(pixels, model.name, cards)
+        return texts.cant_tell(card, unlike_training=unlike, problems=problems,
+                               better=cards[better] if better else None,
+                               better_menu=self.models[better].title if better else "")
 
     def explain(self, pixels: np.ndarray | None, result: dict[str, Any] | None, model_name: str | None,
                 wanted: bool) -> tuple[Any, Any]:
@@ -304,11 +336,29 @@ class _Service:
                     self._references[model.name] = None
             return self._references[model.name]
 
-    def select_model(self, model_name: str) -> tuple[Any, Any, None]:
-        """Shows the chosen model's card and clears the photo and the previous model's answer."""
+    def select_model(self, model_name: str) -> tuple[Any, Any]:
+        """Shows the chosen model's card and whether it can explain itself."""
         model = self._model(model_name)
-        return (texts.card_markdown(model.card),
-                gr.update(visible=self.config.explain and model.reference is not None), None)
+        return texts.card_markdown(model.card), gr.update(visible=self.config.explain and model.reference is not None)
+
+    def offer(self, pixels: np.ndarray | None, result: dict[str, Any] | None, model_name: str | None) -> Any:
+        """The button that offers the served model whose training photos this refused photo resembles."""
+        target = self._better_model(pixels, result, model_name)
+        if target is None:
+            return gr.update(visible=False)
+        return gr.update(visible=True, value=tasks.task_texts(self.models[target].card).switch_label)
+
+    def switch(self, pixels: np.ndarray | None, result: dict[str, Any] | None, model_name: str | None) -> Any:
+        """Selects the offered model in the menu (which answers the photo again)."""
+        target = self._better_model(pixels, result, model_name)
+        return gr.update() if target is None else gr.update(value=target)
+
+    def _better_model(self, pixels: np.ndarray | None, result: dict[str, Any] | None,
+                      model_name: str | None) -> str | None:
+        if pixels is None or not result or not result.get("abstained"):
+            return None
+        cards = {name: model.card for name, model in self.models.items()}
+        return photo_check.better_fit(np.asarray(pixels, dtype=np.uint8), self._model(model_name).name, cards)
 
     def _model(self, name: str | None) -> Model:
         if not name:
@@ -332,6 +382,13 @@ class _Service:
                                                source=_display_name(upload))
         logger.debug("classified with %s in %.1f ms", model.name, 1000 * (time.perf_counter() - start))
         return model, prediction, pixels
+
+
+def _menu_choices(models: dict[str, Model]) -> list[tuple[str, str]]:
+    """(label, name) pairs for the model menu; two bundles of one task also show their folder names."""
+    titles = [model.title for model in models.values()]
+    return [(model.title if titles.count(model.title) == 1 else f"{model.title} ({name})", name)
+            for name, model in models.items()]
 
 
 def _as_models(models: Any) -> dict[str, Model]:
@@ -387,6 +444,20 @@ def _friendly(error: ImageError, upload: dict[str, Any]) -> str:
     return message
 
 
+# Runs in the browser after each answer: on a phone the answer column sits below the photo, about a
+# screen down, so bring the headline (risk band, else the advice) to the top unless it is already in
+# the upper half of the screen. The short delay lets Gradio render the new values first.
+SCROLL_TO_ANSWER = """
+() => {
+  setTimeout(() => {
+    const target = [...document.querySelectorAll('#risk, #advice')].find((el) => el.innerText.trim());
+    if (!target) return;
+    const top = target.getBoundingClientRect().top;
+    if (top < 0 || top > window.innerHeight / 2) target.scrollIntoView({behavior: 'smooth', block: 'start'});
+  }, 150);
+}
+"""
+
 THEME = gr.themes.Soft(
     primary_hue="teal",
     neutral_hue="slate",
@@ -408,6 +479,10 @@ CSS = """
 .risk-title { font-size: 1.15em; }
 .risk-head { display: flex; flex-wrap: wrap; justify-content: space-between; align-items: baseline; gap: 4px 16px; }
 .risk-number { font-weight: 600; }
+.risk-meaning { font-size: 0.9em; margin-top: 4px; opacity: 0.9; }
+/* An abstained answer's "I can't tell" stays smaller than the advice's heading. */
+#findings .output-class { font-size: 1.1rem !important; padding: 4px 0 !important; }
+#switch-model { margin: 0 0 8px 0; }
 .risk-low { background: #e8f6ee; border-left: 6px solid #2e9d5b; color: #174d2d; }
 .risk-moderate { background: #fff4e0; border-left: 6px solid #e69b00; color: #5c3d00; }
 .risk-high { background: #fde8e8; border-left: 6px solid #d43c3c; color: #6b1414; }

@@ -1,27 +1,32 @@
-"""What the demo says to a patient, in plain words: risk bands, recommendations, the disclaimer, the card.
+"""What the demo says to a patient, in plain words: the headline, advice, "I can't tell", the card page.
 
 Everything here is text built from a :class:`edge.classifier.Prediction` and the bundle's
-:class:`edge.card.ModelCard`; no Gradio, no model. The wording never calls a result a diagnosis, and
-every recommendation errs towards seeing a doctor.
+:class:`edge.card.ModelCard`; no Gradio, no model. Words that depend on the model's task come from
+:mod:`gradio_app.tasks`, risk bands from the card's operating points (:mod:`gradio_app.bands`). The
+wording never calls a result a diagnosis: the page leads with the risk band and what to do, and shows
+findings only as "most similar to"; every recommendation errs towards seeing a doctor.
 
-    >>> band = risk_band(0.62)
-    >>> band.name, band.title
-    ('high', 'High')
+    >>> print(recommendation(prediction, card))
+    ### What to do
+    ...
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from edge.card import ModelCard
+from gradio_app.bands import RiskBand, risk_scale
+from gradio_app.tasks import menu_label, task_texts
 
 DISCLAIMER = (
-    "**This is not a diagnosis.** This demo is a research tool that compares your photo with "
-    "dermatoscope images it was trained on. It can be wrong, it cannot see what a doctor sees or feels, "
-    "and it is not a medical device. If a spot on your skin is new, changing, bleeding, itching or "
-    "worrying you, see a doctor or dermatologist, whatever this page says."
+    "**This is not a diagnosis.** This demo is a research tool that compares your photo with the photos "
+    "its model was trained on. It can be wrong, it cannot see what a doctor sees or feels, and it is not a "
+    "medical device. If a spot on your skin is new, changing, bleeding, itching or worrying you, see a "
+    "doctor or dermatologist, whatever this page says."
 )
 
 PRIVACY_NOTE = (
@@ -31,13 +36,8 @@ PRIVACY_NOTE = (
 
 CANT_TELL_LABEL = "I can't tell"
 
-CANT_TELL = (
-    "### I can't tell from this photo\n"
-    "I will not guess, because {reason}.\n\n"
-    "Try a sharp, well-lit close-up of the spot alone, ideally taken through a dermatoscope (a skin "
-    "magnifier), with the spot in the middle of the picture. If you are worried about the spot, see a "
-    "doctor; you do not need this tool's answer for that."
-)
+SEE_A_DOCTOR_ANYWAY = ("If you are worried about the spot, see a doctor; you do not need this tool's answer "
+                       "for that.")
 
 BAD_UPLOAD = (
     "### I could not read this file\n"
@@ -54,35 +54,7 @@ EXPLANATION_NOTE = (
     "not trust the answer."
 )
 
-
-@dataclass(frozen=True)
-class RiskBand:
-    """A range of malignant probability and what it means for a patient.
-
-    Attributes:
-        name: Machine name, also the CSS class suffix (``risk-low``).
-        title: Short word shown in the badge.
-        lower: Smallest malignant probability in this band.
-        summary: One sentence that explains the band.
-        urgency: How soon to see a doctor, 0 (routine) .. 3 (as soon as possible).
-    """
-
-    name: str
-    title: str
-    lower: float
-    summary: str
-    urgency: int
-
-
-# 0.2 is about the share of malignant lesions among the HAM10000 training images (19.5%): above it the
-# model finds this spot more suspicious than the average lesion it learned from. 0.5 means that the
-# (calibrated) model thinks cancer is more likely than not.
-RISK_BANDS = (
-    RiskBand("low", "Low", 0.0, "The model sees mostly features of harmless spots.", 0),
-    RiskBand("moderate", "Moderate", 0.2,
-             "The model sees some features that also occur in skin cancers.", 2),
-    RiskBand("high", "High", 0.5, "The model sees features that often occur in skin cancers.", 3),
-)
+FINDINGS_LABEL = "Most similar to (not a diagnosis)"
 
 
 @dataclass(frozen=True)
@@ -120,11 +92,9 @@ CLASS_ADVICE: dict[str, Advice] = {
 }
 
 
-def risk_band(malignant_probability: float) -> RiskBand:
-    """The band that ``malignant_probability`` (0..1) falls in."""
-    if not 0.0 <= malignant_probability <= 1.0:
-        raise ValueError(f"malignant_probability must lie in 0..1, got {malignant_probability}")
-    return [band for band in RISK_BANDS if malignant_probability >= band.lower][-1]
+def risk_band(malignant_probability: float, card: ModelCard) -> RiskBand:
+    """The band of ``card``'s model that ``malignant_probability`` (0..1) falls in."""
+    return risk_scale(card).band(malignant_probability)
 
 
 def class_advice(code: str, card: ModelCard) -> Advice:
@@ -136,7 +106,7 @@ def class_advice(code: str, card: ModelCard) -> Advice:
 
 
 def recommendation(prediction: Any, card: ModelCard) -> str:
-    """Markdown for the "what should I do" box of a prediction that did not abstain.
+    """Markdown for the "what to do" box of a prediction that did not abstain: advice first, then findings.
 
     The most urgent of the top finding's advice and the risk band's wins, so a mole with a high
     malignant probability still sends the patient to a dermatologist.
@@ -144,35 +114,65 @@ def recommendation(prediction: Any, card: ModelCard) -> str:
     top = prediction.top
     info = next((c for c in card.classes if c.code == top.label), None)
     advice = class_advice(top.label, card)
-    paragraphs = [f"### Most similar to: {top.display_name} ({top.score:.0%})"]
-    if info is not None and info.description:
-        paragraphs.append(info.description)
+    paragraphs = ["### What to do"]
     if prediction.malignant_probability is not None:
-        band = risk_band(prediction.malignant_probability)
+        band = risk_band(prediction.malignant_probability, card)
         if band.urgency > advice.urgency:
             if advice.urgency == 0:
-                paragraphs.append(f"This finding is usually harmless, but the model's overall skin-cancer risk "
-                                  f"for this spot is {band.title.lower()} "
+                paragraphs.append(f"The photo looks most like a usually harmless finding, but the model's "
+                                  f"overall skin-cancer risk for this spot is {band.title.lower()} "
                                   f"({prediction.malignant_probability:.0%}), so be careful.")
             advice = Advice(band.urgency, SEE_NOW if band.urgency >= 3 else SEE_SOON)
-    paragraphs += ["### What to do", advice.text]
+    paragraphs.append(advice.text)
+    similar = f"**Most similar to:** {top.display_name} ({top.score:.0%})"
+    if info is not None and info.description:
+        similar += f". {info.description}"
+    paragraphs += [similar, "A similarity to photos the model learned from, not a diagnosis: the list below "
+                            "shows how similar the photo is to each finding."]
     return "\n\n".join(paragraphs)
 
 
-def risk_html(malignant_probability: float | None) -> str:
-    """A coloured badge for the skin-cancer risk band, or a note when the model estimates none."""
+def risk_html(malignant_probability: float | None, card: ModelCard) -> str:
+    """The headline: a coloured badge for the skin-cancer risk band, or the task's note when it has none."""
     if malignant_probability is None:
-        return ('<div class="risk risk-none">This model does not estimate a skin-cancer risk; it tells '
-                "rashes apart.</div>")
-    band = risk_band(malignant_probability)
+        return f'<div class="risk risk-none">{html.escape(task_texts(card).no_risk_note)}</div>'
+    band = risk_band(malignant_probability, card)
     return (f'<div class="risk risk-{band.name}"><div class="risk-head"><span class="risk-title">Skin-cancer '
-            f'risk: <b>{band.title}</b></span><span class="risk-number">model estimate: {malignant_probability:.0%} '
-            f"malignant</span></div>{html.escape(band.summary)}</div>")
+            f'risk: <b>{band.title}</b></span><span class="risk-number">model estimate: '
+            f"{malignant_probability:.0%}</span></div><div>{html.escape(band.summary)}</div>"
+            f'<div class="risk-meaning">{html.escape(band.meaning)}</div></div>')
 
 
-def cant_tell(reason: str | None) -> str:
-    """Markdown for an abstained prediction; ``reason`` comes from ``edge.abstain``."""
-    return CANT_TELL.format(reason=reason or "the model is unsure")
+def cant_tell(card: ModelCard, *, unlike_training: bool, problems: Sequence[str] = (),
+              better: ModelCard | None = None, better_menu: str = "") -> str:
+    """Markdown for an abstained prediction, in the words of ``card``'s task.
+
+    Args:
+        card: The card of the model that abstained.
+        unlike_training: True when the photo failed the pixel check (it does not look like the training
+            photos), False when the model was unsure between findings.
+        problems: What was wrong with the photo (``gradio_app.photo_check.photo_problems``).
+        better: The card of another model on the page whose training photos this one resembles.
+        better_menu: That model's entry in the Model menu (default: built from its card).
+    """
+    task = task_texts(card)
+    paragraphs = ["### I can't tell from this photo"]
+    if unlike_training:
+        paragraphs.append(f"{task.not_like_training} I will not guess.")
+        if problems:
+            paragraphs.append("What I noticed:\n" + "\n".join(f"- {problem}" for problem in problems))
+    else:
+        paragraphs.append("The model is unsure: this photo looks about equally like several findings, so I "
+                          "will not guess.")
+    if better is not None:
+        other = task_texts(better)
+        entry = better_menu or menu_label(better, better.name)
+        paragraphs.append(f"**This looks more like {other.photo_kind}.** The model \"{entry}\" on this page "
+                          "answers those: choose it in the Model menu, or press the button below.")
+    paragraphs.append("**To try again with this model, take another photo:**\n"
+                      + "\n".join(f"- {tip}" for tip in task.tips))
+    paragraphs.append(SEE_A_DOCTOR_ANYWAY)
+    return "\n\n".join(paragraphs)
 
 
 def bad_upload(cause: str) -> str:
@@ -194,6 +194,8 @@ def card_markdown(card: ModelCard) -> str:
     data = card.training.get("data")
     if data:
         blocks += ["### Training data", data if isinstance(data, str) else f"`{data}`"]
+    if any(c.malignant for c in card.classes):
+        blocks += ["### Skin-cancer risk bands", _bands_markdown(card)]
     if card.limitations:
         blocks += ["### Limitations", "\n".join(f"- {item}" for item in card.limitations)]
     spec = card.input
@@ -202,7 +204,7 @@ def card_markdown(card: ModelCard) -> str:
         f"- Input: {spec.width}x{spec.height} RGB, {spec.resize.replace('_', ' ')}",
         f"- Model files: {files or 'none listed'}",
         f"- Calibration temperature: {card.temperature:g}",
-        f"- Abstains: {_abstain_summary(card.abstain)}"])]
+        f"- Abstains: {_abstain_summary(card)}"])]
     if card.license:
         blocks += ["### License", card.license]
     return "\n\n".join(blocks)
@@ -258,12 +260,21 @@ def _metric_rows(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, s
     return rows
 
 
-def _abstain_summary(rule: dict[str, Any]) -> str:
+def _bands_markdown(card: ModelCard) -> str:
+    scale = risk_scale(card)
+    source = ("Thresholds fitted for this model on its validation images." if scale.fitted else
+              "Default thresholds: this model's card does not carry fitted operating points.")
+    rows = [(band.title, f"{band.lower:.0%}" if band.lower else "0%", band.meaning) for band in scale.bands]
+    return source + "\n\n" + _table(("Band", "Starts at (malignant probability)", "What it means"), rows)
+
+
+def _abstain_summary(card: ModelCard) -> str:
+    rule = card.abstain
     if not rule:
         return "never (no abstain rule in this bundle)"
     reasons = []
     if rule.get("pixel_check"):
-        reasons.append("when the photo does not look like dermoscopy")
+        reasons.append(f"when the photo does not look like {task_texts(card).learned_from}")
     if rule.get("min_confidence") is not None:
         reasons.append(f"when the top probability is below {float(rule['min_confidence']):.0%}")
     return " or ".join(reasons) or "per the bundle's rule"

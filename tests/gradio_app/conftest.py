@@ -118,3 +118,39 @@ def bad_uploads(tmp_path_factory, photos) -> dict[str, Path]:
 def photo_array(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
+
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+PRETRAINED = REPO / "models" / "pretrained"
+# A melanoma from the shipped model's test split (so not one it trained on), as the full-resolution
+# HAM10000 original; the README's screenshots show it.
+TEST_SPLIT_MELANOMA = SHARED_DATA / "ham10000-fullres-sample" / "images" / "ISIC_0024525.jpg"
+RASH_PHOTO = SHARED_DATA / "msid" / "Monkeypox" / "monkeypox1.png"
+
+
+def shared_photo(path: Path) -> Path:
+    """``path`` under the shared data folder, or a skip when this checkout has none (a fresh clone)."""
+    if not path.is_file():
+        pytest.skip(f"shared data not found at {path} (a fresh clone has no ../shared)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shipped_models():
+    """The two shipped bundles (HAM10000 skin spots, MSID rashes) as the demo serves them."""
+    from gradio_app.app import load_models
+
+    return load_models([PRETRAINED / "ham10000", PRETRAINED / "msid"])
+
+
+@pytest.fixture(scope="session")
+def shipped_served(shipped_models):
+    """The demo on the shipped bundles, as `skinlesion app` serves it; closed after the session."""
+    from gradio_app.app import AppConfig, build_demo, launch_options
+
+    config = AppConfig()
+    demo = build_demo(shipped_models, config)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                            quiet=True, **launch_options(config))
+    yield Served(url=url, demo=demo, models=shipped_models, config=config)
+    demo.close()

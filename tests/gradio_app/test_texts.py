@@ -35,19 +35,26 @@ def prediction(scores: dict[str, float], card: ModelCard = HAM_CARD) -> Predicti
 
 @pytest.mark.parametrize("probability, band", [(0.0, "low"), (0.19, "low"), (0.2, "moderate"), (0.49, "moderate"),
                                                (0.5, "high"), (1.0, "high")])
-def test_risk_bands(probability, band):
-    assert texts.risk_band(probability).name == band
+def test_a_card_without_operating_points_gets_the_default_bands(probability, band):
+    assert texts.risk_band(probability, HAM_CARD).name == band
 
 
 def test_risk_band_refuses_a_probability_outside_0_1():
     with pytest.raises(ValueError, match="1.5"):
-        texts.risk_band(1.5)
+        texts.risk_band(1.5, HAM_CARD)
 
 
 def test_melanoma_sends_the_patient_to_a_dermatologist_now():
     advice = texts.recommendation(prediction({"mel": 0.7, "nv": 0.3}), HAM_CARD)
-    assert "Most similar to: Melanoma (70%)" in advice
+    assert "**Most similar to:** Melanoma (70%)" in advice
     assert "See a dermatologist as soon as you can" in advice
+
+
+def test_advice_comes_before_the_findings_and_never_calls_them_a_diagnosis():
+    advice = texts.recommendation(prediction({"mel": 0.7, "nv": 0.3}), HAM_CARD)
+    assert advice.startswith("### What to do")
+    assert advice.index("See a dermatologist") < advice.index("Most similar to") < advice.index("not a diagnosis")
+    assert "### Most similar" not in advice and "# Melanoma" not in advice  # no finding as a heading
 
 
 def test_a_confident_mole_needs_no_urgent_visit():
@@ -59,8 +66,8 @@ def test_a_confident_mole_needs_no_urgent_visit():
 def test_a_mole_with_a_high_cancer_risk_still_gets_the_urgent_advice():
     # nv is the top class, but melanoma + basal cell carcinoma add up to a high malignant probability.
     advice = texts.recommendation(prediction({"nv": 0.4, "mel": 0.35, "bcc": 0.25}), HAM_CARD)
-    assert "Most similar to: Melanocytic nevus (mole) (40%)" in advice
-    assert "usually harmless, but" in advice and "high (60%)" in advice
+    assert "**Most similar to:** Melanocytic nevus (mole) (40%)" in advice
+    assert "usually harmless finding, but" in advice and "high (60%)" in advice
     assert "See a dermatologist as soon as you can" in advice
     assert "No urgent visit needed" not in advice
 
@@ -77,17 +84,16 @@ def test_rash_model_has_no_cancer_risk_and_rash_specific_advice():
                      input=InputSpec(224, 224))
     result = prediction({"Monkeypox": 0.8, "Normal": 0.2}, card)
     assert result.malignant_probability is None
-    assert "does not estimate a skin-cancer risk" in texts.risk_html(None)
+    assert "tells rashes apart; it does not estimate a skin-cancer risk" in texts.risk_html(None, card)
     assert "phone ahead" in texts.recommendation(result, card)
 
 
 def test_risk_badge_names_band_and_probability():
-    badge = texts.risk_html(0.62)
+    badge = texts.risk_html(0.62, HAM_CARD)
     assert 'class="risk risk-high"' in badge and "<b>High</b>" in badge and "62%" in badge
 
 
-def test_cant_tell_and_bad_upload_messages_carry_the_reason():
-    assert "because the model is unsure (top 31%)" in texts.cant_tell("the model is unsure (top 31%)")
+def test_bad_upload_message_carries_the_reason():
     message = texts.bad_upload("holiday.png: image is 1x1 px, too small to show a lesion.")
     assert "I could not read this file" in message and "holiday.png: image is 1x1 px" in message
 
