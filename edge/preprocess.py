@@ -11,16 +11,21 @@ no second copy of the resize policy, the filter or the normalization anywhere in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import logging
 import os
+import struct
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from edge.errors import ImageError
 
@@ -31,6 +36,28 @@ RESAMPLE = Image.Resampling.BILINEAR  # Pillow's bilinear antialiases when shrin
 BACKGROUND = (255, 255, 255)  # Transparent pixels are composited on white, as viewers show them.
 DEFAULT_MAX_PIXELS = 64_000_000  # ~ a 64 MP phone photo; larger headers are refused before decoding.
 MIN_SIDE = 16  # Smaller images cannot show a lesion; refuse them instead of upscaling noise.
+# At most this much memory goes to decoding at once in one process (a 64 MP RGB PNG needs ~245 MiB):
+# what a Raspberry Pi with 1 GB can spare next to the model. Larger decodes are refused up front.
+DEFAULT_MAX_DECODE_BYTES = 512 * 2**20
+REDUCE_ABOVE_PIXELS = 16_000_000  # Non-JPEG images larger than this are box-reduced right after decoding.
+ORIENTATION_TAG = 0x0112
+
+LOGGER = logging.getLogger(__name__)
+_PILLOW_WARNINGS_LOCK = threading.Lock()
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}  # else 4
+_CONVERT_BYTES_PER_PIXEL = {"RGB": 0, "RGBA": 5, "LA": 5, "PA": 9, "P": 9, "La": 5, "RGBa": 5,
+                            "I;16": 14, "I;16L": 14, "I;16B": 14, "I;16N": 14, "I": 14, "F": 14}  # else 4
+_REDUCIBLE = ("L", "I", "F", "RGB", "RGBA", "LA")  # modes Image.reduce averages correctly
+# EXIF orientation -> the transpose that makes the image upright (the EXIF 2.3 table, as Pillow applies it).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
@@ -89,15 +116,16 @@ def load_image(source: ImageSource, spec: InputSpec) -> np.ndarray:
 
     Raises:
         ImageError: The input is missing, empty, corrupt, truncated, too large, too small or not an
-            image. The message names the source and the cause.
+            image, or would need more memory to decode than :data:`DECODE_BUDGET` allows. The message
+            names the source and the cause.
     """
     name = describe_source(source)
-    image = open_rgb(source, max_pixels=spec.max_pixels, target=(spec.width, spec.height))
-    if min(image.size) < MIN_SIDE:
-        raise ImageError(f"{name}: image is {image.width}x{image.height} px, too small to show a lesion "
-                         f"(at least {MIN_SIDE} px per side needed)")
-    box = crop_box(image.size, (spec.width, spec.height), spec.resize)
-    resized = image.resize((spec.width, spec.height), resample=RESAMPLE, box=box)
+    with _decoded_rgb(source, name, max_pixels=spec.max_pixels, target=(spec.width, spec.height)) as image:
+        if min(image.size) < MIN_SIDE:
+            raise ImageError(f"{name}: image is {image.width}x{image.height} px, too small to show a lesion "
+                             f"(at least {MIN_SIDE} px per side needed)")
+        box = crop_box(image.size, (spec.width, spec.height), spec.resize)
+        resized = image.resize((spec.width, spec.height), resample=RESAMPLE, box=box)
     return np.asarray(resized, dtype=np.uint8)
 
 
@@ -125,31 +153,65 @@ def open_rgb(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS,
              target: tuple[int, int] | None = None) -> Image.Image:
     """Decodes ``source`` into an upright RGB PIL image (EXIF orientation applied, alpha on white).
 
-    ``target`` (w, h) lets JPEG decoding downscale in the DCT when the image is far larger than
-    needed, which is most of the decode time for phone photos on a Raspberry Pi.
+    ``target`` (w, h) lets decoding downscale early when the image is far larger than needed: JPEGs in
+    the DCT (most of a phone photo's decode time on a Raspberry Pi), other formats with
+    ``Image.reduce`` once they exceed :data:`REDUCE_ABOVE_PIXELS`. A PIL image passed in is never
+    modified; when it needs no change it is returned as is.
     """
     name = describe_source(source)
-    if isinstance(source, np.ndarray):
-        return _array_to_rgb(source, name)
-    if isinstance(source, Image.Image):
-        image = source
-    else:
-        image = _open_encoded(source, name)
-    pixels = image.width * image.height
-    if pixels > max_pixels:
-        raise ImageError(f"{name}: image is {image.width}x{image.height} = {pixels:,} px, over the limit of "
-                         f"{max_pixels:,} px (a decompression-bomb guard); downscale it or raise max_pixels")
-    try:
-        if target is not None and image.format == "JPEG":
-            # Decode at the smallest 1/2, 1/4 or 1/8 DCT scale that still covers the target: the DCT
-            # averages blocks (a good downscaler) and most of a phone photo's decode time disappears.
-            image.draft("RGB", target)
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
-    except ImageError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageError(f"{name}: cannot decode image ({error}); the file may be truncated or corrupt") from error
+    with _decoded_rgb(source, name, max_pixels=max_pixels, target=target) as image:
+        return image
+
+
+class DecodeBudget:
+    """The memory one process may spend on decoding images at once, shared by all threads.
+
+    A decode reserves its estimate (see :func:`decode_bytes`) before Pillow allocates anything and
+    releases it when its pixels are resized; a decode that would need more than the whole budget is
+    refused, one that fits waits until concurrent decodes leave room. So eight simultaneous 40 MP
+    uploads to the demo take turns instead of adding up.
+    """
+
+    def __init__(self, limit_bytes: int) -> None:
+        if limit_bytes < 1:
+            raise ValueError(f"limit_bytes must be positive, got {limit_bytes}")
+        self.limit_bytes = limit_bytes
+        self._in_use = 0
+        self._condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, nbytes: int, name: str) -> Iterator[None]:
+        """Holds ``nbytes`` of the budget for the duration of the ``with`` block."""
+        if nbytes > self.limit_bytes:
+            raise ImageError(f"{name}: decoding it needs about {nbytes / 2**20:,.0f} MiB, over the limit of "
+                             f"{self.limit_bytes / 2**20:,.0f} MiB for decoding (edge.preprocess.DECODE_BUDGET); "
+                             "downscale the image or save it as JPEG")
+        with self._condition:
+            self._condition.wait_for(lambda: self._in_use + nbytes <= self.limit_bytes)
+            self._in_use += nbytes
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._in_use -= nbytes
+                self._condition.notify_all()
+
+
+DECODE_BUDGET = DecodeBudget(DEFAULT_MAX_DECODE_BYTES)
+
+
+def decode_bytes(mode: str, size: tuple[int, int], *, reduced: bool = False) -> int:
+    """Estimated peak memory for decoding an image of ``mode`` and ``size`` (w, h) and turning it into RGB.
+
+    Pillow stores most modes in 4 bytes per pixel (RGB too); converting to RGB adds a copy, alpha adds a
+    white background and a mask, 16-bit and float data go through numpy. ``reduced`` images are shrunk
+    right after decoding, so only the decoded buffer (and Pillow's premultiplied copy for alpha) counts.
+    """
+    pixels = size[0] * size[1]
+    decoded = pixels * _BYTES_PER_PIXEL.get(mode, 4)
+    if reduced:
+        return decoded + (pixels * 4 if mode in ("RGBA", "LA") else 0)
+    return decoded + pixels * _CONVERT_BYTES_PER_PIXEL.get(mode, 4)
 
 
 def describe_source(source: Any) -> str:
@@ -165,14 +227,113 @@ def describe_source(source: Any) -> str:
     return getattr(source, "name", None) or f"<{type(source).__name__}>"
 
 
-def _open_encoded(source: Any, name: str) -> Image.Image:
+@contextlib.contextmanager
+def _decoded_rgb(source: ImageSource, name: str, *, max_pixels: int,
+                 target: tuple[int, int] | None) -> Iterator[Image.Image]:
+    """Yields ``source`` as an upright RGB image while its decode memory is reserved in the budget."""
+    if isinstance(source, np.ndarray):
+        yield _array_to_rgb(source, name)  # already decoded by the caller: nothing to budget
+        return
+    notes: list[str] = []
+    owned = not isinstance(source, Image.Image)
+    image = _open_encoded(source, name, notes) if owned else source
+    stream = image.fp if owned else None  # ours to close: Pillow leaves a file object it was given open
+    try:
+        pixels = image.width * image.height
+        if pixels > max_pixels:
+            raise ImageError(f"{name}: image is {image.width}x{image.height} = {pixels:,} px, over the limit of "
+                             f"{max_pixels:,} px (a decompression-bomb guard); downscale it or raise max_pixels")
+        try:
+            if target is not None and image.format == "JPEG":
+                # Decode at the smallest 1/2, 1/4 or 1/8 DCT scale that still covers the target: the DCT
+                # averages blocks (a good downscaler) and most of a phone photo's decode time disappears.
+                image.draft("RGB", target)
+        except (OSError, ValueError) as error:
+            raise ImageError(f"{name}: cannot decode image ({error}); the file may be truncated or corrupt") from error
+        factor = _reduce_factor(image, target)
+        with DECODE_BUDGET.reserve(decode_bytes(image.mode, image.size, reduced=factor > 1), name):
+            try:
+                image.load()
+                method = _ORIENTATION.get(_orientation(image, notes))
+                if factor > 1:
+                    image = image.reduce(factor)
+                if method is not None:
+                    image = image.transpose(method)
+                    image.info.pop("exif", None)  # its orientation tag no longer applies
+                rgb = _to_rgb(image, name)
+            except ImageError:
+                raise
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+                raise ImageError(f"{name}: cannot decode image ({error}); the file may be truncated or "
+                                 "corrupt") from error
+            _report(name, notes)
+            yield rgb
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def _reduce_factor(image: Image.Image, target: tuple[int, int] | None) -> int:
+    """How much a huge image may be box-averaged right after decoding and still cover ``target``.
+
+    Only images over :data:`REDUCE_ABOVE_PIXELS` are reduced (no data set the models learn from comes
+    near it), so the pixels of ordinary inputs are exactly those of one resize from full resolution.
+    """
+    if target is None or image.width * image.height <= REDUCE_ABOVE_PIXELS or image.mode not in _REDUCIBLE:
+        return 1
+    # The shorter side must still cover the longer target side, whatever the EXIF rotation does.
+    return max(1, min(image.size) // max(target))
+
+
+def _orientation(image: Image.Image, notes: list[str]) -> int:
+    """The EXIF orientation (1..8); what a damaged EXIF block makes Pillow say goes into ``notes``."""
+    with _quiet_pillow(notes):
+        try:
+            orientation = image.getexif().get(ORIENTATION_TAG, 1)
+        except (OSError, ValueError, SyntaxError, struct.error) as error:
+            notes.append(f"EXIF: {error}")
+            orientation = 1
+    if not isinstance(orientation, int) or orientation not in range(1, 9):
+        notes.append(f"EXIF orientation {orientation!r}")
+        orientation = 1
+    return orientation
+
+
+@contextlib.contextmanager
+def _quiet_pillow(notes: list[str]) -> Iterator[None]:
+    """Collects Pillow's warnings into ``notes`` instead of printing them with Pillow's file paths.
+
+    ``catch_warnings`` swaps process-wide state, so concurrent decodes take turns through the short,
+    pixel-free steps (opening a header, parsing EXIF) that run under it.
+    """
+    with _PILLOW_WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # We apply our own, configurable pixel limit right after open().
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            yield
+        finally:
+            notes.extend(str(w.message).strip() for w in caught)
+
+
+def _report(name: str, notes: list[str]) -> None:
+    """One log line of ours for an image that decoded despite damaged metadata."""
+    if not notes:
+        return
+    if any("exif" in note.lower() or "truncated file read" in note.lower() for note in notes):
+        LOGGER.warning("%s: damaged EXIF metadata; used what could be read", name)
+    else:
+        LOGGER.warning("%s: %s", name, notes[0].splitlines()[0])
+
+
+def _open_encoded(source: Any, name: str, notes: list[str]) -> Image.Image:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
             raise ImageError(f"{name}: file not found")
         if path.is_dir():
             raise ImageError(f"{name}: is a folder, not an image file")
-        stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 - PIL keeps it open until load()
+        stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller once decoded
     elif isinstance(source, (bytes, bytearray, memoryview)):
         stream = io.BytesIO(bytes(source))
     elif hasattr(source, "read"):
@@ -183,29 +344,36 @@ def _open_encoded(source: Any, name: str) -> Image.Image:
     else:
         raise ImageError(f"{name}: unsupported input type {type(source).__name__}; pass a path, bytes, "
                          "a binary file object, a PIL image or a numpy array")
-    if stream.seek(0, io.SEEK_END) == 0:
-        raise ImageError(f"{name}: empty file (0 bytes)")
-    stream.seek(0)
     try:
-        with warnings.catch_warnings():
-            # We apply our own, configurable pixel limit right after open().
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        if stream.seek(0, io.SEEK_END) == 0:
+            raise ImageError(f"{name}: empty file (0 bytes)")
+        stream.seek(0)
+        with _quiet_pillow(notes):
             return Image.open(stream)
+    except ImageError:
+        stream.close()
+        raise
     except Image.DecompressionBombError as error:
+        stream.close()
         raise ImageError(f"{name}: image dimensions are absurdly large ({error})") from error
     except UnidentifiedImageError as error:
+        stream.close()
         raise ImageError(f"{name}: not an image Pillow can read (unknown or corrupt format)") from error
     except (OSError, ValueError, SyntaxError) as error:
+        stream.close()
         raise ImageError(f"{name}: cannot read image header ({error})") from error
+    except BaseException:
+        stream.close()
+        raise
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: Image.Image, name: str) -> Image.Image:
     image.load()
     mode = image.mode
     if mode == "RGB":
         return image
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return _array_to_rgb(np.asarray(image), describe_source(image))
+        return _array_to_rgb(np.asarray(image), name)
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif mode in ("LA", "PA", "La", "RGBa"):
@@ -240,4 +408,4 @@ def _array_to_rgb(array: np.ndarray, name: str) -> Image.Image:
     if pixels.shape[2] == 2:
         pixels = np.dstack([pixels[:, :, 0]] * 3 + [pixels[:, :, 1]])
     image = Image.fromarray(np.ascontiguousarray(pixels), mode="RGBA" if pixels.shape[2] == 4 else "RGB")
-    return _to_rgb(image)
+    return _to_rgb(image, name)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import logging
 import struct
+import threading
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
+from edge import preprocess
 from edge.errors import ImageError
 from edge.preprocess import BACKGROUND, InputSpec, crop_box, load_image, normalize
 
@@ -212,3 +216,165 @@ def test_invalid_specs_are_refused(kwargs):
 def test_spec_round_trips_through_a_dict():
     spec = InputSpec(height=192, width=160, resize="stretch")
     assert InputSpec.from_dict(spec.to_dict()) == spec
+
+
+# --- files Pillow opens in modes we convert through numpy: the error names the file ----------------------
+
+@pytest.mark.parametrize("mode, value, fragment", [("F", 200.0, "0..1"), ("I", 70_000, "0..65535")])
+def test_float_and_integer_tiffs_name_the_file(mode, value, fragment, tmp_path):
+    path = tmp_path / f"scan-{mode}.tif"
+    Image.new(mode, (60, 45), value).save(path)
+    with pytest.raises(ImageError) as raised:
+        load_image(path, SPEC)
+    assert str(raised.value).startswith(f"{path}: ") and fragment in str(raised.value)
+    with pytest.raises(ImageError, match=r"^<bytes: \d+ bytes>: "):
+        load_image(path.read_bytes(), SPEC)
+
+
+def test_a_float_tiff_in_range_decodes(tmp_path):
+    path = tmp_path / "unit.tif"
+    Image.new("F", (40, 40), 0.5).save(path)
+    assert load_image(path, SPEC)[0, 0, 0] == 128
+
+
+# --- a damaged EXIF block: our one line, not Pillow's warnings -------------------------------------------
+
+def _jpeg_with_exif(exif: bytes, size=(64, 48)) -> bytes:
+    return encode(solid(size=size), "JPEG", exif=exif, quality=95)
+
+
+def _truncated_exif() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Camera maker " * 10  # stored out of line, so cutting the block leaves its offset dangling
+    return exif.tobytes()[:40]
+
+
+def test_corrupt_exif_gives_one_line_of_ours_and_no_pillow_warning(tmp_path, caplog):
+    path = _write(tmp_path / "phone.jpg", _jpeg_with_exif(_truncated_exif()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning Pillow lets through fails the test
+        with caplog.at_level(logging.WARNING, logger="edge.preprocess"):
+            pixels = load_image(path, SPEC)
+    assert pixels.shape == (32, 32, 3)
+    assert len(caplog.records) == 1, caplog.text
+    message = caplog.records[0].getMessage()
+    assert message.startswith(f"{path}: damaged EXIF metadata") and "\n" not in message
+    assert "PIL" not in message and "site-packages" not in message
+
+
+def test_intact_exif_logs_nothing(caplog):
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    with caplog.at_level(logging.DEBUG, logger="edge.preprocess"):
+        load_image(_jpeg_with_exif(exif.tobytes()), SPEC)
+    assert not caplog.records
+
+
+# --- memory: refused before decoding, concurrent decodes share one budget, huge images reduced ----------
+
+def _png_header(width: int, height: int, colour_type: int = 2) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+
+
+def test_an_image_over_the_decode_budget_is_refused_before_decoding(monkeypatch):
+    monkeypatch.setattr(preprocess, "DECODE_BUDGET", preprocess.DecodeBudget(8 * 2**20))
+    loads = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: loads.append(self) or None)
+    # 2000 x 2000 RGB is under the pixel limit but needs ~15 MiB decoded: refused, and nothing decoded.
+    with pytest.raises(ImageError, match=r"needs about 15 MiB, over the limit of 8 MiB") as raised:
+        load_image(_png_header(2000, 2000), InputSpec(height=32, width=32))
+    assert str(raised.value).startswith("<bytes:")
+    assert not loads
+
+
+def test_the_default_budget_admits_the_pixel_limit_for_rgb():
+    assert preprocess.decode_bytes("RGB", (8000, 8000), reduced=True) <= preprocess.DECODE_BUDGET.limit_bytes
+    assert preprocess.decode_bytes("RGB", (600, 450)) < 2 * 2**20
+
+
+def test_concurrent_decodes_wait_for_their_share_of_the_budget():
+    budget = preprocess.DecodeBudget(100)
+    first_in, second_in, release = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(event: threading.Event) -> None:
+        with budget.reserve(60, "x"):
+            event.set()
+            release.wait(5)
+
+    first = threading.Thread(target=hold, args=(first_in,))
+    first.start()
+    assert first_in.wait(5)
+    second = threading.Thread(target=hold, args=(second_in,))
+    second.start()
+    assert not second_in.wait(0.2)  # 60 + 60 > 100: the second decode waits
+    release.set()
+    assert second_in.wait(5)
+    first.join(5)
+    second.join(5)
+    with budget.reserve(100, "x"):  # everything was given back
+        pass
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_huge_images_are_reduced_after_decoding_and_keep_their_orientation(orientation, monkeypatch):
+    monkeypatch.setattr(preprocess, "REDUCE_ABOVE_PIXELS", 10_000)
+    reduced = []
+    real_reduce = Image.Image.reduce
+    monkeypatch.setattr(Image.Image, "reduce", lambda self, factor, **kw: reduced.append(factor)
+                        or real_reduce(self, factor, **kw))
+    tall = Image.new("RGB", (200, 400), (0, 0, 0))
+    tall.paste((255, 255, 255), (0, 0, 200, 200))  # white top half
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    pixels = load_image(encode(tall, "PNG", exif=exif.tobytes()), InputSpec(height=32, width=32, resize="stretch"))
+    assert reduced == [6]  # 200 // 32: the reduced image still covers the target
+    if orientation == 6:  # turned clockwise: the white half is on the right
+        assert pixels[:, -4:].mean() > 200 and pixels[:, :4].mean() < 50
+    else:
+        assert pixels[:4].mean() > 200 and pixels[-4:].mean() < 50
+
+
+def test_a_pil_image_passed_in_is_not_modified():
+    image = Image.new("RGB", (40, 80), (10, 200, 30))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    before = image.tobytes()
+    load_image(image, SPEC)
+    assert image.size == (40, 80) and image.tobytes() == before and image.getexif()[0x0112] == 6
+
+
+# --- ordinary images: exactly the pixels the models were trained on ------------------------------------
+
+def _reference_pixels(data: bytes, spec: InputSpec) -> np.ndarray:
+    """The pipeline as it was before big-image handling: draft, exif_transpose, convert, one resize."""
+    image = Image.open(io.BytesIO(data))
+    if image.format == "JPEG":
+        image.draft("RGB", (spec.width, spec.height))
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, BACKGROUND)
+        background.paste(image, mask=image.getchannel("A"))
+        image = background
+    image = image.convert("RGB")
+    box = crop_box(image.size, (spec.width, spec.height), spec.resize)
+    return np.asarray(image.resize((spec.width, spec.height), resample=Image.Resampling.BILINEAR, box=box))
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+@pytest.mark.parametrize("fmt, mode, size", [("JPEG", "RGB", (600, 450)), ("JPEG", "RGB", (200, 150)),
+                                              ("PNG", "RGB", (224, 224)), ("PNG", "RGBA", (600, 450)),
+                                              ("PNG", "L", (600, 450))])
+def test_ordinary_images_give_byte_identical_pixels(fmt, mode, size, orientation):
+    rng = np.random.default_rng(3)
+    array = rng.integers(0, 255, (size[1], size[0], 4), dtype=np.uint8)
+    image = Image.fromarray(array, "RGBA").convert(mode)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(image, fmt, exif=exif.tobytes(), **({"quality": 90} if fmt == "JPEG" else {}))
+    for spec in (InputSpec(height=224, width=224), InputSpec(height=160, width=192, resize="stretch")):
+        assert load_image(data, spec).tobytes() == _reference_pixels(data, spec).tobytes()
