@@ -53,7 +53,7 @@ def copy_float_stage(source: Run, target: Path) -> Run:
     return Run(target)
 
 
-def int8_file(run: Run, config: BuildConfig, scheme: str, train_pixels, classes: list[str]) -> Path:
+def int8_file(run: Run, config: BuildConfig, scheme: str, train, classes: list[str]) -> Path:
     """Trains (QAT schemes) and exports one int8 candidate inside ``run``."""
     from build.qat import apply_qat
     from converters.export import export_tflite, load_keras_model
@@ -63,7 +63,7 @@ def int8_file(run: Run, config: BuildConfig, scheme: str, train_pixels, classes:
     if scheme == "ptq":
         source = load_keras_model(run.root / "float" / "model.keras")
         quantization = QuantizationConfig.for_int8(
-            calibration_sample(train_pixels, config.export.calibration_images, config.train.seed))
+            calibration_sample(train, spec, config.export.calibration_images, config.train.seed))
     else:
         qat = dataclasses.replace(config.qat, distillation=DISTILLATION.get(scheme, 0.0))
         source = load_keras_model(apply_qat(run, dataclasses.replace(config, qat=qat),
@@ -92,7 +92,7 @@ def compare_schemes(run_dir: Path, out: Path, *, steps: int, learning_rate: floa
     rows = []
     for scheme in schemes:
         run = copy_float_stage(source, out / scheme)
-        path = int8_file(run, config, scheme, train.pixels, classes)
+        path = int8_file(run, config, scheme, train, classes)
         parity = validate_tflite(path, float_path, np.asarray(val.pixels), val.labels, input_spec=spec,
                                  variant="int8")
         test_probs, _ = run_tflite(path, np.asarray(test.pixels), spec)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from build.config import BuildConfig
-from build.pipeline import calibration_sample
+from build.pipeline import CachedImages, calibration_sample
 from build.run import (Run, cached_split, class_names, input_spec, prepare_split, split_summary, start_run,
-                       write_text_atomic)
+                       training_images, write_text_atomic)
 from edge.card import HAM10000_CLASSES, MSID_CLASSES, ClassInfo, ModelCard
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     frame = prepare_split(run, config)
     classes = class_names(config, frame)
     spec = input_spec(config)
-    train, val = (cached_split(run, frame, split, classes, spec) for split in ("train", "val"))
+    train, val = training_images(run, frame, classes, config), cached_split(run, frame, "val", classes, spec)
     limit = config.export.validation_images or len(val.labels)
     val_pixels, val_labels = np.asarray(val.pixels[:limit]), val.labels[:limit]
     float_path = run.root / "float" / "model.keras"
@@ -121,8 +121,7 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
                                 "(or set qat.enabled = false)")
 
     out = run.stage("export")
-    files = export_variants(float_path, qat_path if config.qat.enabled else None, out, config, classes,
-                            train.pixels)
+    files = export_variants(float_path, qat_path if config.qat.enabled else None, out, config, classes, train)
     reports = {variant: validate_tflite(path, float_path, val_pixels, val_labels, input_spec=spec,
                                         variant=_gate_name(variant)).to_dict()
                for variant, path in files.items()}
@@ -185,7 +184,7 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
 
 
 def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: BuildConfig,
-                    classes: list[str], train_pixels: np.ndarray) -> dict[str, Path]:
+                    classes: list[str], train: CachedImages) -> dict[str, Path]:
     """Writes the configured float variants and two int8 candidates: ``int8-qat`` (from the QAT model)
     and ``int8-ptq`` (post-training quantization of the float model), so the report shows what QAT
     bought and :func:`choose_int8` can ship the one that follows the float model more closely."""
@@ -196,7 +195,7 @@ def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: 
     display = [_class_info(config.data.task, c).display_name for c in classes]
     common = dict(input_spec=spec, labels=classes, display_names=display, name=config.name,
                   license=LICENSES.get(config.data.task, ""))
-    calibration = calibration_sample(train_pixels, config.export.calibration_images, config.train.seed)
+    calibration = calibration_sample(train, spec, config.export.calibration_images, config.train.seed)
     factories = {"float32": QuantizationConfig.for_float32, "float16": QuantizationConfig.for_float16,
                  "dynamic": QuantizationConfig.for_dynamic}
     files = {}

@@ -90,6 +90,10 @@ class TrainConfig:
             so ``train_batchnorm`` must stay off).
         train_batchnorm: Also train BatchNormalization layers of the unfrozen blocks (their moving
             statistics then adapt to dermatoscopy). Off: pretrained statistics stay as they are.
+        ema: Momentum of an exponential moving average of the weights, per step (e.g. 0.999); the
+            average is what is judged on validation and kept. 0 = no average.
+        deterministic: TensorFlow's deterministic kernels, so the same seed gives the same weights bit
+            for bit (``python -m benchmarks.determinism`` measures what it costs).
     """
 
     batch_size: int = 32
@@ -112,6 +116,8 @@ class TrainConfig:
     strategy: str = "auto"
     init_from: str = ""
     train_batchnorm: bool = False
+    ema: float = 0.0
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "rmsprop", "sgd"):
@@ -120,6 +126,8 @@ class TrainConfig:
             raise ValueError(f"strategy must be auto|one|mirrored|multiworker, got {self.strategy!r}")
         if self.batch_size < 1 or self.epochs < 0 or self.head_epochs < 0:
             raise ValueError("batch_size must be >= 1 and epochs >= 0")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"train.ema must be a momentum in [0, 1) (0 = off), got {self.ema}")
         if self.init_from.endswith(".tflite") and self.train_batchnorm:
             raise ValueError(f"train.init_from = {self.init_from!r} has its BatchNorm folded into the "
                              "convolutions: set train.train_batchnorm = false to continue from it")

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic")
+DUPLICATE_LESIONS = "duplicate_lesions.csv"  # beside HAM10000_metadata.csv: pairs of ids of one lesion
 COLUMNS = ["path", "image_id", "label", "group", "source", "age", "sex", "localization", "dx_type"]
 METADATA = ("age", "sex", "localization", "dx_type")
 HAM10000_LABELS = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -283,9 +284,36 @@ def _from_ham10000(csv_path: Path, root: Path, source: str) -> pd.DataFrame:
     paths = _require_images(table["image_id"], _index_images(root), root)
     return pd.DataFrame({
         "path": [str(p) for p in paths], "image_id": table["image_id"], "label": table["dx"],
-        "group": table["lesion_id"], "source": source, "age": table.get("age"),
+        "group": merge_duplicate_lesions(table["lesion_id"], csv_path.parent / DUPLICATE_LESIONS),
+        "source": source, "age": table.get("age"),
         "sex": table.get("sex"), "localization": table.get("localization"), "dx_type": table.get("dx_type"),
     })
+
+
+def merge_duplicate_lesions(lesion_ids: pd.Series, duplicates_csv: Path) -> pd.Series:
+    """Lesion ids with every pair ``duplicates_csv`` lists as one lesion mapped to one id (the smaller).
+
+    HAM10000 files some lesions under two ``lesion_id``s (Abhishek et al. 2024, arXiv 2401.14497); a
+    lesion-grouped split must keep both in one split. Without the file the ids are returned as they are.
+    """
+    if not duplicates_csv.is_file():
+        return lesion_ids
+    pairs = _read_csv(duplicates_csv)
+    needed = {"lesion_id_a", "lesion_id_b"}
+    if not needed <= set(pairs.columns):
+        raise ValueError(f"{duplicates_csv}: needs columns {sorted(needed)}, has {list(pairs.columns)}")
+    parent: dict[str, str] = {}
+
+    def root(lesion: str) -> str:
+        while parent.get(lesion, lesion) != lesion:
+            lesion = parent[lesion]
+        return lesion
+
+    for a, b in zip(pairs["lesion_id_a"].astype(str), pairs["lesion_id_b"].astype(str)):
+        first, second = sorted((root(a), root(b)))
+        if first != second:
+            parent[second] = first
+    return lesion_ids.astype(str).map(root)
 
 
 def _is_isic2018_onehot(table: pd.DataFrame) -> bool:

@@ -21,7 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from edge.preprocess import InputSpec, load_image
+from build.atomic import write_with
+from edge.preprocess import InputSpec, load_image, open_rgb
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,15 @@ class AugmentConfig:
         saturation: Random saturation factor range.
         hue: Random hue shift (fraction of the colour wheel).
         noise: Standard deviation of Gaussian pixel noise, in 0..255 units.
+        crop_area: Random-resized crop: range of the crop's area as a fraction of the source image
+            ((1, 1) = the whole image, the runtime's framing). See ``build.framing.random_crop``.
+        crop_aspect: Range of the crop's aspect (width / height in source pixels), drawn log-uniformly;
+            empty = the source's own aspect.
+        resample_filters: Filters drawn per image to resize the crop (``build.framing.FILTERS``:
+            Pillow's, and ``point`` for the unantialiased bilinear of GPU runtimes); empty = bilinear.
+        blur: Largest Gaussian blur radius (px at the model's size), applied to half the images.
+        jpeg: Share of images re-compressed as JPEG, at a quality drawn from ``jpeg_quality``.
+        jpeg_quality: Range of that JPEG quality (inclusive).
     """
 
     flip: bool = True
@@ -53,6 +63,34 @@ class AugmentConfig:
     saturation: float = 0.15
     hue: float = 0.02
     noise: float = 3.0
+    crop_area: tuple[float, float] = (1.0, 1.0)
+    crop_aspect: tuple[float, ...] = ()
+    resample_filters: tuple[str, ...] = ()
+    blur: float = 0.0
+    jpeg: float = 0.0
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+    def __post_init__(self) -> None:
+        from build.framing import FILTERS
+
+        if len(self.crop_area) != 2 or not 0 < self.crop_area[0] <= self.crop_area[1] <= 1:
+            raise ValueError(f"augment.crop_area must be [low, high] with 0 < low <= high <= 1, got {self.crop_area}")
+        if self.crop_aspect and (len(self.crop_aspect) != 2 or not 0 < self.crop_aspect[0] <= self.crop_aspect[1]):
+            raise ValueError(f"augment.crop_aspect must be [] or [low, high] with 0 < low <= high, "
+                             f"got {self.crop_aspect}")
+        unknown = sorted(set(self.resample_filters) - set(FILTERS))
+        if unknown:
+            raise ValueError(f"augment.resample_filters: unknown {unknown}; choose from {sorted(FILTERS)}")
+        if not 0 <= self.jpeg <= 1 or len(self.jpeg_quality) != 2 or not 1 <= self.jpeg_quality[0] \
+                <= self.jpeg_quality[1] <= 100:
+            raise ValueError(f"augment.jpeg must be a share in [0, 1] and jpeg_quality [low, high] in 1..100, got "
+                             f"{self.jpeg} and {self.jpeg_quality}")
+
+    @property
+    def frames(self) -> bool:
+        """Whether training images are framed (cropped, resampled, degraded) per batch."""
+        return (self.crop_area != (1.0, 1.0) or bool(self.crop_aspect) or bool(self.resample_filters)
+                or bool(self.blur) or bool(self.jpeg))
 
 
 @dataclass(frozen=True)
@@ -79,10 +117,22 @@ class BalanceConfig:
 
 @dataclass(frozen=True)
 class CachedImages:
-    """Decoded images (memory-mapped) and their integer labels."""
+    """Decoded images (memory-mapped) and their integer labels.
+
+    ``sizes`` is set for a source-aspect cache (:func:`build_source_cache`): each image's (height,
+    width) at the top left of its canvas.
+    """
 
     pixels: np.ndarray  # (N, H, W, 3) uint8
     labels: np.ndarray  # (N,) int32
+    sizes: np.ndarray | None = None  # (N, 2) int32
+
+    def source(self, index: int) -> np.ndarray:
+        """Image ``index`` without its canvas margin."""
+        if self.sizes is None:
+            return self.pixels[index]
+        height, width = self.sizes[index]
+        return self.pixels[index, :height, :width]
 
 
 def build_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *, workers: int = 0) -> np.ndarray:
@@ -92,34 +142,68 @@ def build_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *,
     rebuilt when any of them changes and reused otherwise. Writing goes to a temporary file that is
     renamed into place, so a crash never leaves half a cache.
     """
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    key = _cache_key(paths, spec)
-    target = cache_dir / f"pixels-{spec.height}x{spec.width}-{key}.npy"
-    if target.exists():
-        return np.load(target, mmap_mode="r")
+    target = Path(cache_dir) / f"pixels-{spec.height}x{spec.width}-{_cache_key(paths, spec)}.npy"
+    if not target.exists():
+        _write_cache(target, paths, (spec.height, spec.width), lambda path: load_image(path, spec), workers)
+    return np.load(target, mmap_mode="r")
+
+
+def build_source_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *,
+                       workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Decodes ``paths`` at their own aspect onto a square canvas (``build.framing.canvas_side``), for
+    training crops; returns the memory-mapped pixels and each image's (height, width) on its canvas.
+
+    Decoding goes through ``edge.preprocess.open_rgb`` (orientation, colour mode, size limits), then the
+    runtime's filter scales the image to the canvas. Cached like :func:`build_cache`.
+    """
+    from build.framing import canvas_side, fit_on_canvas
+
+    side = canvas_side(spec)
+    target = Path(cache_dir) / f"sources-{side}-{_cache_key(paths, spec)}.npy"
+    sizes_file = target.with_name(target.stem + "-sizes.npy")
+    if not target.exists():
+        sizes = np.zeros((len(paths), 2), dtype=np.int32)
+
+        def decode(path_index: tuple[str, int]) -> np.ndarray:
+            path, index = path_index
+            image = open_rgb(path, max_pixels=spec.max_pixels)
+            canvas = fit_on_canvas(image, side)
+            scale = side / max(image.size)
+            sizes[index] = [max(1, min(side, round(n * scale))) for n in (image.height, image.width)]
+            return canvas
+
+        _write_cache(target, list(zip(paths, range(len(paths)))), (side, side), decode, workers,
+                     before_rename=lambda: write_with(sizes_file, lambda tmp: np.save(tmp, sizes)))
+    return np.load(target, mmap_mode="r"), np.load(sizes_file)
+
+
+def _write_cache(target: Path, items: Sequence, shape: tuple[int, int], decode, workers: int,
+                 before_rename=None) -> None:
+    """Decodes every item into a temporary (N, *shape, 3) memory map renamed to ``target`` when complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     tmp = target.with_suffix(f".tmp{os.getpid()}.npy")
-    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), spec.height, spec.width, 3))
+    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), *shape, 3))
 
-    def decode(i: int) -> None:
-        pixels[i] = load_image(paths[i], spec)
+    def fill(i: int) -> None:
+        pixels[i] = decode(items[i])
 
     try:
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            for done, _ in enumerate(pool.map(decode, range(len(paths))), start=1):
+            for done, _ in enumerate(pool.map(fill, range(len(items))), start=1):
                 if done % 2000 == 0:
-                    log.info("cache: decoded %d/%d images", done, len(paths))
+                    log.info("cache: decoded %d/%d images", done, len(items))
         pixels.flush()
+        if before_rename is not None:
+            before_rename()
     except BaseException:
         # A corrupt image (ImageError names it) or Ctrl-C: leave no multi-GB partial file behind.
         tmp.unlink(missing_ok=True)
         raise
     pixels = None  # close the memory map before the rename  # noqa: F841
     os.replace(tmp, target)
-    log.info("cache: %d images at %dx%d in %.1f s -> %s", len(paths), spec.height, spec.width,
+    log.info("cache: %d images at %dx%d in %.1f s -> %s", len(items), shape[0], shape[1],
              time.perf_counter() - started, target)
-    return np.load(target, mmap_mode="r")
 
 
 def _cache_key(paths: Sequence[str], spec: InputSpec) -> str:
@@ -151,58 +235,64 @@ def class_loss_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]
 
 
 def training_dataset(data: CachedImages, spec: InputSpec, *, num_classes: int, batch_size: int,
-                     augment: AugmentConfig, balance: BalanceConfig, seed: int, label_smoothing: float = 0.0):
-    """An endless, shuffled, balanced and augmented ``tf.data.Dataset`` of (normalized images, one-hot).
+                     augment: AugmentConfig, balance: BalanceConfig, seed: int, label_smoothing: float = 0.0,
+                     start_step: int = 0):
+    """An endless, balanced and augmented ``tf.data.Dataset`` of (normalized images, one-hot targets).
 
-    Epoch length is the caller's choice (``steps_per_epoch``); sampling is with replacement per class so
-    minority classes can be drawn more often than they occur.
+    Batch ``k`` (counted from ``start_step``) is a pure function of ``(seed, k)``: which images are
+    drawn (each draw picks a class by the balanced weights, then an image of it), how each is framed and
+    every augmentation parameter. So the same seed gives the same batches on any machine run, and a
+    run resumed at step ``k`` sees exactly the batches an uninterrupted run would have.
     """
+    from build.framing import frame_batch
     from models.keras import tf
 
     weights = class_sampling_weights(data.labels, num_classes, balance)
-    per_class = []
-    class_weights = []
-    for label in range(num_classes):
-        indices = np.flatnonzero(data.labels == label)
-        if len(indices) == 0 or weights[label] == 0:
-            continue
-        per_class.append(tf.data.Dataset.from_tensor_slices(indices).repeat().shuffle(
-            min(len(indices), 10_000), seed=seed + label))
-        class_weights.append(weights[label])
-    indices = tf.data.Dataset.sample_from_datasets(per_class, weights=class_weights, seed=seed)
+    members = [np.flatnonzero(data.labels == label) for label in range(num_classes)]
+    framed = augment.frames or data.sizes is not None
 
-    pixels, labels = data.pixels, data.labels
+    def draw(step):
+        rng = np.random.default_rng([seed, int(step)])
+        classes = rng.choice(num_classes, size=batch_size, p=weights)
+        index = np.array([members[c][rng.integers(len(members[c]))] for c in classes])
+        if framed:
+            images = frame_batch([data.source(i) for i in index], spec, augment, rng)
+        else:
+            order = np.argsort(index)  # sorted reads are kinder to the memory map
+            images = np.empty((batch_size, spec.height, spec.width, 3), dtype=np.uint8)
+            images[order] = data.pixels[index[order]]
+        return images, data.labels[index].astype(np.int32)
 
-    def fetch(index_batch):
-        def gather(idx):
-            idx = np.sort(idx)  # sorted reads are kinder to the memory map
-            return np.asarray(pixels[idx]), labels[idx].astype(np.int32)
-        images, batch_labels = tf.numpy_function(gather, [index_batch], (tf.uint8, tf.int32))
-        images.set_shape([None, spec.height, spec.width, 3])
-        batch_labels.set_shape([None])
-        return images, batch_labels
+    def fetch(step):
+        images, labels = tf.numpy_function(draw, [step], (tf.uint8, tf.int32), stateful=False)
+        images.set_shape([batch_size, spec.height, spec.width, 3])
+        labels.set_shape([batch_size])
+        return step, images, labels
 
     augmenter = make_augmenter(augment, spec, seed=seed)
 
-    def finish(images, batch_labels):
-        images = augmenter(tf.cast(images, tf.float32))
+    def finish(step, images, labels):
+        images = augmenter(tf.cast(images, tf.float32), step)
         images = (images - tf.constant(spec.mean, tf.float32)) / tf.constant(spec.std, tf.float32)
-        targets = tf.one_hot(batch_labels, num_classes)
+        targets = tf.one_hot(labels, num_classes)
         if label_smoothing:
             targets = targets * (1 - label_smoothing) + label_smoothing / num_classes
         return images, targets
 
-    return (indices.batch(batch_size, drop_remainder=True)
+    return (tf.data.Dataset.range(start_step, 2**62)
             .map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
             .map(finish, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def calibration_sample(pixels: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
-    """A seeded sample of cached training images (uint8), in file order, for quantization ranges."""
+def calibration_sample(data: CachedImages, spec: InputSpec, count: int, seed: int) -> list[np.ndarray]:
+    """A seeded sample of training images as the runtime's preprocessing frames them (uint8), in file
+    order, for quantization ranges."""
+    from build.framing import runtime_view
+
     rng = np.random.default_rng(seed)
-    index = np.sort(rng.choice(len(pixels), size=min(count, len(pixels)), replace=False))
-    return [np.asarray(pixels[i]) for i in index]
+    index = np.sort(rng.choice(len(data.labels), size=min(count, len(data.labels)), replace=False))
+    return [runtime_view(data.source(i), spec) for i in index]
 
 
 def evaluation_batches(pixels: np.ndarray, spec: InputSpec, batch_size: int = 64):
@@ -216,14 +306,14 @@ def evaluation_batches(pixels: np.ndarray, spec: InputSpec, batch_size: int = 64
 def make_augmenter(config: AugmentConfig, spec: InputSpec, *, seed: int):
     """Returns a function float32 [B, H, W, 3] in 0..255 -> augmented float32 in 0..255.
 
-    Random parameters are drawn per image from one seeded generator; the pixel work (one warp for
+    Random parameters are drawn per image as a pure function of ``(seed, step)`` (stateless random
+    numbers), so a batch's augmentation does not depend on what ran before it; the pixel work (one warp for
     flips, quarter turns, rotation, shift and zoom, then brightness, contrast, saturation, hue and
     noise) runs in two XLA-compiled functions, which fuse the passes over the batch into a few loops
     (about 8x faster on CPU than one TensorFlow kernel per step, measured on 32 x 192 x 192 batches).
     """
     from models.keras import tf
 
-    rng = tf.random.Generator.from_seed(seed)
     square = spec.height == spec.width
     geometric = bool(config.flip or (config.rotate_90 and square) or config.rotation or config.shift
                      or config.zoom)
@@ -232,7 +322,8 @@ def make_augmenter(config: AugmentConfig, spec: InputSpec, *, seed: int):
     move = tf.function(functools.partial(_move_pixels, geometric=geometric), jit_compile=True)
     shade = tf.function(functools.partial(_shade_pixels, config=config), jit_compile=True)
 
-    def augment(images):
+    def augment(images, step=0):
+        rng = _StatelessDraws(tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)]))
         batch = tf.shape(images)[0]
         unit = tf.ones([batch, 1, 1, 1])
         transforms = (_random_transforms(config, spec, rng, batch, square) if geometric
@@ -250,6 +341,21 @@ def make_augmenter(config: AugmentConfig, spec: InputSpec, *, seed: int):
         return shade(move(images, transforms, brightness), contrast, hue, saturation, noise)
 
     return augment
+
+
+class _StatelessDraws:
+    """Uniform random numbers that are a pure function of a key: the n-th draw folds n into it."""
+
+    def __init__(self, key):
+        self.key = key
+        self.count = 0
+
+    def uniform(self, shape, minval=0.0, maxval=1.0):
+        from models.keras import tf
+
+        self.count += 1
+        seed = tf.random.experimental.stateless_fold_in(self.key, self.count)
+        return tf.random.stateless_uniform(shape, seed=seed, minval=minval, maxval=maxval)
 
 
 def _random_transforms(config: AugmentConfig, spec: InputSpec, rng, batch, square: bool):

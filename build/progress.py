@@ -6,8 +6,10 @@ written after every epoch, so a killed run resumes from the last completed epoch
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +79,70 @@ def save_model_atomic(model, path: Path) -> None:
     else:  # the .keras format has no such switch; an uncompiled view of the same layers has no optimizer
         view = keras.Model(model.inputs, model.outputs, name=model.name)
         write_with(path, lambda tmp: view.save(str(tmp)))
+
+
+class BestWeights:
+    """The best epoch's weights, kept so that a kill at any point leaves them matching ``state.json``.
+
+    A better epoch's weights go to ``best-pending-<epoch>.npz`` first (:meth:`stage`); once
+    ``state.json`` records that epoch as the best, :meth:`settle` renames them over the best file. A
+    kill before the state is written leaves a pending file that ``settle`` discards on resume; a kill
+    after it, one that ``settle`` promotes.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def stage(self, model, epoch: int) -> None:
+        save_weights_atomic(model, self._pending(epoch))
+
+    def settle(self, state: dict) -> None:
+        for pending in self.path.parent.glob("best-pending-*.npz"):
+            if pending == self._pending(state["best_epoch"]):
+                os.replace(pending, self.path)
+            else:
+                pending.unlink()
+
+    def _pending(self, epoch: int) -> Path:
+        return self.path.with_name(f"best-pending-{epoch}.npz")
+
+
+@contextlib.contextmanager
+def averaged_weights(model, optimizer):
+    """Inside the block the model holds the optimizer's moving average of its trainable weights (the
+    optimizer's ``use_ema``); on leaving, the raw weights training goes on from are back. A no-op for
+    an optimizer that keeps no average."""
+    if not getattr(optimizer, "use_ema", False):
+        yield
+        return
+    variables = model.trainable_variables
+    raw = [variable.numpy() for variable in variables]
+    optimizer._overwrite_model_variables_with_average_value(variables)  # tf_keras' own swap-in
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, raw):
+            variable.assign(value)
+
+
+def make_reproducible(seed: int, *, deterministic: bool) -> None:
+    """Seeds Python, NumPy and TensorFlow; with ``deterministic`` also asks TensorFlow for
+    deterministic kernels (same seed and data -> the same weights, bit for bit, on one machine)."""
+    from models.keras import keras, tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def reseed_layers(model, seed: int) -> None:
+    """Resets every layer's random generator (dropout) from ``seed``: with a seed per epoch, an epoch's
+    masks do not depend on whether the process ran the epochs before it."""
+    for index, layer in enumerate(model.layers):
+        layer = getattr(layer, "layer", layer)  # a QAT wrapper holds the real layer
+        random = getattr(layer, "_random_generator", None)
+        if random is None:
+            continue
+        random._maybe_init()  # tf_keras creates the generator on first use; a resumed run must reseed it too
+        if random._generator is not None:
+            random._generator.reset_from_seed(seed * 1009 + index)

@@ -16,9 +16,9 @@ import numpy as np
 
 from build.config import BuildConfig
 from build.pipeline import calibration_sample, training_dataset
-from build.run import Run, cached_split, class_names, input_spec, prepare_split, write_text_atomic
-from build.progress import (append_log, load_state, load_weights, save_model_atomic, save_weights_atomic,
-                            truncate_log)
+from build.run import Run, cached_split, class_names, input_spec, prepare_split, training_images, write_text_atomic
+from build.progress import (BestWeights, append_log, load_state, load_weights, make_reproducible, reseed_layers,
+                            save_model_atomic, save_weights_atomic, truncate_log)
 from build.train import float_decision_shift, training_prior, validation_balanced_accuracy
 from converters.export import load_keras_model
 from edge.preprocess import normalize
@@ -144,24 +144,26 @@ def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware, finish:
     frame = prepare_split(run, config)
     classes = class_names(config, frame)
     spec = input_spec(config)
-    train, val = (cached_split(run, frame, split, classes, spec) for split in ("train", "val"))
+    train, val = training_images(run, frame, classes, config), cached_split(run, frame, "val", classes, spec)
     cfg, qcfg = config.train, config.qat
     prior = training_prior(train.labels, len(classes), cfg)
     steps = qcfg.steps_per_epoch or cfg.steps_per_epoch or max(1, len(train.labels) // cfg.batch_size)
 
-    keras.utils.set_random_seed(cfg.seed)
+    make_reproducible(cfg.seed, deterministic=cfg.deterministic)
     float_model = load_keras_model(float_path)
     shift = float_decision_shift(run, config, prior)
     shift_logits(float_model, -shift)
     freeze_batchnorm_statistics(float_model)
     model = quantize(float_model)
     calibration = [normalize(np.stack(images), spec) for images in _chunks(
-        calibration_sample(train.pixels, config.export.calibration_images, cfg.seed), cfg.batch_size)]
+        calibration_sample(train, spec, config.export.calibration_images, cfg.seed), cfg.batch_size)]
     optimizer = keras.optimizers.Adam(qcfg.learning_rate)
     trainer = _compiled_trainer(model, float_model, qcfg.distillation, optimizer)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints"), max_to_keep=2)
     state = load_state(stage)
+    best = BestWeights(stage / "best.weights.npz")
+    best.settle(state)
     # Also with no epoch completed: a kill between the log row and state.json leaves a row behind.
     truncate_log(stage / "log.csv", state["epoch"])
     if state["epoch"] > 0:
@@ -181,17 +183,18 @@ def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware, finish:
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
     last_epoch = state["epoch"] if state.get("finished_early") else qcfg.epochs
 
-    dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
-                               augment=cfg.augment, balance=cfg.balance, seed=cfg.seed + 1000 + state["epoch"],
-                               label_smoothing=cfg.label_smoothing)
     for epoch in range(state["epoch"], last_epoch):
+        reseed_layers(model, cfg.seed * 1_000_003 + 1000 + epoch)
+        dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
+                                   augment=cfg.augment, balance=cfg.balance, seed=cfg.seed + 1000,
+                                   label_smoothing=cfg.label_smoothing, start_step=epoch * steps)
         epoch_started = time.perf_counter()
         history = trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2)
         seconds = time.perf_counter() - epoch_started
         score = validation_balanced_accuracy(model, val, spec, shift)
         improved = score > state["best"]
         if improved:
-            save_weights_atomic(model, stage / "best.weights.npz")
+            best.stage(model, epoch + 1)
             state.update(best=score, best_epoch=epoch + 1)
         append_log(stage / "log.csv", {
             "epoch": epoch + 1, "stage": "qat", "lr": qcfg.learning_rate, "loss": history.history["loss"][-1],
@@ -203,6 +206,7 @@ def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware, finish:
         state["seconds"] += seconds
         manager.save(checkpoint_number=epoch + 1)
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
+        best.settle(state)
 
     load_weights(model, stage / "best.weights.npz")
     shift_logits(model, shift)

@@ -25,7 +25,7 @@ from build.atomic import write_text_atomic, write_with
 from build.config import BuildConfig
 from build.datasets import (HAM10000_LABELS, add_to_training, fingerprint, load_dataset, merge_datasets,
                             split_by_group)
-from build.pipeline import CachedImages, build_cache
+from build.pipeline import CachedImages, build_cache, build_source_cache
 from edge.preprocess import InputSpec
 
 log = logging.getLogger(__name__)
@@ -153,11 +153,22 @@ def split_summary(frame: pd.DataFrame, config: BuildConfig) -> dict:
     return summary
 
 
-def cached_split(run: Run, frame: pd.DataFrame, split: str, classes: list[str], spec: InputSpec) -> CachedImages:
+def cached_split(run: Run, frame: pd.DataFrame, split: str, classes: list[str], spec: InputSpec, *,
+                 source_aspect: bool = False) -> CachedImages:
+    """The decoded images of one split: at the model's input as the runtime frames them, or with
+    ``source_aspect`` at their own aspect for training crops (``build.framing``)."""
     part = frame[frame["split"] == split]
-    pixels = build_cache(list(part["path"]), spec, run.cache_dir)
     index = {c: i for i, c in enumerate(classes)}
-    return CachedImages(pixels=pixels, labels=np.array([index[l] for l in part["label"]], dtype=np.int32))
+    labels = np.array([index[l] for l in part["label"]], dtype=np.int32)
+    if source_aspect:
+        pixels, sizes = build_source_cache(list(part["path"]), spec, run.cache_dir)
+        return CachedImages(pixels=pixels, labels=labels, sizes=sizes)
+    return CachedImages(pixels=build_cache(list(part["path"]), spec, run.cache_dir), labels=labels)
+
+
+def training_images(run: Run, frame: pd.DataFrame, classes: list[str], config: BuildConfig) -> CachedImages:
+    """The training split as the training stages read it: at its source aspect when training frames it."""
+    return cached_split(run, frame, "train", classes, input_spec(config), source_aspect=config.train.augment.frames)
 
 
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:

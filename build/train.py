@@ -1,8 +1,10 @@
 """Float training: phase 1 trains the head on a frozen backbone, phase 2 fine-tunes the top blocks.
 
-Each epoch ends with a checkpoint (weights + optimizer + epoch counter) and a row in ``log.csv``; the
-best epoch by validation balanced accuracy is kept separately. A run killed at any point continues
-from its last completed epoch with ``--resume``.
+Each epoch ends with a checkpoint (weights + optimizer with its weight average + epoch counter) and a
+row in ``log.csv``; the best epoch by validation balanced accuracy is kept separately. A run killed at
+any point continues from its last completed epoch with ``--resume`` and ends exactly as the
+uninterrupted run would: batches are a function of (seed, step) (``build.pipeline.training_dataset``),
+dropout is reseeded per epoch, and with ``train.deterministic`` TensorFlow's kernels are too.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import numpy as np
 from build.config import BuildConfig, TrainConfig
 from build.pipeline import (CachedImages, class_loss_weights, class_sampling_weights, evaluation_batches,
                             training_dataset)
-from build.run import Run, cached_split, class_names, input_spec, prepare_split, write_text_atomic
-from build.progress import (append_log, load_state, load_weights, save_model_atomic, save_weights_atomic,
+from build.run import Run, cached_split, class_names, input_spec, prepare_split, training_images, write_text_atomic
+from build.progress import (BestWeights, append_log, averaged_weights, load_state, load_weights,
+                            make_reproducible, reseed_layers, save_model_atomic, save_weights_atomic,
                             truncate_log)
 from build.strategy import make_strategy
 from edge.preprocess import InputSpec
@@ -52,17 +55,19 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
     frame = prepare_split(run, config)
     classes = class_names(config, frame)
     spec = input_spec(config)
-    train, val = (cached_split(run, frame, split, classes, spec) for split in ("train", "val"))
+    train, val = training_images(run, frame, classes, config), cached_split(run, frame, "val", classes, spec)
     prior = training_prior(train.labels, len(classes), config.train)
     cfg = config.train
     steps = cfg.steps_per_epoch or max(1, len(train.labels) // cfg.batch_size)
     total_epochs = cfg.head_epochs + cfg.epochs
 
-    keras.utils.set_random_seed(cfg.seed)
+    make_reproducible(cfg.seed, deterministic=cfg.deterministic)
     strategy = make_strategy(cfg.strategy)
     with strategy.scope():
         model = build_model(config.model, len(classes))
     state = load_state(stage)
+    best = BestWeights(stage / "best.weights.npz")
+    best.settle(state)
     if finish:
         _finish_early(stage, state)
     if cfg.init_from and state["epoch"] == 0:
@@ -72,9 +77,6 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
     if state["epoch"] > 0:
         log.info("float: resuming after epoch %d (best val balanced accuracy %.4f)", state["epoch"], state["best"])
 
-    dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
-                               augment=cfg.augment, balance=cfg.balance, seed=cfg.seed + state["epoch"],
-                               label_smoothing=cfg.label_smoothing)
     class_weight = class_loss_weights(train.labels, len(classes)) if cfg.balance.mode == "class_weight" else None
     phase = None
     resumed_after = state["epoch"]
@@ -100,22 +102,31 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
             log.info("float: phase %s, %d trainable layers", phase, trainable)
         rate = learning_rate_at(epoch, cfg)
         optimizer.learning_rate.assign(rate)
+        with strategy.scope():
+            reseed_layers(model, cfg.seed * 1_000_003 + epoch)
+        dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
+                                   augment=cfg.augment, balance=cfg.balance, seed=cfg.seed,
+                                   label_smoothing=cfg.label_smoothing, start_step=epoch * steps)
         epoch_started = time.perf_counter()
         history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2, class_weight=class_weight)
         seconds = time.perf_counter() - epoch_started
-        score = validation_balanced_accuracy(model, val, spec, prior_shift(prior, cfg.prior_correction))
-        improved = score > state["best"]
+        # Judged (and kept) with the weight average when there is one: that is the model that ships.
+        with averaged_weights(model, optimizer):
+            score = validation_balanced_accuracy(model, val, spec, prior_shift(prior, cfg.prior_correction))
+            improved = score > state["best"]
+            if improved:
+                best.stage(model, epoch + 1)
         if improved:
-            save_weights_atomic(model, stage / "best.weights.npz")
             state.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
         elif phase == "finetune":
             state["bad_epochs"] += 1
         append_log(stage / "log.csv", {
             "epoch": epoch + 1, "stage": phase, "lr": rate, "loss": history.history["loss"][-1],
             "accuracy": history.history["accuracy"][-1], "val_balanced_accuracy": score,
-            "seconds": round(seconds, 1)})
-        log.info("float: epoch %d/%d (%s) loss %.4f val balanced accuracy %.4f%s in %.0f s", epoch + 1,
-                 total_epochs, phase, history.history["loss"][-1], score, " (best)" if improved else "", seconds)
+            "seconds": round(seconds, 1), "images_per_second": round(steps * cfg.batch_size / seconds, 1)})
+        log.info("float: epoch %d/%d (%s) loss %.4f val balanced accuracy %.4f%s in %.0f s (%.1f images/s)",
+                 epoch + 1, total_epochs, phase, history.history["loss"][-1], score, " (best)" if improved else "",
+                 seconds, steps * cfg.batch_size / seconds)
         state["epoch"] = epoch + 1
         state["seconds"] += seconds
         state["stopped"] = phase == "finetune" and state["bad_epochs"] >= cfg.patience
@@ -123,6 +134,7 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
         manager.save(checkpoint_number=epoch + 1)
         save_weights_atomic(model, stage / "last.weights.npz")
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
+        best.settle(state)
 
     load_weights(model, stage / "best.weights.npz")
     shift = decision_shift(model, val, spec, prior, cfg)
@@ -132,6 +144,11 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
                "logit_shift": shift.tolist(), "fit_class_bias": cfg.fit_class_bias,
                "val_balanced_accuracy_shifted": validation_balanced_accuracy(model, val, spec,
                                                                              np.zeros_like(shift)),
+               "deterministic": cfg.deterministic,
+               "schedule": {"head_epochs": cfg.head_epochs, "epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs,
+                            "learning_rate": cfg.learning_rate, "optimizer": cfg.optimizer, "ema": cfg.ema,
+                            "unfreeze_blocks": cfg.unfreeze_blocks, "batch_size": cfg.batch_size},
+               "seconds_per_epoch": state["seconds"] / max(1, state["epoch"]),
                "wall_seconds": time.perf_counter() - started}
     write_text_atomic(stage / "summary.json", json.dumps(summary, indent=2))
     log.info("float: best val balanced accuracy %.4f at epoch %d -> %s", state["best"], state["best_epoch"],
@@ -255,16 +272,24 @@ def learning_rate_at(epoch: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(cfg: TrainConfig):
+    """The configured optimizer, keeping an exponential moving average of the weights when ``cfg.ema``."""
     from models.keras import keras
 
     optimizers = keras.optimizers
+    average = dict(use_ema=True, ema_momentum=cfg.ema) if cfg.ema else {}
     if cfg.optimizer == "adam":
-        return optimizers.Adam(cfg.head_learning_rate)
-    if cfg.optimizer == "adamw":
-        return optimizers.AdamW(cfg.head_learning_rate, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "rmsprop":
-        return optimizers.RMSprop(cfg.head_learning_rate)
-    return optimizers.SGD(cfg.head_learning_rate, momentum=0.9, nesterov=True)
+        optimizer = optimizers.Adam(cfg.head_learning_rate, **average)
+    elif cfg.optimizer == "adamw":
+        optimizer = optimizers.AdamW(cfg.head_learning_rate, weight_decay=cfg.weight_decay, **average)
+    elif cfg.optimizer == "rmsprop":
+        optimizer = optimizers.RMSprop(cfg.head_learning_rate, **average)
+    else:
+        optimizer = optimizers.SGD(cfg.head_learning_rate, momentum=0.9, nesterov=True, **average)
+    if cfg.ema:
+        # fit() ends by overwriting the weights with their average; training goes on from the raw
+        # weights next epoch, so the average is swapped in only to judge and save (averaged_weights).
+        optimizer.finalize_variable_values = lambda var_list: None
+    return optimizer
 
 
 def predict_probabilities(model, pixels: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -175,7 +175,7 @@ def test_a_config_that_extends_another_holds_only_what_differs(tmp_path):
 
 
 def test_the_release_stage_2_config_continues_stage_1_with_its_model_and_data():
-    stage1, stage2 = load_config(CONFIGS / "ham10000.toml"), load_config(CONFIGS / "ham10000-continue.toml")
+    stage1, stage2 = load_config(CONFIGS / "ham10000-release2.toml"), load_config(CONFIGS / "ham10000-continue.toml")
     assert (stage2.model, stage2.data, stage2.train.augment) == (stage1.model, stage1.data, stage1.train.augment)
     assert stage2.train.init_from and stage2.train.head_epochs == 0
 
@@ -188,7 +188,7 @@ def test_the_release_stage_3_config_polishes_stage_2_at_a_low_rate_with_batchnor
 
 
 def test_the_isic_config_is_stage_1_with_the_archive_added_to_training_alone():
-    stage1, isic = load_config(CONFIGS / "ham10000.toml"), load_config(CONFIGS / "ham10000-isic.toml")
+    stage1, isic = load_config(CONFIGS / "ham10000-release2.toml"), load_config(CONFIGS / "ham10000-isic.toml")
     assert (isic.model, isic.train, isic.data.sources, isic.data.split) == \
         (stage1.model, stage1.train, stage1.data.sources, stage1.data.split)
     assert isic.data.train_only_sources == ("../shared/data/isic-archive-9class",)

@@ -80,6 +80,21 @@ def write_isic2018(csv_path: Path, image_dir: Path, labels: list[str]) -> None:
     pd.DataFrame(rows).to_csv(csv_path, index=False)
 
 
+def test_lesions_listed_as_duplicates_become_one_group(tmp_path):
+    table = write_ham_root(tmp_path / "ham")
+    first, second = table["lesion_id"].unique()[:2]
+    pd.DataFrame({"image_id_a": ["x"], "image_id_b": ["y"], "similarity": [0.99], "lesion_id_a": [second],
+                  "lesion_id_b": [first], "dx_a": ["nv"], "dx_b": ["nv"]}).to_csv(
+        tmp_path / "ham" / "duplicate_lesions.csv", index=False)
+
+    frame = load_dataset(tmp_path / "ham")
+
+    merged = frame[table["lesion_id"].isin([first, second])]
+    assert merged["group"].nunique() == 1 and merged["group"].iloc[0] == min(first, second)
+    assert frame["group"].nunique() == table["lesion_id"].nunique() - 1
+    assert (split_by_group(frame).loc[merged.index, "split"].nunique()) == 1
+
+
 def test_isic2018_onehot_csv_beside_images(tmp_path):
     write_isic2018(tmp_path / "isic" / "GroundTruth.csv", tmp_path / "isic", ["mel", "nv", "vasc"])
 
@@ -368,8 +383,12 @@ def test_real_ham10000_split_by_lesion():
 
     frame = split_by_group(load_dataset(root), SplitConfig(seed=42))
 
-    assert len(frame) == 10015 and frame["group"].nunique() == 7470
+    # 7,470 lesion ids, 18 pairs of which are one lesion filed twice (duplicate_lesions.csv).
+    assert len(frame) == 10015 and frame["group"].nunique() == 7470 - 18
     assert frame.groupby("group")["split"].nunique().max() == 1
+    pairs = pd.read_csv(root / "duplicate_lesions.csv")
+    split_of = frame.set_index("image_id")["split"]
+    assert (split_of[pairs["image_id_a"]].values == split_of[pairs["image_id_b"]].values).all()
     shares = frame["split"].value_counts(normalize=True)
     assert shares["train"] == pytest.approx(0.8, abs=0.01)
     assert shares["val"] == pytest.approx(0.1, abs=0.01)
