@@ -174,8 +174,9 @@ def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
                         # The headline is the risk band and what to do; findings follow as "most similar
                         # to", without the Label's large heading, which read as a diagnosis.
                         risk = gr.HTML(elem_id="risk")
+                        # Above the advice, so that on a phone the offer is on screen with "I can't tell".
+                        switch = gr.Button(visible=False, variant="primary", size="md", elem_id="switch-model")
                         advice = gr.Markdown(texts.NO_IMAGE, elem_id="advice")
-                        switch = gr.Button(visible=False, variant="secondary", size="sm", elem_id="switch-model")
                         label = gr.Label(label=texts.FINDINGS_LABEL, num_top_classes=5, show_heading=False,
                                          elem_id="findings")
                         with gr.Row():
@@ -204,9 +205,9 @@ def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
         def follow_up(answered: Any, again: bool) -> None:
             """What follows every answer: bring it into view, offer a better-fitting model, explain."""
             suffix = "_again" if again else ""
-            answered.then(None, js=SCROLL_TO_ANSWER)
+            # The scroll follows the offer, so that a button it shows is on screen too.
             answered.then(service.offer, inputs=[crop, raw, model_menu], outputs=switch,
-                          api_name=f"offer_model{suffix}", api_visibility="private")
+                          api_name=f"offer_model{suffix}", api_visibility="private").then(None, js=SCROLL_TO_ANSWER)
             if explains:
                 answered.then(api_name=f"explain{suffix}", api_visibility="private" if again else "public",
                               **explain)
@@ -445,12 +446,14 @@ def _friendly(error: ImageError, upload: dict[str, Any]) -> str:
 
 
 # Runs in the browser after each answer: on a phone the answer column sits below the photo, about a
-# screen down, so bring the headline (risk band, else the advice) to the top unless it is already in
-# the upper half of the screen. The short delay lets Gradio render the new values first.
+# screen down, so bring the headline (the risk band, else the offer of another model, else the advice)
+# to the top unless it is already in the upper half of the screen. The short delay lets Gradio render
+# the new values first.
 SCROLL_TO_ANSWER = """
 () => {
   setTimeout(() => {
-    const target = [...document.querySelectorAll('#risk, #advice')].find((el) => el.innerText.trim());
+    const target = [...document.querySelectorAll('#risk, #switch-model, #advice')]
+      .find((el) => el.getClientRects().length && el.innerText.trim());
     if (!target) return;
     const top = target.getBoundingClientRect().top;
     if (top < 0 || top > window.innerHeight / 2) target.scrollIntoView({behavior: 'smooth', block: 'start'});
@@ -483,6 +486,7 @@ CSS = """
 /* An abstained answer's "I can't tell" stays smaller than the advice's heading. */
 #findings .output-class { font-size: 1.1rem !important; padding: 4px 0 !important; }
 #switch-model { margin: 0 0 8px 0; }
+#risk, #switch-model, #advice { scroll-margin-top: 12px; }  /* scrolled to, not glued to the screen edge */
 .risk-low { background: #e8f6ee; border-left: 6px solid #2e9d5b; color: #174d2d; }
 .risk-moderate { background: #fff4e0; border-left: 6px solid #e69b00; color: #5c3d00; }
 .risk-high { background: #fde8e8; border-left: 6px solid #d43c3c; color: #6b1414; }

@@ -168,7 +168,7 @@ def cant_tell(card: ModelCard, *, unlike_training: bool, problems: Sequence[str]
         other = task_texts(better)
         entry = better_menu or menu_label(better, better.name)
         paragraphs.append(f"**This looks more like {other.photo_kind}.** The model \"{entry}\" on this page "
-                          "answers those: choose it in the Model menu, or press the button below.")
+                          "answers those: press the button above, or choose it in the Model menu.")
     paragraphs.append("**To try again with this model, take another photo:**\n"
                       + "\n".join(f"- {tip}" for tip in task.tips))
     paragraphs.append(SEE_A_DOCTOR_ANYWAY)

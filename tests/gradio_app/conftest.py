@@ -7,6 +7,7 @@ every answer (``min_confidence`` 1.0), so tests can see what a patient sees when
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 from dataclasses import dataclass
@@ -154,3 +155,20 @@ def shipped_served(shipped_models):
                             quiet=True, **launch_options(config))
     yield Served(url=url, demo=demo, models=shipped_models, config=config)
     demo.close()
+
+
+CHROMIUM = Path(os.environ.get("SKINLESION_CHROMIUM", "/usr/bin/chromium"))
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (the tests skip when either is missing)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        browser.close()

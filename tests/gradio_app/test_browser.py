@@ -5,14 +5,11 @@ Screenshots land in ``test-artifacts/`` (gitignored) for a human to look at.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.gradio_app.conftest import ARTIFACTS
-
-CHROMIUM = Path(os.environ.get("SKINLESION_CHROMIUM", "/usr/bin/chromium"))
+from tests.gradio_app.conftest import ARTIFACTS, CHROMIUM, TIMEOUT_MS
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
@@ -20,17 +17,6 @@ pytestmark = [
     pytest.mark.slow,  # starts Chromium: ~15 s on top of the shared server
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright")
-
-TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
