@@ -24,6 +24,25 @@ from pathlib import Path
 from typing import Sequence
 
 DEFAULT_RUNS = Path("runs")
+# One example per command, shown at the end of its --help (and checked by tests/test_docs_commands.py).
+EXAMPLES = {
+    "skinlesion": "skinlesion predict ham10000 photo.jpg",
+    "data": "skinlesion data summary ../shared/data/ham10000",
+    "summary": "skinlesion data summary ../shared/data/ham10000 ../shared/data/isic-archive-9class",
+    "build": "skinlesion build --config build/configs/msid.toml --set train.epochs=3",
+    "train": "skinlesion train runs/ham10000",
+    "qat": "skinlesion qat runs/ham10000",
+    "export": "skinlesion export runs/ham10000 --publish models/pretrained/ham10000",
+    "publish": "skinlesion publish runs/ham10000/bundle models/pretrained/ham10000",
+    "validate": "skinlesion validate runs/ham10000/bundle/model_int8.tflite --reference "
+                "runs/ham10000/bundle/reference.keras --data ../shared/data/ham10000 --run runs/ham10000 --split val",
+    "evaluate": "skinlesion evaluate ham10000 --data ../shared/data/ham10000-fullres-sample",
+    "compare": "skinlesion compare runs/eval-a runs/eval-b",
+    "sweep": "skinlesion sweep --config build/configs/tiny.toml --trials 4",
+    "predict": "skinlesion predict msid photo.jpg --json",
+    "bench": "skinlesion bench models/pretrained/msid --threads 1,2",
+    "app": "skinlesion app --bundle ham10000 --bundle msid",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,12 +50,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["app"]:
         # The demo owns its options (--bundle, --port, ...); argparse cannot pass them through a subparser.
-        return _run_app(argv[1:])
+        try:
+            return _run_app(argv[1:])
+        except ModuleNotFoundError as error:
+            return _missing_extra(error, "skinlesion app")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
         return int(args.run(args) or 0)
+    except ModuleNotFoundError as error:
+        command = " ".join(["skinlesion", args.command] + ([args.data_command] if args.command == "data" else []))
+        return _missing_extra(error, command)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -45,14 +70,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from edge.cli import add_bench_args, add_classify_args
+def _missing_extra(error: ModuleNotFoundError, command: str) -> int:
+    from edge.cli import missing_extra_message
 
-    parser = argparse.ArgumentParser(prog="skinlesion", description=__doc__.split("\n\n")[0])
+    message = missing_extra_message(error, command)
+    if message is None:
+        raise error
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _add_command(commands: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does and ends with an example."""
+    from edge.cli import example_epilog
+
+    return commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                               epilog=example_epilog(EXAMPLES[name]),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edge.cli import add_bench_args, add_classify_args, add_version_arg, example_epilog
+
+    parser = argparse.ArgumentParser(prog="skinlesion", description=__doc__.split("\n\n")[0],
+                                     epilog=example_epilog(EXAMPLES["skinlesion"]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_arg(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    data = commands.add_parser("data", help="inspect data sets").add_subparsers(dest="data_command", required=True)
-    summary = data.add_parser("summary", help="counts, lesions, metadata plots and association rules")
+    data = _add_command(commands, "data", "inspect data sets").add_subparsers(dest="data_command", required=True)
+    summary = _add_command(data, "summary", "counts, lesions, metadata plots and association rules")
     summary.add_argument("data", nargs="+", help="data sets (HAM10000 root, ISIC CSV, labels.csv folder, "
                          "class folders); later ones are de-duplicated against earlier ones")
     summary.add_argument("--label-map", action="append", default=[], metavar="SOURCE=MAP",
@@ -62,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--seed", type=int, default=42, help="split seed")
     summary.set_defaults(run=run_data_summary)
 
-    build = commands.add_parser("build", help="the whole build, from data to a validated bundle")
+    build = _add_command(commands, "build", "the whole build, from data to a validated bundle")
     _add_build_args(build)
     build.add_argument("--publish", type=Path, metavar="DIR",
                        help="also write the bundle here (e.g. models/pretrained/ham10000), atomically")
@@ -74,19 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("train", "float training (both phases)"), ("qat", "quantization-aware training"),
                             ("export", "TFLite export, validation against the float model, calibration, "
                                        "evaluation and the bundle")):
-        stage = commands.add_parser(name, help=help_text)
+        stage = _add_command(commands, name, help_text)
         stage.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder made by `skinlesion build`")
         if name == "export":
             stage.add_argument("--publish", type=Path, metavar="DIR", help="also write the bundle here")
         stage.set_defaults(run=run_stage, stage=name)
 
-    publish = commands.add_parser("publish", help="release a built bundle without exporting it again")
+    publish = _add_command(commands, "publish", "release a built bundle without exporting it again")
     publish.add_argument("bundle", type=Path, metavar="BUNDLE", help="a run's bundle (e.g. runs/ham10000/bundle)")
     publish.add_argument("folder", type=Path, metavar="DIR", help="where the release goes (e.g. "
                          "models/pretrained/ham10000); replaced atomically, without the float reference")
     publish.set_defaults(run=run_publish)
 
-    validate = commands.add_parser("validate", help="parity of a TFLite file against its float reference")
+    validate = _add_command(commands, "validate", "parity of a TFLite file against its float reference")
     validate.add_argument("model", type=Path, metavar="MODEL", help="a .tflite file")
     validate.add_argument("--reference", type=Path, required=True, help="the float .keras model")
     validate.add_argument("--data", required=True, help="a labelled data set (any supported layout)")
@@ -97,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--limit", type=int, default=0, help="at most this many images (0 = all)")
     validate.set_defaults(run=run_validate)
 
-    evaluate = commands.add_parser("evaluate", help="metrics, plots and a report on any labelled data set")
-    evaluate.add_argument("model", type=Path, metavar="MODEL", help="a bundle folder, .tflite or .keras")
+    evaluate = _add_command(commands, "evaluate", "metrics, plots and a report on any labelled data set")
+    evaluate.add_argument("model", type=Path, metavar="MODEL",
+                          help="a bundle folder or a shipped bundle's name (ham10000, msid), .tflite or .keras")
     evaluate.add_argument("--data", required=True, help="a labelled data set (any supported layout)")
     evaluate.add_argument("--label-map", default=None, help="built-in label map for the data (isic-archive)")
     evaluate.add_argument("--split", default=None, choices=("train", "val", "test"),
@@ -108,24 +156,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval-<model>)")
     evaluate.set_defaults(run=run_evaluate)
 
-    compare = commands.add_parser("compare", help="is model B really better than A? (paired bootstrap)")
+    compare = _add_command(commands, "compare", "is model B really better than A? (paired bootstrap)")
     compare.add_argument("a", type=Path, metavar="A", help="`skinlesion evaluate` --out folder or predictions.csv")
     compare.add_argument("b", type=Path, metavar="B", help="the same for the other model, on the same images")
     compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     compare.set_defaults(run=run_compare)
 
-    sweep = commands.add_parser("sweep", help="random search over optimizer, learning rate, dropout, L2")
+    sweep = _add_command(commands, "sweep", "random search over optimizer, learning rate, dropout, L2")
     _add_build_args(sweep)
     sweep.add_argument("--trials", type=int, default=6, help="number of configurations tried")
     sweep.set_defaults(run=run_sweep)
 
-    predict = commands.add_parser("predict", help="classify images with the edge runtime")
+    predict = _add_command(commands, "predict", "classify images with the edge runtime")
     add_classify_args(predict, model_argument=True)
-    bench = commands.add_parser("bench", help="latency, throughput and memory per variant")
+    bench = _add_command(commands, "bench", "latency, throughput and memory per variant")
     add_bench_args(bench)
 
     # Listed for --help; main() hands `skinlesion app ...` straight to the demo's own parser.
-    commands.add_parser("app", help="the Gradio demo (skinlesion app --help for its options)")
+    _add_command(commands, "app", "the Gradio demo (skinlesion app --help for its options)")
     return parser
 
 

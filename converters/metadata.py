@@ -17,13 +17,15 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from edge.classifier import METADATA_DISPLAY_NAMES_FILE, METADATA_LABELS_FILE
 from edge.preprocess import InputSpec
 
 METADATA_NAME = "TFLITE_METADATA"
 MODEL_IDENTIFIER = b"TFL3"
 METADATA_IDENTIFIER = b"M001"
-LABELS_FILE = "labels.txt"
-DISPLAY_NAMES_FILE = "labels_en.txt"
+# The edge runtime reads these back without TensorFlow (edge.classifier.read_metadata_display_names).
+LABELS_FILE = METADATA_LABELS_FILE
+DISPLAY_NAMES_FILE = METADATA_DISPLAY_NAMES_FILE
 DISPLAY_NAMES_LOCALE = "en"  # MediaPipe's default display_names_locale
 # Every field written here exists since metadata schema 1.0.0; readers refuse files that claim newer.
 MIN_PARSER_VERSION = "1.0.0"

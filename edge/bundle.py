@@ -22,6 +22,7 @@ from edge.errors import BundleError
 
 # A path, not an import: the released bundle is a folder of committed artifacts.
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "pretrained" / "ham10000"
+PRETRAINED = DEFAULT_BUNDLE.parent  # the released bundles, one folder each, named by task
 REFERENCE = "reference"  # card.files key of the float Keras model
 HASH_CHUNK = 1 << 20
 
@@ -80,10 +81,12 @@ def load_bundle(folder: str | os.PathLike, *, verify: bool = True) -> Bundle:
     Raises:
         BundleError: The folder, card, labels or a model file is missing or inconsistent.
     """
-    folder = Path(folder).expanduser().resolve()
+    folder = resolve_bundle(folder).resolve()
     if not folder.is_dir():
+        shipped = ", ".join(shipped_bundles()) or "none in this install"
         raise BundleError(f"model bundle {folder} not found (expected a folder with {CARD_FILE}); pass "
-                          "--bundle DIR, or build one with `skinlesion build`")
+                          f"--bundle DIR or the name of a shipped bundle ({shipped}), or build one with "
+                          "`skinlesion build`")
     card = read_card(folder / CARD_FILE)
     labels = read_labels(folder / LABELS_FILE)
     if labels != tuple(card.labels):
@@ -93,6 +96,24 @@ def load_bundle(folder: str | os.PathLike, *, verify: bool = True) -> Bundle:
         for variant, entry in card.files.items():
             check_file(folder, variant, entry.path, entry.bytes, entry.sha256)
     return Bundle(folder=folder, card=card, labels=labels)
+
+
+def shipped_bundles() -> dict[str, Path]:
+    """The bundles released with the code (``models/pretrained/<name>``), by name."""
+    if not PRETRAINED.is_dir():
+        return {}
+    return {p.name: p for p in sorted(PRETRAINED.iterdir()) if (p / CARD_FILE).is_file()}
+
+
+def resolve_bundle(folder: str | os.PathLike) -> Path:
+    """``folder`` as given when it exists; otherwise a shipped bundle's name resolves to its folder.
+
+        >>> resolve_bundle("msid")      # no ./msid here: .../models/pretrained/msid
+    """
+    path = Path(folder).expanduser()
+    if path.exists() or len(path.parts) != 1:
+        return path
+    return shipped_bundles().get(path.name, path)
 
 
 def read_card(path: Path) -> ModelCard:

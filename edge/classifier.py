@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edge.abstain import abstain_reason
-from edge.bundle import REFERENCE, Bundle, load_bundle
+from edge.bundle import REFERENCE, Bundle, load_bundle, resolve_bundle
 from edge.card import LABELS_FILE, ModelCard
 from edge.errors import BundleError, SkinlesionError
 from edge.interpreter import TensorInfo, TFLiteModel, dequantize, quantize
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 BACKENDS = ("tflite", "keras")
 KERAS_SUFFIXES = (".keras", ".h5")
 LOG_EPSILON = 1e-7  # keeps log(p) finite for a probability the model rounded to 0
+# The files the TFLite metadata writer (converters.metadata) packs into a model: codes and display names.
+METADATA_LABELS_FILE = LABELS_FILE
+METADATA_DISPLAY_NAMES_FILE = "labels_en.txt"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ class Category:
 
     Attributes:
         label: Class code as in labels.txt (e.g. ``"mel"``).
-        display_name: Plain-language name from the card (the code itself without a card).
+        display_name: Plain-language name from the card, or from a bare ``.tflite``'s metadata (the code
+            itself when neither has one).
         score: Calibrated probability in 0..1.
     """
 
@@ -114,7 +118,7 @@ class Classifier:
             raise ValueError("delegate= and num_threads= configure a TFLite interpreter; the keras backend "
                              "runs TensorFlow with its own settings, so leave them out")
         self._bundle = model if isinstance(model, Bundle) else None
-        if self._bundle is None and Path(model).is_dir():
+        if self._bundle is None and resolve_bundle(model).is_dir():  # a folder, or a shipped bundle's name
             self._bundle = load_bundle(model)
         if self._bundle is not None:
             if labels is not None:
@@ -136,12 +140,14 @@ class Classifier:
         if self._bundle is not None:
             self._bundle.check_output_size(self._variant, num_outputs)
             self._labels = self._bundle.labels
+            self._display_names = self._bundle.card.display_names
             self._spec = self._bundle.card.input
             if (self._spec.height, self._spec.width) != self._model.input.shape[1:3]:
                 raise BundleError(f"{path} takes {self._model.input.shape[1:3]} inputs but the card of "
                                   f"{self._bundle.folder} says {self._spec.size}; re-export the bundle")
         else:
             self._labels = _resolve_labels(path, labels, num_outputs)
+            self._display_names = read_metadata_display_names(path, self._labels) if backend == "tflite" else {}
             self._spec = InputSpec(height=self._model.input.shape[1], width=self._model.input.shape[2])
         self._feed_pixels = self._takes_pixels_as_they_are()
 
@@ -239,7 +245,7 @@ class Classifier:
     def predict_pixels(self, pixels: np.ndarray, probabilities: np.ndarray, *, source: str) -> Prediction:
         """Builds the :class:`Prediction` for calibrated ``probabilities`` of ``pixels``."""
         card = self.card
-        names = card.display_names if card else {}
+        names = self._display_names
         order = np.argsort(-probabilities, kind="stable")
         categories = tuple(Category(self._labels[i], names.get(self._labels[i], self._labels[i]),
                                     float(probabilities[i])) for i in order)
@@ -333,6 +339,26 @@ def read_metadata_labels(path: Path, num_classes: int) -> list[str] | None:
             if len(lines) == num_classes:
                 return lines
     return None
+
+
+def read_metadata_display_names(path: Path, labels: Sequence[str]) -> dict[str, str]:
+    """``{code: display name}`` from a ``.tflite``'s packed metadata files; empty when it has none.
+
+    The names count only when the packed label file lists exactly ``labels``, so a labels file passed
+    by hand that reorders the classes never gets the wrong names.
+    """
+    if not zipfile.is_zipfile(path):
+        return {}
+    with zipfile.ZipFile(path) as archive:
+        members = set(archive.namelist())
+        if not {METADATA_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE} <= members:
+            return {}
+        codes, names = ([line.strip() for line in archive.read(member).decode("utf-8", errors="replace")
+                         .splitlines() if line.strip()]
+                        for member in (METADATA_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE))
+    if codes != list(labels) or len(names) != len(codes):
+        return {}
+    return dict(zip(codes, names))
 
 
 def _resolve_labels(path: Path, labels: Sequence[str] | None, num_outputs: int) -> tuple[str, ...]:

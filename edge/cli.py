@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib.metadata
 import json
 import logging
 import os
@@ -19,9 +20,10 @@ import platform
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from edge.bundle import DEFAULT_BUNDLE, load_bundle
+from edge.bundle import DEFAULT_BUNDLE, load_bundle, read_card, shipped_bundles
+from edge.card import CARD_FILE
 from edge.classifier import BACKENDS, KERAS_SUFFIXES, Classifier, Prediction
 from edge.errors import SkinlesionError
 
@@ -29,6 +31,17 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", "
                               ".heif"})
 TEXT_TOP_K = 3  # classes shown per image in text output when --top-k is not given
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DISTRIBUTION = "skinlesion"
+# Modules outside the base install -> the extra that brings them (pyproject.toml's optional-dependencies).
+EXTRAS = {"tensorflow": "build", "tf_keras": "build", "tensorflow_model_optimization": "build",
+          "pandas": "build", "sklearn": "build", "matplotlib": "build", "gradio": "app", "pillow_heif": "app",
+          "gradio_client": "dev", "pytest": "dev", "playwright": "dev", "psutil": "dev"}
+EXAMPLES = {
+    "python -m edge": "python -m edge classify --bundle msid photo.jpg",
+    "classify": "python -m edge classify --bundle ham10000 --top-k 3 photos/",
+    "bench": "python -m edge bench models/pretrained/ham10000 --threads 1,2 --variant int8",
+    "camera": "python -m edge camera --bundle ham10000 --interval 2 --limit 10",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,20 +51,86 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ModuleNotFoundError as error:
+        message = missing_extra_message(error, f"python -m edge {args.command}")
+        if message is None:
+            raise
+        return _usage(sys.stderr, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m edge`` parser; each subcommand's namespace carries its ``run(args)`` function."""
     parser = argparse.ArgumentParser(
-        prog="python -m edge",
+        prog="python -m edge", epilog=example_epilog(EXAMPLES["python -m edge"]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The skinlesion edge runtime: classify images, benchmark a model, classify camera "
                     "frames. No TensorFlow needed.")
+    add_version_arg(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    add_classify_args(commands.add_parser("classify", help="classify images and folders of images"))
-    add_bench_args(commands.add_parser("bench", help="latency, throughput and memory of a model"))
-    add_camera_args(commands.add_parser("camera", help="classify camera frames live"))
+    for name, add_args, help_text in (("classify", add_classify_args, "classify images and folders of images"),
+                                      ("bench", add_bench_args, "latency, throughput and memory of a model"),
+                                      ("camera", add_camera_args, "classify camera frames live")):
+        add_args(commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                                     epilog=example_epilog(EXAMPLES[name]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
+
+
+# -- version, examples, missing extras ------------------------------------------------------------------------
+
+def code_version() -> str:
+    """The installed distribution's version, or a hint when the code runs from a checkout uninstalled."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed; `pip install -e .` records its version)"
+
+
+def version_text() -> str:
+    """The code's version, then each shipped bundle's name and card version."""
+    lines = [f"{DISTRIBUTION} {code_version()}"]
+    for name, folder in shipped_bundles().items():
+        try:
+            card = read_card(folder / CARD_FILE)
+            lines.append(f"bundle {name}: {card.name} {card.version} ({folder})")
+        except SkinlesionError as error:
+            lines.append(f"bundle {name}: unreadable card ({error})")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: like argparse's, but reads the bundles' cards only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit()
+
+
+def add_version_arg(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the code's version and the shipped bundles' card versions."""
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the code's version and each shipped bundle's card version, then exit")
+
+
+def example_epilog(*examples: str) -> str:
+    """The ``--help`` footer: one example command per line."""
+    return "example:\n" + "\n".join(f"  {example}" for example in examples)
+
+
+def missing_extra_message(error: ModuleNotFoundError, command: str) -> str | None:
+    """What to install when ``command`` needs a module of an extra the install lacks (None: not ours)."""
+    module = (error.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return (f"`{command}` needs {module}, which the base install leaves out; install it with "
+            f'pip install "{DISTRIBUTION}[{extra}]"')
 
 
 # -- shared model options ---------------------------------------------------------------------------------
@@ -66,11 +145,14 @@ def add_model_args(parser: argparse.ArgumentParser, *, model_argument: bool = Fa
     """
     if model_argument:
         parser.add_argument("model", type=Path, metavar="MODEL",
-                            help="a bundle folder, a .tflite file or a .keras file")
+                            help="a bundle folder or a shipped bundle's name ("
+                                 f"{', '.join(shipped_bundles()) or 'none'}), a .tflite file or a .keras file")
     else:
         source = parser.add_mutually_exclusive_group()
+        shipped = ", ".join(shipped_bundles()) or "none"
         source.add_argument("--bundle", type=Path, metavar="DIR",
-                            help=f"model bundle folder (default: {DEFAULT_BUNDLE})")
+                            help=f"model bundle folder, or a shipped bundle's name ({shipped}) (default: "
+                                 f"{DEFAULT_BUNDLE.name})")
         source.add_argument("--model", type=Path, metavar="FILE",
                             help="a bare .tflite file (or a .keras file, run with TensorFlow)")
     parser.add_argument("--labels", type=Path, metavar="FILE", help="labels for a model file, one class per "
@@ -218,7 +300,7 @@ def format_prediction(prediction: Prediction, top_k: int) -> str:
 def add_bench_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bench`` (``skinlesion bench``)."""
     parser.add_argument("model", type=Path, nargs="?", metavar="MODEL",
-                        help=f"bundle folder or .tflite file (default: {DEFAULT_BUNDLE})")
+                        help=f"bundle folder, shipped bundle name or .tflite file (default: {DEFAULT_BUNDLE.name})")
     parser.add_argument("--threads", default="1",
                         help="comma-separated thread counts, e.g. 1,2,4 (default: 1)")
     parser.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default: 50)")

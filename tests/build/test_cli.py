@@ -88,3 +88,62 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["balanced_accuracy"] <= 1.0
     assert (out / "report.html").exists()
+
+
+# -- --version, missing extras, --help examples ----------------------------------------------------------
+
+def test_version_prints_the_code_and_the_shipped_cards(capsys):
+    from edge.cli import code_version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"skinlesion {code_version()}\n")
+    card = REPO / "models" / "pretrained" / "msid" / "model_card.json"
+    if card.is_file():
+        data = json.loads(card.read_text())
+        assert f"bundle msid: {data['name']} {data['version']}" in out
+
+
+@pytest.mark.parametrize("argv, module, extra", [
+    (["data", "summary", "some/data"], "pandas", "build"),
+    (["evaluate", "ham10000", "--data", "some/data"], "pandas", "build"),
+    (["app", "--port", "7999"], "gradio", "app"),
+])
+def test_a_missing_extra_is_named_instead_of_a_traceback(argv, module, extra, monkeypatch, capsys):
+    for name in list(sys.modules):
+        if name == module or name.startswith(module + ".") or name.startswith(("gradio_app", "build.summary",
+                                                                               "build.evaluate", "build.datasets")):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # `import pandas` fails as on the base install
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"needs {module}" in err and f'pip install "skinlesion[{extra}]"' in err
+    assert "Traceback" not in err
+
+
+def _subparsers(parser):
+    import argparse
+
+    found = {}
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public API for its subparsers
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for name, sub in action.choices.items():
+                found[name] = sub
+                found.update({f"{name} {k}": v for k, v in _subparsers(sub).items()})
+    return found
+
+
+def test_every_command_has_an_example_and_every_option_a_help_text():
+    import argparse
+
+    parser = build_parser()
+    commands = {"": parser, **_subparsers(parser)}
+    assert {"data summary", "build", "evaluate", "predict", "app"} <= set(commands)
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert f"\nexample:\n  skinlesion {name}".rstrip() in text, (name, text[-300:])
+        for action in sub._actions:  # noqa: SLF001
+            if not isinstance(action, argparse._SubParsersAction):  # noqa: SLF001 - choices carry the help
+                assert action.help, f"{name}: {action.option_strings or action.dest} has no help text"
