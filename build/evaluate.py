@@ -49,6 +49,7 @@ class _Runner:
     description: str
     predict: Callable[[Sequence[str], bool], tuple[np.ndarray, np.ndarray]]
     has_abstain_rule: bool = False
+    card: Any = None  # the bundle's ModelCard, when the model came with one
 
 
 def predict_dataset(
@@ -141,7 +142,8 @@ def evaluate_model(
         **(context or {}),
         "seconds": f"{seconds:.0f}",
     }
-    write_report(out_dir, metrics, plots, title=title or f"Evaluation of {runner.description}", context=table)
+    write_report(out_dir, metrics, plots, title=title or f"Evaluation of {runner.description}", context=table,
+                 card=runner.card)
     LOGGER.info(
         "evaluated %d images in %.0f s: balanced accuracy %.3f -> %s",
         len(frame),
@@ -266,13 +268,18 @@ def _classifier_runner(classifier: Any) -> _Runner:
         return np.stack(probabilities), np.asarray(abstained, dtype=bool)
 
     variant = f" ({classifier.variant})" if classifier.variant else ""
+    # A bundle's file is named relative to the bundle (its card names it), so a report copied into a
+    # release never points at the build machine's run folder.
+    where = (f"{Path(classifier.model_path).name}{variant} of {card.name} {card.version}" if card
+             else f"{classifier.model_path}{variant}")
     return _Runner(
         tuple(classifier.labels),
         malignant,
         threshold,
-        f"{classifier.model_path}{variant}",
+        where,
         predict,
         has_abstain_rule=bool(card and card.abstain),
+        card=card,
     )
 
 

@@ -16,6 +16,7 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -221,9 +222,9 @@ def interpret(metrics: Metrics) -> list[str]:
         )
     ]
     if metrics.balanced_accuracy_interval:
-        low, high = metrics.balanced_accuracy_interval
+        low, high = format_interval(*metrics.balanced_accuracy_interval)
         lines.append(
-            f"On another draw of as many images it could plausibly land anywhere from {low:.0%} to {high:.0%} "
+            f"On another draw of as many images it could plausibly land anywhere from {low} to {high} "
             "(95% bootstrap interval): judge two models with `skinlesion compare`, not by their scores alone."
         )
     recalls = {c: v["recall"] for c, v in metrics.per_class.items() if metrics.n_per_class[c] > 0}
@@ -267,8 +268,14 @@ def interpret(metrics: Metrics) -> list[str]:
     return lines
 
 
-def recommendations(metrics: Metrics) -> list[str]:
-    """What to do next, derived from the same numbers as :func:`interpret`."""
+def recommendations(metrics: Metrics, card: Any = None) -> list[str]:
+    """What to do next, derived from the same numbers as :func:`interpret` and the card's facts.
+
+    Args:
+        metrics: The evaluation.
+        card: The bundle's :class:`edge.card.ModelCard` (None for a bare model file): whether a
+            calibration temperature was fitted, what the model was trained on, whether it abstains.
+    """
     out = []
     mel = metrics.melanoma
     if mel and mel["sensitivity"] is not None and mel["sensitivity"] < STRONG_RECALL:
@@ -287,18 +294,34 @@ def recommendations(metrics: Metrics) -> list[str]:
     if weak:
         out.append(f"Collect or augment more images of {', '.join(weak)}, or raise their class weights.")
     if metrics.ece > ECE_OK:
-        out.append(
-            "Fit a calibration temperature on the validation split (build.calibration.fit_temperature) "
-            "and store it in the card."
-        )
+        temperature = getattr(card, "temperature", 1.0)
+        if temperature != 1.0:
+            out.append(
+                f"The probabilities are still off after the fitted calibration temperature ({temperature:.2f}, "
+                "in the card): refit it on more validation images, or check that these images resemble the "
+                "validation split it was fitted on."
+            )
+        else:
+            out.append(
+                "Fit a calibration temperature on the validation split (build.calibration.fit_temperature) "
+                "and store it in the card."
+            )
     spread = _subgroup_spread(metrics)
     if spread:
         out.append(spread)
-    out.append(
-        "Treat every output as decision support for a clinician, never as a diagnosis; the model has "
-        "only seen dermoscopy images like HAM10000's and abstains on other photos."
-    )
+    out.append(_scope_advice(card))
     return out
+
+
+def _scope_advice(card: Any) -> str:
+    """The closing caution, in the card's own words about its training data and abstain rule."""
+    advice = "Treat every output as decision support for a clinician, never as a diagnosis"
+    limitations = list(getattr(card, "limitations", None) or ())
+    if not limitations:
+        return advice + "; what the model was trained on is in its model card."
+    abstains = ("; its abstain rule declines photos unlike its training images" if getattr(card, "abstain", None)
+                else "; it has no abstain rule, so it answers for any photo")
+    return f"{advice}{abstains}. {limitations[0].rstrip('.')}."
 
 
 # -- the report ----------------------------------------------------------------------------------------------
@@ -311,6 +334,7 @@ def write_report(
     *,
     title: str,
     context: Mapping[str, str] | None = None,
+    card: Any = None,
 ) -> tuple[Path, Path]:
     """Writes report.md (plots linked) and report.html (plots embedded as base64) into ``out_dir``.
 
@@ -320,6 +344,7 @@ def write_report(
         plots: Plot name -> PNG path, e.g. from :func:`make_plots`.
         title: Report heading, e.g. ``"skinlesion int8 on HAM10000 test"``.
         context: What was evaluated, shown as a table (model, data, split, variant, TTA...).
+        card: The evaluated bundle's model card, whose facts shape the recommendations.
 
     Returns:
         ``(md_path, html_path)``.
@@ -329,13 +354,13 @@ def write_report(
     missing = [str(p) for p in plots.values() if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"plots not found: {missing}; draw them first (build.report.make_plots)")
-    sections = _sections(metrics, context or {})
+    sections = _sections(metrics, context or {}, card)
     md = _markdown(title, sections, plots, out_dir)
     page = _html(title, sections, plots)
     return write_text_atomic(out_dir / REPORT_MD, md), write_text_atomic(out_dir / REPORT_HTML, page)
 
 
-def _sections(metrics: Metrics, context: Mapping[str, str]) -> dict[str, object]:
+def _sections(metrics: Metrics, context: Mapping[str, str], card: Any = None) -> dict[str, object]:
     headline = [
         ("Images", str(metrics.n)),
         ("Accuracy", _pct(metrics.accuracy)),
@@ -377,7 +402,7 @@ def _sections(metrics: Metrics, context: Mapping[str, str]) -> dict[str, object]
         "context": [(str(k), str(v)) for k, v in context.items()],
         "headline": headline,
         "interpretation": interpret(metrics),
-        "recommendations": recommendations(metrics),
+        "recommendations": recommendations(metrics, card),
         "per_class": per_class,
         "subgroups": subgroups,
     }
@@ -531,8 +556,23 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
+def format_interval(low: float, high: float, *, min_decimals: int = 0, max_decimals: int = 3) -> tuple[str, str]:
+    """Both bounds as percentages with the fewest decimals (at least ``min_decimals``) that tell them apart.
+
+        >>> format_interval(0.2512, 0.2549)
+        ('25.1%', '25.5%')
+    """
+    decimals = min_decimals
+    while decimals < max_decimals and f"{low:.{decimals}%}" == f"{high:.{decimals}%}":
+        decimals += 1
+    return f"{low:.{decimals}%}", f"{high:.{decimals}%}"
+
+
 def _interval(bounds: Sequence[float] | None) -> str:
-    return "" if bounds is None else f" ({bounds[0]:.1%}–{bounds[1]:.1%})"
+    if bounds is None:
+        return ""
+    low, high = format_interval(*bounds, min_decimals=1)
+    return f" ({low}–{high})"
 
 
 def _num(value: float | None) -> str:

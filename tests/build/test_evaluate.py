@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -91,3 +92,11 @@ def test_abstain_share_is_reported_only_when_the_bundle_has_a_rule(tiny_bundle, 
     with_rule = evaluate_model(strict, labelled_folder, tmp_path / "strict", variant="float32")
     assert with_rule.abstained == 1.0
     assert "declined to answer for 100.0%" in (tmp_path / "strict" / REPORT_MD).read_text()
+
+
+def test_the_report_names_a_bundle_file_relative_to_its_bundle(tiny_bundle, labelled_folder, tmp_path):
+    evaluate_model(tiny_bundle, labelled_folder, tmp_path / "eval", variant="int8")
+    markdown = (tmp_path / "eval" / REPORT_MD).read_text()
+    card = json.loads((Path(tiny_bundle) / "model_card.json").read_text())
+    assert f"| model | model_int8.tflite (int8) of {card['name']} {card['version']} |" in markdown
+    assert str(Path(tiny_bundle).resolve()) not in markdown  # no build-machine path in a shipped report

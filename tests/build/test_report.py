@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,6 +15,7 @@ import pytest
 from build.metrics import evaluate
 from build.report import (
     PLOT_FILES,
+    format_interval,
     interpret,
     make_plots,
     plot_training_curves,
@@ -108,3 +112,57 @@ def test_training_curves_from_partial_log(tmp_path):
     pd.DataFrame({"epoch": [1], "note": ["x"]}).to_csv(log, index=False)
     with pytest.raises(ValueError, match="no loss, accuracy or lr column"):
         plot_training_curves(log, tmp_path / "curves.png")
+
+
+# -- the words say what is true of this model -------------------------------------------------------------
+
+def _card(**fields):
+    defaults = {"temperature": 1.0, "abstain": {}, "limitations": []}
+    return SimpleNamespace(**{**defaults, **fields})
+
+
+def test_calibration_advice_knows_whether_a_temperature_was_fitted(evaluation):
+    _, _, metrics = evaluation
+    poorly_calibrated = dataclasses.replace(metrics, ece=0.2)
+    assert "Fit a calibration temperature" in " ".join(recommendations(poorly_calibrated))
+    fitted = " ".join(recommendations(poorly_calibrated, _card(temperature=0.537)))
+    assert "Fit a calibration temperature" not in fitted
+    assert "still off after the fitted calibration temperature (0.54" in fitted
+
+
+def test_the_closing_caution_uses_the_cards_own_training_data(evaluation):
+    _, _, metrics = evaluation
+    card = _card(limitations=["Trained on 763 clinical photos collected from the web; small."])
+    advice = recommendations(metrics, card)[-1]
+    assert "decision support" in advice and "763 clinical photos" in advice
+    assert "dermoscopy" not in advice and "HAM10000" not in advice
+    assert "no abstain rule" in advice
+    assert "abstain rule declines" in recommendations(metrics, _card(limitations=["x"], abstain={"rule": 1}))[-1]
+    assert "HAM10000" not in recommendations(metrics)[-1]  # no card: no claim about the training data
+
+
+def test_the_shipped_msid_card_is_not_described_as_dermoscopy(evaluation):
+    folder = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "msid"
+    if not (folder / "model_card.json").is_file():
+        pytest.skip("models/pretrained/msid is not in this checkout")
+    from edge.bundle import read_card
+
+    advice = " ".join(recommendations(evaluation[2], read_card(folder / "model_card.json")))
+    assert "dermoscopy" not in advice and "clinical photos" in advice
+
+
+@pytest.mark.parametrize("low, high, expected", [
+    (0.2512, 0.2549, ("25.1%", "25.5%")),
+    (0.2501, 0.2503, ("25.01%", "25.03%")),
+    (0.61, 0.74, ("61%", "74%")),
+    (0.25, 0.25, ("25.000%", "25.000%")),
+])
+def test_intervals_are_printed_to_the_precision_that_tells_the_bounds_apart(low, high, expected):
+    assert format_interval(low, high) == expected
+
+
+def test_a_narrow_interval_is_not_anywhere_from_25_to_25(evaluation):
+    _, _, metrics = evaluation
+    narrow = dataclasses.replace(metrics, balanced_accuracy_interval=(0.2512, 0.2549))
+    text = " ".join(interpret(narrow))
+    assert "anywhere from 25.1% to 25.5%" in text and "25% to 25%" not in text
