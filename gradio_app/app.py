@@ -193,8 +193,8 @@ def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
                 card_view = gr.Markdown(texts.card_markdown(first.card), elem_id="card")
         classify_trigger = gr.Button(visible=False)
 
-        analyse = {"fn": service.analyse, "inputs": [photo, model_menu], "outputs": [label, risk, advice, crop, raw],
-                   "preprocess": False, "concurrency_id": "classify"}
+        analyse = {"fn": service.analyse, "inputs": [photo, model_menu],
+                   "outputs": [label, risk, advice, crop, raw], "preprocess": False, "concurrency_id": "classify"}
         # A second step, so the answer shows at once and the slower overlay follows; one at a time,
         # because the Keras reference model is not meant to be called from several threads.
         explain = {"fn": service.explain, "inputs": [crop, raw, model_menu, want_overlay],
@@ -206,8 +206,9 @@ def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
             """What follows every answer: bring it into view, offer a better-fitting model, explain."""
             suffix = "_again" if again else ""
             # The scroll follows the offer, so that a button it shows is on screen too.
-            answered.then(service.offer, inputs=[crop, raw, model_menu], outputs=switch,
-                          api_name=f"offer_model{suffix}", api_visibility="private").then(None, js=SCROLL_TO_ANSWER)
+            offered = answered.then(service.offer, inputs=[crop, raw, model_menu], outputs=switch,
+                                    api_name=f"offer_model{suffix}", api_visibility="private")
+            offered.then(None, js=SCROLL_TO_ANSWER)
             if explains:
                 answered.then(api_name=f"explain{suffix}", api_visibility="private" if again else "public",
                               **explain)
@@ -217,11 +218,12 @@ def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
             want_overlay.change(api_name="toggle_explanation", api_visibility="private", **explain)
         # Choosing another model shows its card and answers the same photo again (a patient who switched
         # to the model the page offered should not have to upload the photo twice).
-        selected = model_menu.change(service.select_model, inputs=model_menu, outputs=[card_view, want_overlay],
-                                     api_name="select_model", api_visibility="private")
+        selected = model_menu.change(service.select_model, inputs=model_menu,
+                                     outputs=[card_view, want_overlay], api_name="select_model",
+                                     api_visibility="private")
         follow_up(selected.then(api_name="analyse_again", api_visibility="private", **analyse), again=True)
-        switch.click(service.switch, inputs=[crop, raw, model_menu], outputs=model_menu, api_name="switch_model",
-                     api_visibility="private")
+        switch.click(service.switch, inputs=[crop, raw, model_menu], outputs=model_menu,
+                     api_name="switch_model", api_visibility="private")
         classify_trigger.click(service.classify, inputs=[photo, model_menu], outputs=raw,
                                api_name="classify", preprocess=False, concurrency_id="classify")
     demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.max_queue_size)
@@ -340,7 +342,8 @@ class _Service:
     def select_model(self, model_name: str) -> tuple[Any, Any]:
         """Shows the chosen model's card and whether it can explain itself."""
         model = self._model(model_name)
-        return texts.card_markdown(model.card), gr.update(visible=self.config.explain and model.reference is not None)
+        explains = self.config.explain and model.reference is not None
+        return texts.card_markdown(model.card), gr.update(visible=explains)
 
     def offer(self, pixels: np.ndarray | None, result: dict[str, Any] | None, model_name: str | None) -> Any:
         """The button that offers the served model whose training photos this refused photo resembles."""

@@ -46,8 +46,8 @@ class OperatingPoint:
         """Reads ``card.operating_points[name]``; raises ValueError naming the point when it is malformed."""
         if not isinstance(data, dict) or not isinstance(data.get("threshold"), (int, float)):
             raise ValueError(f"operating point {name!r} needs a numeric 'threshold', got {data!r}")
-        point = cls(float(data["threshold"]), _share(data.get("sensitivity")), _share(data.get("specificity")),
-                    str(data.get("fitted_on") or ""))
+        point = cls(float(data["threshold"]), _share(data.get("sensitivity")),
+                    _share(data.get("specificity")), str(data.get("fitted_on") or ""))
         if not 0.0 < point.threshold < 1.0:
             raise ValueError(f"operating point {name!r} threshold must lie strictly between 0 and 1, "
                              f"got {point.threshold}")
@@ -130,8 +130,9 @@ def in_ten(share: float) -> str:
 def _low_meaning(screening: OperatingPoint) -> str:
     if screening.sensitivity is None:
         return "A low band does not rule skin cancer out."
-    return (f"On the images this was checked on, {in_ten(1 - screening.sensitivity)} skin cancers also landed "
-            "here: a low band does not rule skin cancer out.")
+    missed = in_ten(1 - screening.sensitivity)
+    return (f"On the images this was checked on, {missed} skin cancers also landed here: a low band does not "
+            "rule skin cancer out.")
 
 
 def _moderate_meaning(screening: OperatingPoint) -> str:

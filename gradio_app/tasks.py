@@ -24,8 +24,8 @@ class TaskTexts:
     Attributes:
         key: Row name, the ``<task>`` of a ``skinlesion-<task>`` card name (``"ham10000"``).
         menu_label: The model menu entry; short enough for a phone's menu (about 35 characters).
-        photo_kind: What the model answers, after "photos of" style phrasing: "a close-up of one skin
-            spot" fits "This looks like {photo_kind}".
+        photo_kind: The kind of photo the model answers, to complete "This looks more like ..."
+            (``"a photo of a skin rash"``).
         learned_from: The training photos in plain words, after "the model learned from".
         not_like_training: Why a photo that fails the abstain rule's pixel check was refused.
         tips: How to take a photo this model can answer, one imperative sentence each.

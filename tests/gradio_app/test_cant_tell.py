@@ -1,4 +1,4 @@
-""""I can't tell" in each shipped task's own words: what was wrong with the photo, what to do, which model fits.
+""""I can't tell" in each shipped task's words: what was wrong with the photo, what to do, which model fits.
 
 Run on the shipped cards and models, with the shared photos where this checkout has them.
 """

@@ -23,7 +23,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests 
 expect = sync_api.expect
 
 DOCS_IMAGES = REPO / "docs" / "images"
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
+         "has_touch": True}
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 
 # Largest font size (px) of visible text inside the elements matching a selector.
@@ -46,8 +47,9 @@ def upload(page, path: Path) -> None:
 
 def in_page_order(page, *selectors: str) -> bool:
     """Whether the elements start one below the other, measured at one instant (the page may be scrolling)."""
-    return page.evaluate("""(selectors) => selectors.map((s) => document.querySelector(s).getBoundingClientRect().top)
-                            .every((top, i, tops) => i === 0 || tops[i - 1] < top)""", list(selectors))
+    return page.evaluate("""(selectors) => selectors
+        .map((s) => document.querySelector(s).getBoundingClientRect().top)
+        .every((top, i, tops) => i === 0 || tops[i - 1] < top)""", list(selectors))
 
 
 def assert_headline_in_view_before_the_findings(page) -> None:
