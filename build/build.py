@@ -240,7 +240,8 @@ def make_card(config: BuildConfig, frame, classes: list[str], *, temperature: fl
     qat_summary = _read_json(run.root / "qat" / "summary.json")
     # The float model's decision shift is folded into every shipped file; recorded so that a release can
     # be quantized again from its float16 file (QAT on labels takes the shift out first).
-    float_keys = ("best", "best_epoch", "epoch", "seconds", "steps_per_epoch", "logit_shift")
+    float_keys = ("best", "best_epoch", "epoch", "seconds", "steps_per_epoch", "logit_shift", "deterministic",
+                  "schedule", "seconds_per_epoch")
     training = {
         "config": config.to_dict(),
         "split": split_summary(frame, config),

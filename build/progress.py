@@ -130,6 +130,9 @@ def make_reproducible(seed: int, *, deterministic: bool) -> None:
     deterministic kernels (same seed and data -> the same weights, bit for bit, on one machine)."""
     from models.keras import keras, tf
 
+    # Random layers (dropout) then draw from a tf.random.Generator, whose state can be reseeded per epoch
+    # (reseed_layers); tf_keras' default, TF1 stateful random ops, keeps a state no resume can restore.
+    keras.backend.experimental.enable_tf_random_generator()
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()

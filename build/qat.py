@@ -158,6 +158,7 @@ def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware, finish:
     calibration = [normalize(np.stack(images), spec) for images in _chunks(
         calibration_sample(train, spec, config.export.calibration_images, cfg.seed), cfg.batch_size)]
     optimizer = keras.optimizers.Adam(qcfg.learning_rate)
+    optimizer.build(model.trainable_variables)  # its moments exist before a resume restores them
     trainer = _compiled_trainer(model, float_model, qcfg.distillation, optimizer)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints"), max_to_keep=2)

@@ -1,0 +1,131 @@
+"""Reproducible builds: the same seed gives the same model, and a build killed with SIGKILL during float
+training and again during QAT resumes to exactly what the uninterrupted build made."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="building needs TensorFlow (the [build] extra)")
+
+from tests.build.test_train import TINY_TOML, write_synthetic_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A whole `skinlesion build` in a fresh process. PAUSE="float:after:2" makes it wait (to be killed)
+# right after the float stage writes state.json for epoch 2; "before" waits just before that write,
+# after the epoch's checkpoint and weights are on disk. Nothing else about the build changes.
+DRIVER = """
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import build.qat as qat_module
+import build.train as train_module
+from build.build import build_all
+from build.config import load_config
+
+stage, when, at = (os.environ.get("PAUSE") or "::").split(":")
+
+def pause():
+    Path(os.environ["PAUSED_MARKER"]).write_text("paused")
+    time.sleep(600)
+
+def pausing(module, name):
+    write = module.write_text_atomic
+
+    def write_maybe_pausing(path, text):
+        epoch = json.loads(text).get("epoch") if path.name == "state.json" else None
+        if stage == name and when == "before" and epoch == int(at):
+            pause()
+        write(path, text)
+        if stage == name and when == "after" and epoch == int(at):
+            pause()
+
+    module.write_text_atomic = write_maybe_pausing
+
+pausing(train_module, "float")
+pausing(qat_module, "qat")
+config = load_config(sys.argv[1], sys.argv[3:])
+sys.exit(build_all(sys.argv[2], config, resume=True))
+"""
+
+
+def build(tmp_path: Path, run_dir: Path, overrides: list[str], pause: str | None = None,
+          timeout: float = 400) -> None:
+    """Runs the build in a subprocess; with ``pause`` SIGKILLs it there, else waits for it to finish."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(repo=str(REPO)))
+    marker = tmp_path / "paused"
+    marker.unlink(missing_ok=True)
+    output = tmp_path / f"output-{run_dir.name}-{pause or 'final'}.txt"
+    env = {**os.environ, "PAUSE": pause or "", "PAUSED_MARKER": str(marker), "CUDA_VISIBLE_DEVICES": ""}
+    with open(output, "w") as out:
+        process = subprocess.Popen([sys.executable, str(driver), str(TINY_TOML), str(run_dir), *overrides],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        try:
+            if pause is None:
+                process.wait(timeout=timeout)
+                assert process.returncode == 0, output.read_text()[-3000:]
+                return
+            while not marker.exists():
+                assert process.poll() is None, f"build ended before {pause}:\n{output.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"no pause at {pause} in {timeout} s"
+                time.sleep(0.1)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def model_weights(path: Path) -> list[np.ndarray]:
+    from converters.export import load_keras_model
+
+    return load_keras_model(path).get_weights()
+
+
+def card_results(run_dir: Path) -> dict:
+    """What the card says of the model, without timings."""
+    card = json.loads((run_dir / "bundle" / "model_card.json").read_text())
+    validation = {variant: {k: v for k, v in report.items() if k != "seconds"}
+                  for variant, report in card["validation"].items()}
+    return {"metrics": card["metrics"], "temperature": card["temperature"], "validation": validation,
+            "abstain": card["abstain"], "deterministic": card["training"]["float"]["deterministic"]}
+
+
+@pytest.mark.slow
+def test_same_seed_same_model_and_a_killed_build_resumes_to_the_uninterrupted_result(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data")
+    # 1 head epoch + 3 fine-tuning epochs, then 2 QAT epochs.
+    overrides = [f"data.sources=['{data}']", "train.epochs=3", "qat.epochs=2"]
+    runs = tmp_path / "runs"
+
+    build(tmp_path, runs / "first", overrides)
+    build(tmp_path, runs / "second", overrides)
+    # Killed between epoch 3's checkpoint and its state.json (float), resumed, killed after QAT epoch 1,
+    # resumed to the end.
+    build(tmp_path, runs / "killed", overrides, pause="float:before:3")
+    assert json.loads((runs / "killed" / "float" / "state.json").read_text())["epoch"] == 2
+    build(tmp_path, runs / "killed", overrides, pause="qat:after:1")
+    assert json.loads((runs / "killed" / "qat" / "state.json").read_text())["epoch"] == 1
+    build(tmp_path, runs / "killed", overrides)
+
+    first = card_results(runs / "first")
+    assert first["deterministic"] is True
+    assert card_results(runs / "second") == first
+    assert card_results(runs / "killed") == first
+    for stage_file in ("float/model.keras", "qat/model.h5"):
+        expected = model_weights(runs / "first" / stage_file)
+        for other in ("second", "killed"):
+            for a, b in zip(expected, model_weights(runs / other / stage_file)):
+                np.testing.assert_allclose(b, a, rtol=0, atol=1e-6, err_msg=f"{other}/{stage_file}")
