@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from build.config import BuildConfig
+from build.framing import runtime_view
+from build.operating_points import fit_operating_points
 from build.pipeline import CachedImages, calibration_sample
 from build.run import (Run, cached_split, class_names, input_spec, prepare_split, split_summary, start_run,
                        training_images, write_text_atomic)
@@ -149,7 +151,10 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     calibrated = apply_temperature(val_probs, calibration.temperature)
     sample = np.random.default_rng(0).choice(len(train.labels), size=min(3000, len(train.labels)), replace=False)
     try:
-        abstain = fit_abstain_rule((train.pixels[i] for i in np.sort(sample)), list(val_pixels), calibrated)
+        # The rule learns what the runtime's input looks like, so it reads training images framed as the
+        # runtime frames them (a source-aspect cache holds them with a canvas margin).
+        abstain = fit_abstain_rule((runtime_view(train.source(i), spec) for i in np.sort(sample)),
+                                   list(val_pixels), calibrated)
         log.info("abstain rule accepts %.1f%% of validation images", 100 * abstain["val_accepted"])
     except ValueError as error:  # e.g. too few training images to model what the data look like
         abstain = {}
@@ -159,7 +164,8 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
 
     card = make_card(config, frame, classes, temperature=calibration.temperature, abstain=abstain,
                      validation=reports, seconds=time.perf_counter() - started, run=run)
-    card = dataclasses.replace(card, training={**card.training, "calibration": calibration.to_dict()})
+    card = dataclasses.replace(card, training={**card.training, "calibration": calibration.to_dict()},
+                               **_operating_points(card, calibrated, val_labels))
     staging = write_bundle(out / "unevaluated-bundle", card, shipped, reference=float_path)
     metrics = {}
     report_dir = out / "report"
@@ -181,6 +187,20 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
         published = write_bundle(Path(publish), card, shipped, report_dir=report_dir)
         print(f"published: {published} ({', '.join(shipped)})")
     return 0
+
+
+def _operating_points(card: ModelCard, calibrated: np.ndarray, labels: np.ndarray) -> dict:
+    """The card fields the validation operating points set: ``operating_points`` and, at the screening
+    point, ``malignant_threshold``. None for a task without malignant classes."""
+    malignant = card.malignant_indices
+    if not malignant:
+        return {}
+    points = fit_operating_points(calibrated[:, malignant].sum(axis=1), np.isin(labels, malignant))
+    screening = points["screening"]
+    log.info("operating points: screening %.3f (sensitivity %.3f, specificity %.3f), high %.3f (specificity %.3f)",
+             screening["threshold"], screening["sensitivity"], screening["specificity"],
+             points["high"]["threshold"], points["high"]["specificity"])
+    return {"operating_points": points, "malignant_threshold": screening["threshold"]}
 
 
 def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: BuildConfig,

@@ -1,0 +1,46 @@
+"""Malignant thresholds chosen on validation: the screening point calls 9 in 10 malignant lesions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from build.operating_points import fit_operating_points
+
+
+def scores(seed: int = 0, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    malignant = rng.random(n) < 0.2
+    probability = np.clip(np.where(malignant, rng.normal(0.6, 0.2, n), rng.normal(0.25, 0.15, n)), 0, 1)
+    return probability, malignant
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_screening_point_finds_nine_in_ten_and_the_high_point_spares_most_benign(seed):
+    probability, malignant = scores(seed)
+
+    points = fit_operating_points(probability, malignant)
+
+    screening, high = points["screening"], points["high"]
+    assert screening["sensitivity"] >= 0.90 and high["specificity"] >= 0.85
+    assert screening["threshold"] <= high["threshold"]
+    # The highest such threshold: nudging it up loses malignant lesions below 90 %.
+    above = probability[malignant] >= np.nextafter(screening["threshold"], 1)
+    assert above.mean() < 0.90
+    # Reported numbers are what the threshold does on the same images.
+    assert screening["specificity"] == pytest.approx((probability[~malignant] < screening["threshold"]).mean())
+    assert screening["fitted_on"] == high["fitted_on"] == "val"
+
+
+def test_a_perfect_separation_puts_both_points_between_the_groups():
+    probability = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
+    points = fit_operating_points(probability, probability > 0.5)
+    assert points["screening"]["sensitivity"] == 1.0 and points["screening"]["specificity"] == 1.0
+    assert points["high"]["threshold"] == points["screening"]["threshold"] == 0.8
+
+
+def test_operating_points_need_both_groups():
+    with pytest.raises(ValueError, match="malignant and benign"):
+        fit_operating_points(np.array([0.2, 0.4]), np.array([False, False]))
+    with pytest.raises(ValueError, match="entries"):
+        fit_operating_points(np.array([0.2, 0.4]), np.array([True]))
