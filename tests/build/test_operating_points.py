@@ -44,3 +44,25 @@ def test_operating_points_need_both_groups():
         fit_operating_points(np.array([0.2, 0.4]), np.array([False, False]))
     with pytest.raises(ValueError, match="entries"):
         fit_operating_points(np.array([0.2, 0.4]), np.array([True]))
+
+
+def test_the_card_gets_the_points_and_its_threshold_is_the_screening_one():
+    pytest.importorskip("tensorflow", reason="the build needs TensorFlow (the [build] extra)")
+    from build.build import _operating_points
+    from edge.card import HAM10000_CLASSES, ModelCard
+    from edge.preprocess import InputSpec
+
+    card = ModelCard(name="t", version="1", created="", task="t", classes=HAM10000_CLASSES, input=InputSpec())
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, len(HAM10000_CLASSES), 300)
+    probabilities = rng.dirichlet(np.ones(len(HAM10000_CLASSES)), 300)
+    probabilities[np.arange(300), labels] += 1.0  # the model leans towards the truth
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+
+    fields = _operating_points(card, probabilities, labels)
+
+    assert fields["malignant_threshold"] == fields["operating_points"]["screening"]["threshold"]
+    assert fields["operating_points"]["screening"]["sensitivity"] >= 0.90
+    msid = ModelCard(name="m", version="1", created="", task="m", classes=(HAM10000_CLASSES[2],) * 2,
+                     input=InputSpec())
+    assert _operating_points(msid, probabilities[:, :2], labels % 2) == {}
