@@ -52,7 +52,7 @@ def test_the_card_gets_the_points_and_its_threshold_is_the_screening_one():
     from edge.card import HAM10000_CLASSES, ModelCard
     from edge.preprocess import InputSpec
 
-    card = ModelCard(name="t", version="1", created="", task="t", classes=HAM10000_CLASSES, input=InputSpec())
+    card = ModelCard(name="t", version="1", created="", task="t", classes=HAM10000_CLASSES, input=InputSpec(height=32, width=32))
     rng = np.random.default_rng(0)
     labels = rng.integers(0, len(HAM10000_CLASSES), 300)
     probabilities = rng.dirichlet(np.ones(len(HAM10000_CLASSES)), 300)
@@ -64,5 +64,5 @@ def test_the_card_gets_the_points_and_its_threshold_is_the_screening_one():
     assert fields["malignant_threshold"] == fields["operating_points"]["screening"]["threshold"]
     assert fields["operating_points"]["screening"]["sensitivity"] >= 0.90
     msid = ModelCard(name="m", version="1", created="", task="m", classes=(HAM10000_CLASSES[2],) * 2,
-                     input=InputSpec())
+                     input=InputSpec(height=32, width=32))
     assert _operating_points(msid, probabilities[:, :2], labels % 2) == {}
