@@ -61,8 +61,8 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
     steps = cfg.steps_per_epoch or max(1, len(train.labels) // cfg.batch_size)
     total_epochs = cfg.head_epochs + cfg.epochs
 
+    strategy = make_strategy(cfg.strategy)  # first: a multi-worker strategy must precede other TF work
     make_reproducible(cfg.seed, deterministic=cfg.deterministic)
-    strategy = make_strategy(cfg.strategy)
     with strategy.scope():
         model = build_model(config.model, len(classes))
     state = load_state(stage)
