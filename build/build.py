@@ -55,7 +55,8 @@ LIMITATIONS = {
 
 
 def build_all(run_dir: str | Path, config: BuildConfig, *, resume: bool = False,
-              publish: str | Path | None = None, finish_training: bool = False) -> int:
+              publish: str | Path | None = None, finish_training: bool = False,
+              cache_dir: str | Path | None = None) -> int:
     """Runs every stage; returns the exit status (non-zero when the parity gate fails).
 
     ``finish_training`` (with ``resume``) ends the interrupted training, float or QAT, at its best completed
@@ -67,24 +68,44 @@ def build_all(run_dir: str | Path, config: BuildConfig, *, resume: bool = False,
     from build.train import train_float
 
     started = time.perf_counter()
-    run = start_run(run_dir, config, resume=resume)
-    print(f"run folder: {run.root}")
+    run = start_run(run_dir, config, resume=resume, cache_dir=cache_dir)
+    print(f"run folder: {run.root} (decoded-image cache: {run.cache_dir})")
     frame = prepare_split(run, config)
     print(f"split: {run.split_file} ({split_summary(frame, config)['counts']})")
     print(f"float model: {train_float(run, config, finish=finish_training)}")
     if config.qat.enabled:
         print(f"QAT model: {apply_qat(run, config, finish=finish_training)}")
     status = export_run(run, config, publish=publish)
-    print(f"build finished in {(time.perf_counter() - started) / 60:.1f} min")
+    minutes = (time.perf_counter() - started) / 60
+    if status:
+        print(f"build FAILED after {minutes:.1f} min: a parity gate failed (see {run.root / 'export' / 'parity.json'});"
+              " nothing was published")
+        return status
+    where = f"; published to {publish}" if publish else "; not published (pass --publish DIR, or `skinlesion publish`)"
+    chance = _at_chance(run, config)
+    print(f"build finished in {minutes:.1f} min: bundle {run.root / 'bundle'}{where}"
+          + (f"\nWARNING: {chance}" if chance else ""))
     return status
 
 
-def run_stage(run_dir: str | Path, stage: str, *, publish: str | Path | None = None) -> int:
+def _at_chance(run: Run, config: BuildConfig) -> str:
+    """A warning when the float model's best validation balanced accuracy is at chance level, else ""."""
+    summary = _read_json(run.root / "float" / "summary.json")
+    classes = summary.get("classes") or []
+    best = summary.get("best")
+    if not classes or best is None or best > 1.0 / len(classes) + 0.05:
+        return ""
+    return (f"validation balanced accuracy {best:.3f} is at chance level ({1 / len(classes):.3f} for "
+            f"{len(classes)} classes): the bundle works, but its model has learned nothing useful")
+
+
+def run_stage(run_dir: str | Path, stage: str, *, publish: str | Path | None = None,
+              cache_dir: str | Path | None = None) -> int:
     """``skinlesion train|qat|export RUN``: one stage on an existing run folder."""
     from build.qat import apply_qat
     from build.train import train_float
 
-    run = Run(Path(run_dir))
+    run = Run(Path(run_dir), Path(cache_dir) if cache_dir is not None else None)
     config = run.load_config()
     if stage == "train":
         print(train_float(run, config))
@@ -308,7 +329,7 @@ def validate_command(model: Path, reference: Path, data: str, *, label_map: str 
     frame = frame[frame["label"].isin(classes)].reset_index(drop=True)
     if limit:
         frame = frame.iloc[:limit]
-    pixels = build_cache(list(frame["path"]), spec, Path("runs/.cache"))
+    pixels = build_cache(list(frame["path"]), spec, run.cache_dir if run_dir else Path("runs/cache"))
     labels = np.array([classes.index(label) for label in frame["label"]])
     report = validate_tflite(model, reference, np.asarray(pixels), labels, input_spec=spec)
     print(report.to_json())

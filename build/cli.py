@@ -57,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from build.console import quiet_tensorflow
+
+    quiet_tensorflow(verbose=args.verbose)
     try:
         return int(args.run(args) or 0)
     except ModuleNotFoundError as error:
@@ -96,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog=example_epilog(EXAMPLES["skinlesion"]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version_arg(parser)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's own log lines (hidden by default)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = _add_command(commands, "data", "inspect data sets").add_subparsers(dest="data_command", required=True)
@@ -111,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = _add_command(commands, "build", "the whole build, from data to a validated bundle")
     _add_build_args(build)
+    _add_cache_arg(build)
     build.add_argument("--publish", type=Path, metavar="DIR",
                        help="also write the bundle here (e.g. models/pretrained/ham10000), atomically")
     build.add_argument("--finish-training", action="store_true",
@@ -123,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "evaluation and the bundle")):
         stage = _add_command(commands, name, help_text)
         stage.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder made by `skinlesion build`")
+        _add_cache_arg(stage)
         if name == "export":
             stage.add_argument("--publish", type=Path, metavar="DIR", help="also write the bundle here")
         stage.set_defaults(run=run_stage, stage=name)
@@ -177,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_cache_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="where decoded images are cached (default: RUN/cache, ~1.3 GB for HAM10000); "
+                             "runs with the same data and input size can share one folder")
+
+
 def _add_build_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=Path("build/configs/ham10000.toml"),
                         help="a TOML build config (default: build/configs/ham10000.toml)")
@@ -208,13 +221,14 @@ def run_build(args: argparse.Namespace) -> int:
     config = _load_build_config(args)
     run_dir = args.run_dir or DEFAULT_RUNS / config.name
     return build_all(run_dir, config, resume=args.resume, publish=args.publish,
-                     finish_training=args.finish_training)
+                     finish_training=args.finish_training, cache_dir=args.cache_dir)
 
 
 def run_stage(args: argparse.Namespace) -> int:
     from build.build import run_stage as stage_function
 
-    return stage_function(args.run_dir, args.stage, publish=getattr(args, "publish", None))
+    return stage_function(args.run_dir, args.stage, publish=getattr(args, "publish", None),
+                          cache_dir=args.cache_dir)
 
 
 def run_publish(args: argparse.Namespace) -> int:

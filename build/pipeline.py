@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from build.atomic import write_with
+from build.console import Progress
 from edge.preprocess import InputSpec, load_image, open_rgb
 
 log = logging.getLogger(__name__)
@@ -188,11 +189,12 @@ def _write_cache(target: Path, items: Sequence, shape: tuple[int, int], decode, 
     def fill(i: int) -> None:
         pixels[i] = decode(items[i])
 
+    progress = Progress(f"cache: decoding into {target}", len(items))
     try:
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
             for done, _ in enumerate(pool.map(fill, range(len(items))), start=1):
-                if done % 2000 == 0:
-                    log.info("cache: decoded %d/%d images", done, len(items))
+                progress.update(done)
+        progress.close()
         pixels.flush()
         if before_rename is not None:
             before_rename()

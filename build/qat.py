@@ -19,6 +19,7 @@ from build.pipeline import calibration_sample, training_dataset
 from build.run import Run, cached_split, class_names, input_spec, prepare_split, training_images, write_text_atomic
 from build.progress import (BestWeights, append_log, load_state, load_weights, make_reproducible, reseed_layers,
                             save_model_atomic, save_weights_atomic, truncate_log)
+from build.console import fit_progress
 from build.train import float_decision_shift, training_prior, validation_balanced_accuracy
 from converters.export import load_keras_model
 from edge.preprocess import normalize
@@ -190,7 +191,8 @@ def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware, finish:
                                    augment=cfg.augment, balance=cfg.balance, seed=cfg.seed + 1000,
                                    label_smoothing=cfg.label_smoothing, start_step=epoch * steps)
         epoch_started = time.perf_counter()
-        history = trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2)
+        history = trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
+                              callbacks=[fit_progress(f"qat epoch {epoch + 1}/{last_epoch}", steps, cfg.batch_size)])
         seconds = time.perf_counter() - epoch_started
         score = validation_balanced_accuracy(model, val, spec, shift)
         improved = score > state["best"]

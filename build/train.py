@@ -24,6 +24,7 @@ from build.run import Run, cached_split, class_names, input_spec, prepare_split,
 from build.progress import (BestWeights, append_log, averaged_weights, load_state, load_weights,
                             make_reproducible, reseed_layers, save_model_atomic, save_weights_atomic,
                             truncate_log)
+from build.console import fit_progress, format_duration
 from build.strategy import make_strategy
 from edge.preprocess import InputSpec
 
@@ -80,6 +81,7 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
     class_weight = class_loss_weights(train.labels, len(classes)) if cfg.balance.mode == "class_weight" else None
     phase = None
     resumed_after = state["epoch"]
+    epochs_timed, seconds_here = 0, 0.0  # this process's epochs, for the ETA
     for epoch in range(state["epoch"], total_epochs):
         if state["stopped"]:
             break
@@ -108,7 +110,8 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
                                    augment=cfg.augment, balance=cfg.balance, seed=cfg.seed,
                                    label_smoothing=cfg.label_smoothing, start_step=epoch * steps)
         epoch_started = time.perf_counter()
-        history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=2, class_weight=class_weight)
+        history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, class_weight=class_weight,
+                            callbacks=[fit_progress(f"float epoch {epoch + 1}/{total_epochs}", steps, cfg.batch_size)])
         seconds = time.perf_counter() - epoch_started
         # Judged (and kept) with the weight average when there is one: that is the model that ships.
         with averaged_weights(model, optimizer):
@@ -124,9 +127,12 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
             "epoch": epoch + 1, "stage": phase, "lr": rate, "loss": history.history["loss"][-1],
             "accuracy": history.history["accuracy"][-1], "val_balanced_accuracy": score,
             "seconds": round(seconds, 1), "images_per_second": round(steps * cfg.batch_size / seconds, 1)})
-        log.info("float: epoch %d/%d (%s) loss %.4f val balanced accuracy %.4f%s in %.0f s (%.1f images/s)",
-                 epoch + 1, total_epochs, phase, history.history["loss"][-1], score, " (best)" if improved else "",
-                 seconds, steps * cfg.batch_size / seconds)
+        epochs_timed += 1
+        seconds_here += seconds
+        left = (total_epochs - epoch - 1) * seconds_here / epochs_timed
+        log.info("float: epoch %d/%d (%s) loss %.4f val balanced accuracy %.4f%s in %.0f s (%.1f images/s); "
+                 "training ETA %s", epoch + 1, total_epochs, phase, history.history["loss"][-1], score,
+                 " (best)" if improved else "", seconds, steps * cfg.batch_size / seconds, format_duration(left))
         state["epoch"] = epoch + 1
         state["seconds"] += seconds
         state["stopped"] = phase == "finetune" and state["bad_epochs"] >= cfg.patience
@@ -153,7 +159,20 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
     write_text_atomic(stage / "summary.json", json.dumps(summary, indent=2))
     log.info("float: best val balanced accuracy %.4f at epoch %d -> %s", state["best"], state["best_epoch"],
              final_path)
+    warn_if_at_chance(state["best"], len(classes), "float")
     return final_path
+
+
+def warn_if_at_chance(balanced_accuracy: float, num_classes: int, stage: str) -> bool:
+    """Warns when a model's validation balanced accuracy is no better than guessing (1 / classes, with a
+    margin for the noise of a small split); returns whether it did."""
+    chance = 1.0 / num_classes
+    if balanced_accuracy > chance + 0.05:
+        return False
+    log.warning("%s: WARNING: validation balanced accuracy %.3f is at chance level (%.3f for %d classes): this "
+                "model has learned nothing useful. Train longer, check the data and labels, or lower the "
+                "learning rate before shipping it.", stage, balanced_accuracy, chance, num_classes)
+    return True
 
 
 def _finish_early(stage: Path, state: dict) -> None:

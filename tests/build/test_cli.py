@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -63,13 +64,21 @@ def test_data_summary_writes_rules_and_prints_counts(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, capsys):
+def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, capsys, caplog):
     data = write_synthetic_dataset(tmp_path / "data", n_per_class=24)
     published = tmp_path / "published"
+    caplog.set_level(logging.INFO)
     status = main(["build", "--config", str(TINY_TOML), "--data", str(data), "--run", str(tmp_path / "run"),
                    "--publish", str(published)])
     captured = capsys.readouterr()
     assert status == 0, captured.out + captured.err
+    last = captured.out.strip().splitlines()[-1]
+    assert last.startswith("build finished in") and f"published to {published}" in last
+    assert list((tmp_path / "run" / "cache").glob("pixels-*.npy"))  # the cache lives in the run folder
+    # Progress: plain lines (the log is no terminal) with rate and ETA, and no TensorFlow chatter.
+    assert any("float epoch 1/3" in r.message and "images/s" in r.message and "ETA" in r.message
+               for r in caplog.records)
+    assert not any("Sharding callback" in r.getMessage() for r in caplog.records)
     bundle = load_bundle(published)
     assert bundle.card.labels == ["blu", "grn", "rdl"]  # folder names, sorted
     assert "int8" in bundle.variants and bundle.card.validation["int8"]["n"] > 0
@@ -88,6 +97,25 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["balanced_accuracy"] <= 1.0
     assert (out / "report.html").exists()
+
+
+def test_a_failed_gate_is_the_last_thing_the_build_says(tmp_path, capsys, monkeypatch):
+    import build.build as build_module
+    import build.qat
+    import build.train
+
+    data = write_synthetic_dataset(tmp_path / "data", n_per_class=4)
+    monkeypatch.setattr(build.train, "train_float", lambda run, config, finish=False: run.root / "float")
+    monkeypatch.setattr(build.qat, "apply_qat", lambda run, config, finish=False: run.root / "qat")
+    monkeypatch.setattr(build_module, "export_run", lambda run, config, publish=None: 1)
+
+    status = main(["build", "--config", str(TINY_TOML), "--data", str(data), "--run", str(tmp_path / "run"),
+                   "--publish", str(tmp_path / "published")])
+
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert status == 1
+    assert last.startswith("build FAILED after") and "nothing was published" in last and "parity.json" in last
+    assert not (tmp_path / "published").exists()
 
 
 # -- --version, missing extras, --help examples ----------------------------------------------------------
