@@ -19,7 +19,7 @@ from typing import Any
 from build.datasets import LABEL_MAPS, SplitConfig
 from build.pipeline import AugmentConfig, BalanceConfig
 from converters.validate import DEFAULT_GATES
-from models.classifier import ModelConfig
+from models.config import ModelConfig
 
 
 @dataclass(frozen=True)

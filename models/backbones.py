@@ -3,14 +3,17 @@
 Every builder takes ``(input_shape, weights, alpha)`` and returns a model whose layers sit directly in
 the graph (no nested model, no Lambda, no Rescaling), so tensorflow-model-optimization can wrap every
 layer for quantization-aware training. Inputs are normalized floats (see ``edge.preprocess.InputSpec``).
+TensorFlow is imported by the builders, not by this module, so configs can name a backbone without it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from models.keras import keras
 from models.weights import resolve_weights
+
+if TYPE_CHECKING:
+    from models.keras import keras
 
 Builder = Callable[..., "keras.Model"]
 
@@ -20,6 +23,8 @@ def build_mobilenet_v2(input_shape: tuple[int, int, int], weights: str | None, a
         raise ValueError(f"mobilenet_v2 alpha must be within 0.35..1.4, got {alpha}")
     _check_min_size(input_shape, 96, "mobilenet_v2")
     weight_file = resolve_weights(weights, "mobilenet_v2", alpha=alpha, size=min(input_shape[:2]))
+    from models.keras import keras
+
     return keras.applications.MobileNetV2(input_shape=input_shape, alpha=alpha, include_top=False,
                                           weights=weight_file)
 
@@ -27,6 +32,8 @@ def build_mobilenet_v2(input_shape: tuple[int, int, int], weights: str | None, a
 def build_mobilenet(input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0) -> "keras.Model":
     _check_min_size(input_shape, 32, "mobilenet")
     weight_file = resolve_weights(weights, "mobilenet", alpha=alpha, size=min(input_shape[:2]))
+    from models.keras import keras
+
     return keras.applications.MobileNet(input_shape=input_shape, alpha=alpha, include_top=False,
                                         weights=weight_file)
 
@@ -36,6 +43,8 @@ def build_resnet50(input_shape: tuple[int, int, int], weights: str | None, alpha
         raise ValueError(f"resnet50 has no width multiplier; alpha must be 1.0, got {alpha}")
     _check_min_size(input_shape, 32, "resnet50")
     weight_file = resolve_weights(weights, "resnet50", alpha=alpha, size=min(input_shape[:2]))
+    from models.keras import keras
+
     return keras.applications.ResNet50(input_shape=input_shape, include_top=False, weights=weight_file)
 
 
@@ -43,6 +52,8 @@ def build_small_cnn(input_shape: tuple[int, int, int], weights: str | None, alph
     """The seed notebooks' custom network: three Conv-Conv-Pool-Dropout stages, widths scaled by alpha."""
     if weights not in (None, "none"):
         raise ValueError(f"small_cnn has no pretrained weights; use weights='none', got {weights!r}")
+    from models.keras import keras
+
     layers = keras.layers
     inputs = keras.Input(input_shape, name="input")
     x = inputs

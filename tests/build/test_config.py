@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -210,3 +212,12 @@ def test_a_missing_or_looping_parent_config_is_refused(tmp_path):
     with pytest.raises(ValueError, match="loops back"):
         load_config(tmp_path / "loop.toml")
 
+
+
+def test_configs_load_without_tensorflow():
+    # A Pi, a CI job or a config linter can read and check a build config with no TensorFlow installed.
+    code = ("import sys; from build.config import load_config; load_config('build/configs/ham10000.toml'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
