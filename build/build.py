@@ -126,8 +126,6 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     from build.calibration import calibrate
     from converters.bundle import write_bundle
     from converters.validate import ParityReport, check_gate, run_tflite, validate_tflite
-    from edge.classifier import apply_temperature
-
     started = time.perf_counter()
     frame = prepare_split(run, config)
     classes = class_names(config, frame)
@@ -169,8 +167,28 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     val_probs, _ = run_tflite(shipped[SHIPPED_INT8] if SHIPPED_INT8 in shipped else next(iter(shipped.values())),
                               val_pixels, spec)
     calibration = calibrate(val_probs, val_labels)
-    calibrated = apply_temperature(val_probs, calibration.temperature)
     sample = np.random.default_rng(0).choice(len(train.labels), size=min(3000, len(train.labels)), replace=False)
+    # The shipped files are exported again with the temperature and the abstain head inside, so a phone
+    # (MediaPipe Tasks) returns calibrated scores and "I can't tell" with no code of ours; they are gated
+    # again against the float model at the same temperature.
+    sources = {v: (qat_path if v == "int8" and reports["int8"].get("source") == "qat" else float_path)
+               for v in shipped}
+    shipped, heads, final = export_safe_variants(sources, out / "final", config, classes, train, sample,
+                                                 val_pixels, temperature=calibration.temperature)
+    for variant, path in shipped.items():
+        report = validate_tflite(path, sources[variant], val_pixels, val_labels, input_spec=spec,
+                                 variant=variant, temperature=calibration.temperature)
+        gate = _gate(config, variant)
+        missed = check_gate(report, gate)
+        reports[variant] = {**report.to_dict(), "source": reports[variant].get("source"),
+                            "gate": dataclasses.asdict(gate), "passed": not missed,
+                            "temperature": calibration.temperature, "abstain_head": variant in heads}
+        failures += missed
+    write_text_atomic(out / "parity.json", json.dumps(reports, indent=2) + "\n")
+    if failures:
+        print("parity gate of the calibrated files FAILED; nothing published:\n  " + "\n  ".join(failures))
+        return 1
+    calibrated, _ = run_tflite(final, val_pixels, spec)  # the temperature is in the graph now
     try:
         # The rule learns what the runtime's input looks like, so it reads training images framed as the
         # runtime frames them (a source-aspect cache holds them with a canvas margin).
@@ -180,12 +198,17 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     except ValueError as error:  # e.g. too few training images to model what the data look like
         abstain = {}
         log.warning("no abstain rule in this bundle: %s", error)
+    if heads:
+        # The runtime asks the file's own head (the pixel check stays as the fallback for old files and as
+        # the demo's explanation of what looks unusual).
+        abstain = {**abstain, "head": heads.get(SHIPPED_INT8, next(iter(heads.values()))).to_card()}
     log.info("calibration: T=%.3f, ECE %.4f -> %.4f", calibration.temperature, calibration.ece_before,
              calibration.ece_after)
 
     card = make_card(config, frame, classes, temperature=calibration.temperature, abstain=abstain,
                      validation=reports, seconds=time.perf_counter() - started, run=run)
-    card = dataclasses.replace(card, training={**card.training, "calibration": calibration.to_dict()},
+    card = dataclasses.replace(card, training={**card.training,
+                                               "calibration": {**calibration.to_dict(), "in_graph": True}},
                                **_operating_points(card, calibrated, val_labels))
     staging = write_bundle(out / "unevaluated-bundle", card, shipped, reference=float_path)
     metrics = {}
@@ -251,6 +274,55 @@ def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: 
         files["int8-ptq"] = export_tflite(float_path, out / "ptq" / "model_int8.tflite",
                                           QuantizationConfig.for_int8(calibration), **common).path
     return files
+
+
+def export_safe_variants(sources: dict[str, Path], out: Path, config: BuildConfig, classes: list[str],
+                         train: CachedImages, sample: np.ndarray, val_pixels: np.ndarray, *,
+                         temperature: float) -> tuple[dict[str, Path], dict, Path]:
+    """Exports each shipped variant from its source model with ``temperature`` folded into the head and
+    the abstain head (fitted on that source model's features) as a second output.
+
+    Returns:
+        ``(files, heads, int8_or_first)``: variant -> file, variant -> fitted AbstainHead (absent where the
+        head could not be fitted: too few images), and the file the card's rule is fitted on.
+    """
+    from converters.abstain_head import fit_abstain_head
+    from converters.export import export_tflite, is_qat_model, load_keras_model
+    from converters.quantization import QuantizationConfig
+
+    spec = input_spec(config)
+    display = [_class_info(config.data.task, c).display_name for c in classes]
+    common = dict(input_spec=spec, labels=classes, display_names=display, name=config.name,
+                  license=LICENSES.get(config.data.task, ""), temperature=temperature)
+    factories = {"float32": QuantizationConfig.for_float32, "float16": QuantizationConfig.for_float16,
+                 "dynamic": QuantizationConfig.for_dynamic}
+    kind = {"ham10000": "dermoscopy", "msid": "clinical_photo"}.get(config.data.task, "in_distribution")
+    fitted: dict[Path, tuple[bool, object]] = {}
+    files, heads = {}, {}
+    for variant, source in sources.items():
+        if source not in fitted:
+            model = load_keras_model(source)
+            try:
+                head = fit_abstain_head(
+                    model, (runtime_view(train.source(i), spec) for i in np.sort(sample)), list(val_pixels),
+                    input_spec=spec, labels=(kind, "other"))
+            except ValueError as error:
+                log.warning("no abstain head in %s files: %s", source.name, error)
+                head = None
+            fitted[source] = (is_qat_model(model), head)
+        qat, head = fitted[source]
+        if variant == "int8":
+            quantization = (QuantizationConfig.for_int8(None) if qat else
+                            QuantizationConfig.for_int8(calibration_sample(train, spec, config.export.calibration_images,
+                                                                           config.train.seed)))
+        else:
+            quantization = factories[variant]()
+        files[variant] = export_tflite(source, out / f"model_{variant}.tflite", quantization,
+                                       abstain_head=head, **common).path
+        if head is not None:
+            heads[variant] = head
+    final = files.get(SHIPPED_INT8, next(iter(files.values())))
+    return files, heads, final
 
 
 def choose_int8(reports: dict[str, dict], policy: str, gate=None) -> str:

@@ -14,13 +14,17 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from converters.metadata import add_metadata
 from converters.quantization import QuantizationConfig
+from converters.temperature import temperature_folded
 from edge.preprocess import InputSpec
+
+if TYPE_CHECKING:
+    from converters.abstain_head import AbstainHead
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,10 @@ class ExportResult:
         output_dtype: dtype of the output tensor.
         input_scale: Quantization scale of an integer input (0.0 for float inputs).
         input_zero_point: Quantization zero point of an integer input (0 for float inputs).
-        float_tensors: Float32 tensors inside the graph besides its input and output; an int8 export
+        float_tensors: Float32 tensors inside the graph besides its inputs and outputs; an int8 export
             with any left runs those ops in float (slower on NPUs, and not what was validated as int8).
+        temperature: Calibration temperature folded into the graph (1.0: scores as trained).
+        abstain_head: Whether the file carries the abstain head as its second output.
     """
 
     variant: str
@@ -51,12 +57,15 @@ class ExportResult:
     input_scale: float = 0.0
     input_zero_point: int = 0
     float_tensors: int = 0
+    temperature: float = 1.0
+    abstain_head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"variant": self.variant, "path": str(self.path), "bytes": self.bytes,
                 "seconds": round(self.seconds, 3), "input_dtype": self.input_dtype,
                 "output_dtype": self.output_dtype, "input_scale": self.input_scale,
-                "input_zero_point": self.input_zero_point, "float_tensors": self.float_tensors}
+                "input_zero_point": self.input_zero_point, "float_tensors": self.float_tensors,
+                "temperature": self.temperature, "abstain_head": self.abstain_head}
 
 
 def load_keras_model(source: Any) -> Any:
@@ -97,7 +106,8 @@ def is_qat_model(model: Any) -> bool:
 def export_tflite(model: Any, path: str | os.PathLike, config: QuantizationConfig, *, input_spec: InputSpec,
                   labels: Sequence[str], display_names: Sequence[str] | None = None,
                   name: str = "skinlesion", version: str = "", description: str = "",
-                  license: str = "") -> ExportResult:
+                  license: str = "", temperature: float = 1.0,
+                  abstain_head: "AbstainHead | None" = None) -> ExportResult:
     """Converts a float or QAT tf_keras model to one TFLite variant, with metadata, written atomically.
 
     Args:
@@ -111,6 +121,11 @@ def export_tflite(model: Any, path: str | os.PathLike, config: QuantizationConfi
         version: Model version stored in the metadata.
         description: One sentence stored in the metadata.
         license: License of the weights stored in the metadata.
+        temperature: Calibration temperature folded into the head's logits (``converters.temperature``):
+            the file returns ``softmax(logits / temperature)``. 1.0 exports the scores as trained.
+        abstain_head: A fitted :class:`converters.abstain_head.AbstainHead` built into the file as a
+            second output (``in_distribution``), described in the metadata as a second head; fit it on
+            the model being exported (a QAT model's features differ from its float model's).
 
     Raises:
         ValueError: The model's input does not match ``input_spec``, its output size does not match
@@ -123,18 +138,32 @@ def export_tflite(model: Any, path: str | os.PathLike, config: QuantizationConfi
     _check_model(model, config, input_spec, labels)
     from models.keras import tf
 
-    log.info("exporting %s -> %s", config.variant, path)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    log.info("exporting %s -> %s%s%s", config.variant, path,
+             f", temperature {temperature:.4g} in the graph" if temperature != 1.0 else "",
+             ", with the abstain head" if abstain_head is not None else "")
+    graph = model
+    if abstain_head is not None:
+        from converters.abstain_head import with_abstain_head, with_quantization_aware_head
+
+        graph = (with_quantization_aware_head if is_qat_model(model) else with_abstain_head)(model, abstain_head)
+    converter = tf.lite.TFLiteConverter.from_keras_model(graph)
     config.set_converter(converter, input_spec)
-    with _qat_input_range_pinned(model, input_spec):
+    # The graph shares the model's layers, so folding the temperature into the model folds it into the graph.
+    with _qat_input_range_pinned(model, input_spec), temperature_folded(model, temperature):
         flatbuffer = converter.convert()
+    if abstain_head is not None:
+        from converters.abstain_head import pin_int8_ranges
+
+        flatbuffer = pin_int8_ranges(flatbuffer)
     description = description or f"Image classifier, {len(labels)} classes ({config.variant})"
     data = add_metadata(flatbuffer, labels=labels, input_spec=input_spec, name=name, version=version,
-                        description=description, license=license, display_names=display_names)
+                        description=description, license=license, display_names=display_names,
+                        abstain_labels=abstain_head.labels if abstain_head is not None else None)
     details = _io_details(data)
     write_atomic(path, data)
     result = ExportResult(variant=config.variant, path=path, bytes=len(data),
-                          seconds=time.perf_counter() - started, **details)
+                          seconds=time.perf_counter() - started, temperature=float(temperature),
+                          abstain_head=abstain_head is not None, **details)
     _warn_if_pixels_are_not_input(result, input_spec)
     if config.variant == "int8" and result.float_tensors:
         log.warning("%s: the int8 export kept %d float32 tensors; some ops were not quantized",
@@ -212,10 +241,12 @@ def _io_details(data: bytes) -> dict[str, Any]:
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=data)
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    source, outputs = interpreter.get_input_details()[0], interpreter.get_output_details()
+    target = outputs[0]
     scale, zero_point = source["quantization"]
+    io = {source["index"], *(details["index"] for details in outputs)}
     floats = sum(1 for t in interpreter.get_tensor_details()
-                 if np.dtype(t["dtype"]) == np.float32 and t["index"] not in (source["index"], target["index"]))
+                 if np.dtype(t["dtype"]) == np.float32 and t["index"] not in io)
     return {"input_dtype": np.dtype(source["dtype"]).name, "output_dtype": np.dtype(target["dtype"]).name,
             "input_scale": float(scale), "input_zero_point": int(zero_point), "float_tensors": floats}
 

@@ -17,7 +17,8 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from edge.classifier import METADATA_DISPLAY_NAMES_FILE, METADATA_LABELS_FILE
+from edge.classifier import (METADATA_ABSTAIN_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE,
+                             METADATA_LABELS_FILE)
 from edge.preprocess import InputSpec
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -26,6 +27,8 @@ METADATA_IDENTIFIER = b"M001"
 # The edge runtime reads these back without TensorFlow (edge.classifier.read_metadata_display_names).
 LABELS_FILE = METADATA_LABELS_FILE
 DISPLAY_NAMES_FILE = METADATA_DISPLAY_NAMES_FILE
+ABSTAIN_LABELS_FILE = METADATA_ABSTAIN_LABELS_FILE
+ABSTAIN_HEAD_NAME = "in_distribution"  # MediaPipe's head_name of classifications[1]
 DISPLAY_NAMES_LOCALE = "en"  # MediaPipe's default display_names_locale
 # Every field written here exists since metadata schema 1.0.0; readers refuse files that claim newer.
 MIN_PARSER_VERSION = "1.0.0"
@@ -43,6 +46,9 @@ class TFLiteMetadata:
         mean: Per-channel normalization mean of the image input.
         std: Per-channel normalization std of the image input.
         min_parser_version: The oldest metadata parser that can read the file.
+        heads: Output tensor names in output order (``("probability",)``, or with the abstain head
+            ``("probability", "in_distribution")``).
+        abstain_labels: The abstain head's score names, or empty without a head.
     """
 
     name: str
@@ -52,6 +58,8 @@ class TFLiteMetadata:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     min_parser_version: str
+    heads: tuple[str, ...] = ("probability",)
+    abstain_labels: tuple[str, ...] = ()
 
 
 def _schemas() -> tuple[Any, Any, Any]:
@@ -67,8 +75,14 @@ def _schemas() -> tuple[Any, Any, Any]:
 
 def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, name: str,
                  version: str = "", description: str = "", license: str = "",
-                 display_names: Sequence[str] | None = None) -> bytes:
+                 display_names: Sequence[str] | None = None,
+                 abstain_labels: Sequence[str] | None = None) -> bytes:
     """Returns ``model`` with image-classifier metadata and label files packed in.
+
+    A model with a second output (the abstain head, ``converters.abstain_head``) gets it described as a
+    second classification head named ``in_distribution`` with ``abstain_labels``; the outputs are put in
+    the order [probabilities, in_distribution], so MediaPipe returns them as ``classifications[0]`` and
+    ``classifications[1]`` and every runtime finds the class scores at output 0.
 
     Args:
         model: A TFLite flatbuffer with one image input and one score output (without packed files).
@@ -79,10 +93,12 @@ def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, 
         description: One sentence on what the model does.
         license: License of the weights.
         display_names: Human names in output order; MediaPipe reports them as ``display_name``.
+        abstain_labels: The abstain head's two score names (e.g. ``("dermoscopy", "other")``); needed
+            exactly when the model has a second output.
 
     Raises:
-        ValueError: The model has not exactly one input and one output, a label is empty or contains
-            a line break, or ``display_names`` has a different length from ``labels``.
+        ValueError: The model has not one input and one output (two with ``abstain_labels``), a label is
+            empty or contains a line break, or ``display_names`` has a different length from ``labels``.
     """
     flatbuffers, metadata_fb, schema_fb = _schemas()
     _check_labels(labels, "labels")
@@ -93,9 +109,14 @@ def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, 
 
     tflite = schema_fb.ModelT.InitFromObj(schema_fb.Model.GetRootAsModel(model, 0))
     graph = tflite.subgraphs[0]
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise ValueError(f"an image classifier needs 1 input and 1 output tensor, the model has "
-                         f"{len(graph.inputs)} and {len(graph.outputs)}")
+    expected_outputs = 1 if abstain_labels is None else 2
+    if len(graph.inputs) != 1 or len(graph.outputs) != expected_outputs:
+        raise ValueError(f"an image classifier {'with' if abstain_labels else 'without'} an abstain head needs "
+                         f"1 input and {expected_outputs} output tensors, the model has {len(graph.inputs)} "
+                         f"and {len(graph.outputs)}")
+    if abstain_labels is not None:
+        _check_labels(abstain_labels, "abstain_labels")
+        _put_scores_first(tflite, len(labels))
     input_uint8 = graph.tensors[graph.inputs[0]].type == schema_fb.TensorType.UINT8
     output_uint8 = graph.tensors[graph.outputs[0]].type == schema_fb.TensorType.UINT8
 
@@ -138,6 +159,21 @@ def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, 
     subgraph = metadata_fb.SubGraphMetadataT()
     subgraph.inputTensorMetadata = [image]
     subgraph.outputTensorMetadata = [score]
+    if abstain_labels is not None:
+        files[ABSTAIN_LABELS_FILE] = abstain_labels
+        head = metadata_fb.TensorMetadataT()
+        head.name = ABSTAIN_HEAD_NAME
+        head.description = (f"Whether the image looks like the training data: '{abstain_labels[0]}', or "
+                            f"'{abstain_labels[1]}' (say \"I can't tell\" when '{abstain_labels[1]}' "
+                            "scores 0.5 or more).")
+        head.content = metadata_fb.ContentT()
+        head.content.contentPropertiesType = metadata_fb.ContentProperties.FeatureProperties
+        head.content.contentProperties = metadata_fb.FeaturePropertiesT()
+        head.stats = metadata_fb.StatsT()
+        head.stats.min, head.stats.max = score.stats.min, score.stats.max
+        head.associatedFiles = [_associated_file(metadata_fb, ABSTAIN_LABELS_FILE,
+                                                 "Abstain head labels, one per output.")]
+        subgraph.outputTensorMetadata.append(head)
     metadata = metadata_fb.ModelMetadataT()
     metadata.name, metadata.version, metadata.description = name, version, description
     metadata.author, metadata.license = "skinlesion", license
@@ -192,7 +228,33 @@ def read_metadata(model: bytes) -> TFLiteMetadata:
         name=_text(metadata.name), version=_text(metadata.version),
         labels=tuple(packed[LABELS_FILE]), display_names=tuple(packed.get(DISPLAY_NAMES_FILE, ())),
         mean=tuple(float(v) for v in options.mean), std=tuple(float(v) for v in options.std),
-        min_parser_version=_text(metadata.minParserVersion))
+        min_parser_version=_text(metadata.minParserVersion),
+        heads=tuple(_text(t.name) for t in subgraph.outputTensorMetadata),
+        abstain_labels=tuple(packed.get(ABSTAIN_LABELS_FILE, ())))
+
+
+def _put_scores_first(tflite: Any, num_classes: int) -> None:
+    """Orders the subgraph outputs [class scores, abstain head]: the converter orders them as it likes.
+
+    The outputs are told apart by the Keras output names in the signature (``in_distribution`` is the
+    head), or by their sizes when the file has no signature.
+    """
+    graph = tflite.subgraphs[0]
+    head = None
+    for signature in tflite.signatureDefs or []:
+        for output in signature.outputs or []:
+            if _text(output.name) == ABSTAIN_HEAD_NAME:
+                head = output.tensorIndex
+    if head is None:
+        sizes = {index: int(graph.tensors[index].shape[-1]) for index in graph.outputs}
+        heads = [index for index, size in sizes.items() if size == 2 and num_classes != 2]
+        if len(heads) != 1:
+            raise ValueError("cannot tell the abstain head from the class scores: the file has no signature "
+                             f"naming {ABSTAIN_HEAD_NAME!r} and its outputs have sizes {list(sizes.values())}")
+        head = heads[0]
+    if head not in list(graph.outputs):
+        raise ValueError(f"the signature's {ABSTAIN_HEAD_NAME!r} tensor {head} is not a model output")
+    graph.outputs = [int(index) for index in graph.outputs if index != head] + [int(head)]
 
 
 def _associated_file(metadata_fb: Any, name: str, description: str, locale: str | None = None) -> Any:

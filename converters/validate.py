@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from converters.temperature import temperature_folded
 from edge.preprocess import InputSpec, normalize
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ DEFAULT_GATES = {
 
 def validate_tflite(tflite_path: str | os.PathLike, reference_model: Any, images_uint8: Any,
                     labels_true: Sequence[int], *, input_spec: InputSpec, variant: str | None = None,
-                    batch_size: int = BATCH_SIZE) -> ParityReport:
+                    batch_size: int = BATCH_SIZE, temperature: float = 1.0) -> ParityReport:
     """Runs a TFLite file and its float reference on the same images and compares their outputs.
 
     Args:
@@ -120,6 +121,8 @@ def validate_tflite(tflite_path: str | os.PathLike, reference_model: Any, images
         input_spec: The models' input size and normalization.
         variant: The TFLite variant; when None it is read from a ``model_<variant>.tflite`` file name.
         batch_size: Images per interpreter call.
+        temperature: The temperature the file was exported with (folded into its graph); the same is
+            folded into the reference for the comparison, so calibrated files are gated like the rest.
 
     Raises:
         ValueError: Images are not uint8 (N, H, W, 3) of the spec's size, labels do not match the
@@ -141,9 +144,10 @@ def validate_tflite(tflite_path: str | os.PathLike, reference_model: Any, images
     started = time.perf_counter()
     tflite_probs, io_types = run_tflite(path, pixels, input_spec, batch_size=batch_size)
     seconds = time.perf_counter() - started
-    reference_probs = np.concatenate([
-        np.asarray(reference(normalize(pixels[i:i + batch_size], input_spec), training=False))
-        for i in range(0, len(pixels), batch_size)])
+    with temperature_folded(reference, temperature):
+        reference_probs = np.concatenate([
+            np.asarray(reference(normalize(pixels[i:i + batch_size], input_spec), training=False))
+            for i in range(0, len(pixels), batch_size)])
     if reference_probs.shape != tflite_probs.shape:
         raise ValueError(f"{path} outputs {tflite_probs.shape[1]} classes but the reference model outputs "
                          f"{reference_probs.shape[1]}; were they exported from the same model?")

@@ -11,7 +11,9 @@ the build (``build.trust.fit_abstain_rule``). It has two independent checks, bot
   (about 9 in 10 of the MSID rash photos); a close-up of a single mole with a phone camera can pass.
 * ``min_confidence``: is the model sure enough? Refuses when the top calibrated probability is lower.
 
-An empty rule never abstains. Everything here is numpy, so a Raspberry Pi evaluates it without
+A model file exported with the abstain head (``converters.abstain_head``) answers the first question
+itself, in its second output; then that score replaces the pixel check (``other_score=``), so the phone
+(MediaPipe Tasks) and this runtime apply one rule. An empty rule never abstains. Everything here is numpy, so a Raspberry Pi evaluates it without
 TensorFlow or scikit-learn::
 
     >>> reason = abstain_reason(probabilities, pixels, card.abstain)
@@ -64,20 +66,35 @@ FEATURE_NAMES = (
     "mean_contrast",
 )
 _EPS = 1e-6
+HEAD_REFUSE_AT = 0.5  # the head's "other" score from which it refuses, when the card does not say
 # Distance of each grid cell from the image centre, 0 at the centre and 1 at the middle of each side.
 _RADIUS = np.hypot(*np.meshgrid(*(2 * [np.linspace(-1, 1, GRID)]), indexing="ij"))
 
 
-def abstain_reason(probabilities: np.ndarray, pixels: np.ndarray, rule: dict[str, Any]) -> str | None:
+def abstain_reason(probabilities: np.ndarray, pixels: np.ndarray, rule: dict[str, Any], *,
+                   other_score: float | None = None) -> str | None:
     """Returns why the model should not answer for this image, or None when it may answer.
 
     Args:
         probabilities: Calibrated class probabilities, shape (num_classes,).
         pixels: The preprocessed RGB uint8 image the model saw, shape (H, W, 3).
         rule: The card's abstain rule, e.g. ``{"min_confidence": 0.4, "pixel_check": {...}}``.
+        other_score: The model's in-graph abstain head's "other" score, when the file has the head. Then
+            the head decides whether the image looks like the training data (the rule's ``head`` entry
+            says from which score on it refuses) and the numpy pixel check is not consulted: one rule,
+            the one a phone running the same file applies.
     """
     pixel_check = rule.get("pixel_check")
-    if pixel_check:
+    if other_score is not None:
+        head = rule.get("head") or {}
+        refuse_at = float(head.get("refuse_at", HEAD_REFUSE_AT))
+        if other_score >= refuse_at:
+            return (
+                "this does not look like the images the model was trained on (its abstain head scores "
+                f"'{head.get('refuse_label', 'other')}' {other_score:.0%}, the limit is {refuse_at:.0%}); "
+                "take a close-up through a dermatoscope"
+            )
+    elif pixel_check:
         distance = dermoscopy_distance(pixels, pixel_check)
         if distance > float(pixel_check["max_distance"]):
             return (

@@ -7,7 +7,9 @@
 
 The path of one image: :func:`edge.preprocess.load_image` (the card's input spec) -> the model's input
 tensor (normalized and/or quantized as the interpreter reports) -> invoke -> dequantized softmax ->
-calibration temperature -> :func:`edge.abstain.abstain_reason`.
+calibration temperature (only for files exported before the temperature was folded into the graph) ->
+:func:`edge.abstain.abstain_reason`, which reads the model's own abstain head when the file has one
+(a second output, ``in_distribution``) and falls back to the card's numpy pixel check otherwise.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ LOG_EPSILON = 1e-7  # keeps log(p) finite for a probability the model rounded to
 # The files the TFLite metadata writer (converters.metadata) packs into a model: codes and display names.
 METADATA_LABELS_FILE = LABELS_FILE
 METADATA_DISPLAY_NAMES_FILE = "labels_en.txt"
+METADATA_ABSTAIN_LABELS_FILE = "abstain_labels.txt"
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ class Classifier:
 
     A bare model has no card, so: its input size comes from the interpreter, a uint8 input gets the
     pixels as they are, a float input gets the default :class:`InputSpec` normalization (``x/127.5 - 1``),
-    the temperature is 1 and it never abstains.
+    the temperature is 1 (a file exported with it has it in its graph) and it abstains only when the
+    file carries the in-graph abstain head and the head refuses.
 
     Thread-safe: preprocessing runs in the caller's thread; the interpreter call holds a lock.
     """
@@ -150,6 +154,9 @@ class Classifier:
             self._display_names = read_metadata_display_names(path, self._labels) if backend == "tflite" else {}
             self._spec = InputSpec(height=self._model.input.shape[1], width=self._model.input.shape[2])
         self._feed_pixels = self._takes_pixels_as_they_are()
+        self._temperature = runtime_temperature(self.card) if self.card else 1.0
+        self._has_head = len(getattr(self._model, "outputs", ())) == 2
+        self._last_head = threading.local()  # (pixels, other score) of the last probabilities_from_pixels
 
     # -- public properties -------------------------------------------------------------------------------
 
@@ -190,6 +197,11 @@ class Classifier:
         return self._path
 
     @property
+    def has_abstain_head(self) -> bool:
+        """Whether the model file carries the in-graph abstain head (its second output)."""
+        return self._has_head
+
+    @property
     def model(self) -> TFLiteModel | _KerasModel:
         """The opened model (benchmarks time its ``invoke`` alone)."""
         return self._model
@@ -222,7 +234,10 @@ class Classifier:
         """
         views = tta_views(pixels) if tta else [pixels]
         per_view = [self._calibrated(view) for view in views]
-        return np.mean(per_view, axis=0)
+        if self._has_head:
+            # Kept for predict_pixels on the same array, so the abstain decision costs no second invoke.
+            self._last_head.value = (pixels, float(np.mean([other for _, other in per_view])))
+        return np.mean([probabilities for probabilities, _ in per_view], axis=0)
 
     def probabilities(self, image: ImageSource, *, tta: bool = False) -> np.ndarray:
         """Calibrated class probabilities in output order (``labels`` order), for evaluation code."""
@@ -250,18 +265,42 @@ class Classifier:
         categories = tuple(Category(self._labels[i], names.get(self._labels[i], self._labels[i]),
                                     float(probabilities[i])) for i in order)
         malignant = card.malignant_indices if card else []
-        reason = abstain_reason(probabilities, pixels, card.abstain) if card else None
+        # A bare file with the in-graph head still refuses what its head refuses; without a card or a head
+        # nothing says when to abstain.
+        reason = (abstain_reason(probabilities, pixels, card.abstain if card else {},
+                                 other_score=self.abstain_score(pixels))
+                  if card or self._has_head else None)
         return Prediction(categories=categories,
                           malignant_probability=float(probabilities[malignant].sum()) if malignant else None,
                           abstained=reason is not None, abstain_reason=reason, source=source)
 
+    def abstain_score(self, pixels: np.ndarray) -> float | None:
+        """The in-graph abstain head's "other" score (0..1) for preprocessed pixels; None without a head.
+
+        Free right after :meth:`probabilities_from_pixels` on the same array (the score of that invoke
+        is reused); otherwise the model runs once more.
+        """
+        if not self._has_head:
+            return None
+        last = getattr(self._last_head, "value", None)
+        if last is not None and last[0] is pixels:
+            return last[1]
+        return self._calibrated(pixels)[1]
+
     # -- internals ------------------------------------------------------------------------------------------
 
-    def _calibrated(self, pixels: np.ndarray) -> np.ndarray:
-        raw = self._model.run(self.input_tensor(pixels))
+    def _calibrated(self, pixels: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """Calibrated class probabilities and the abstain head's "other" score (None without a head)."""
+        tensor = self.input_tensor(pixels)
+        if self._has_head:
+            raw, head = self._model.run_all(tensor)
+            other = float(dequantize(head, self._model.outputs[1]).reshape(-1)[1])
+        else:
+            raw, other = self._model.run(tensor), None
         probabilities = dequantize(raw, self._model.output).reshape(-1)
-        temperature = self.card.temperature if self.card else 1.0
-        return apply_temperature(probabilities, temperature)
+        if self._temperature != 1.0:
+            probabilities = apply_temperature(probabilities, self._temperature)
+        return probabilities, other
 
     @staticmethod
     def _bundle_file(bundle: Bundle, variant: str | None, backend: str) -> tuple[Path, str]:
@@ -304,6 +343,14 @@ class Classifier:
         return matches
 
 
+def runtime_temperature(card: ModelCard) -> float:
+    """The temperature this runtime still has to apply to a bundle's outputs: 1.0 when the card says the
+    export folded it into the graph (``training.calibration.in_graph``), the card's temperature for
+    bundles exported before that (their files return the uncalibrated softmax)."""
+    calibration = card.training.get("calibration") or {}
+    return 1.0 if calibration.get("in_graph") else float(card.temperature)
+
+
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """Calibrates softmax outputs (one vector or a batch): p ∝ exp(log(p + 1e-7) / T) over the last axis."""
     if temperature <= 0:
@@ -331,8 +378,9 @@ def read_metadata_labels(path: Path, num_classes: int) -> list[str] | None:
     if not zipfile.is_zipfile(path):
         return None
     with zipfile.ZipFile(path) as archive:
-        names = sorted((n for n in archive.namelist() if n.lower().endswith(".txt")),
-                       key=lambda n: "label" not in n.lower())
+        names = sorted((n for n in archive.namelist() if n.lower().endswith(".txt")
+                        and n != METADATA_ABSTAIN_LABELS_FILE),
+                       key=lambda n: (n != METADATA_LABELS_FILE, "label" not in n.lower()))
         for name in names:
             text = archive.read(name).decode("utf-8", errors="replace")
             lines = [line.strip() for line in text.splitlines() if line.strip()]

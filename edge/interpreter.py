@@ -8,6 +8,9 @@ for x86-64 and aarch64), then ``tflite_runtime`` (older Raspberry Pi images), th
     >>> model.runtime.name
     'ai_edge_litert'
     >>> raw = model.run(np.zeros(model.input.shape, model.input.dtype))
+
+A model may have a second output, the abstain head (``converters.abstain_head``); the exporter orders
+the outputs so that the class scores are always output 0.
 """
 
 from __future__ import annotations
@@ -177,13 +180,15 @@ class TFLiteModel:
                                   "install NumPy 1.x: pip install 'numpy<2'") from error
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise SkinlesionError(f"{self.path}: expected one input and one output tensor, got {len(inputs)} "
-                                  f"and {len(outputs)}")
+        if len(inputs) != 1 or len(outputs) not in (1, 2):
+            raise SkinlesionError(f"{self.path}: expected one input and one or two output tensors (class "
+                                  f"scores, abstain head), got {len(inputs)} and {len(outputs)}")
         self._input_index = inputs[0]["index"]
-        self._output_index = outputs[0]["index"]
+        self._output_indices = tuple(details["index"] for details in outputs)
+        self._output_index = self._output_indices[0]
         self.input = _tensor_info(inputs[0])
-        self.output = _tensor_info(outputs[0])
+        self.outputs = tuple(_tensor_info(details) for details in outputs)
+        self.output = self.outputs[0]
         self._lock = threading.Lock()
 
     def set_input(self, tensor: np.ndarray) -> None:
@@ -198,12 +203,23 @@ class TFLiteModel:
         """A copy of the raw output tensor (not thread-safe; :meth:`run` is)."""
         return self._interpreter.get_tensor(self._output_index).copy()
 
+    def get_outputs(self) -> tuple[np.ndarray, ...]:
+        """Copies of every raw output tensor, class scores first (not thread-safe; :meth:`run_all` is)."""
+        return tuple(self._interpreter.get_tensor(index).copy() for index in self._output_indices)
+
     def run(self, tensor: np.ndarray) -> np.ndarray:
         """Sets the input, invokes and returns a copy of the raw output, holding the model's lock."""
         with self._lock:
             self.set_input(tensor)
             self.invoke()
             return self.get_output()
+
+    def run_all(self, tensor: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Like :meth:`run`, returning every output: the class scores, then the abstain head if any."""
+        with self._lock:
+            self.set_input(tensor)
+            self.invoke()
+            return self.get_outputs()
 
 
 def quantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:

@@ -1,0 +1,174 @@
+"""Calibration and the abstain head inside the exported file: what MediaPipe Tasks returns on a phone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converters.validate import ParityGate, check_gate, run_tflite, validate_tflite
+from edge.classifier import apply_temperature
+from edge.preprocess import normalize
+from tests.conftest import TINY_LABELS, TINY_SPEC, tiny_training_set
+from tests.converters.conftest import DISPLAY_NAMES
+
+TEMPERATURE = 0.5  # far from 1, so a missing or doubled fold shows
+
+
+def _noise_images(n: int = 8) -> list[np.ndarray]:
+    from build.trust import synthetic_images
+
+    return [image for images in synthetic_images(n // 4 or 1, (TINY_SPEC.height, TINY_SPEC.width)).values()
+            for image in images]
+
+
+@pytest.fixture(scope="session")
+def heads(tiny_keras_model, qat_model_path):
+    """AbstainHead fitted on the float model's features, and one on the QAT model's."""
+    from converters.abstain_head import fit_abstain_head
+    from converters.export import load_keras_model
+
+    train, _ = tiny_training_set()
+    val, _ = tiny_training_set(n_per_class=12, seed=2)
+    return {source: fit_abstain_head(model, list(train), list(val), input_spec=TINY_SPEC, components=8)
+            for source, model in (("float", tiny_keras_model), ("qat", load_keras_model(qat_model_path)))}
+
+
+@pytest.fixture(scope="session")
+def safe_exports(tmp_path_factory, tiny_keras_model, qat_model_path, calibration_pixels, heads):
+    """Files exported with the temperature folded in and the abstain head: float32, float16, int8 (PTQ
+    and QAT)."""
+    from converters.export import export_tflite
+    from converters.quantization import QuantizationConfig
+
+    folder = tmp_path_factory.mktemp("safe")
+    jobs = {"float32": (tiny_keras_model, QuantizationConfig.for_float32(), heads["float"]),
+            "float16": (tiny_keras_model, QuantizationConfig.for_float16(), heads["float"]),
+            "int8": (tiny_keras_model, QuantizationConfig.for_int8(calibration_pixels), heads["float"]),
+            "int8-qat": (qat_model_path, QuantizationConfig.for_int8(None), heads["qat"])}
+    return {name: export_tflite(model, folder / f"{name}.tflite", config, input_spec=TINY_SPEC,
+                                labels=TINY_LABELS, display_names=DISPLAY_NAMES, temperature=TEMPERATURE,
+                                abstain_head=head)
+            for name, (model, config, head) in jobs.items()}
+
+
+def test_the_file_returns_calibrated_scores_and_the_model_is_left_as_it_was(
+        tmp_path, tiny_keras_model, exported, safe_exports, validation_set):
+    pixels, _ = validation_set
+    before = np.asarray(tiny_keras_model(normalize(pixels[:4], TINY_SPEC)))
+    plain, _ = run_tflite(exported["float32"].path, pixels, TINY_SPEC)
+    calibrated, _ = run_tflite(safe_exports["float32"].path, pixels, TINY_SPEC)
+    np.testing.assert_allclose(calibrated, apply_temperature(plain, TEMPERATURE), atol=1e-4)
+    assert calibrated.max(axis=1).mean() > plain.max(axis=1).mean()  # T < 1 sharpens
+    np.testing.assert_allclose(np.asarray(tiny_keras_model(normalize(pixels[:4], TINY_SPEC))), before)
+    assert safe_exports["float32"].temperature == TEMPERATURE and safe_exports["float32"].abstain_head
+
+
+@pytest.mark.parametrize("variant", ["float32", "float16", "int8", "int8-qat"])
+def test_calibrated_files_pass_their_gate_against_the_calibrated_reference(
+        safe_exports, tiny_keras_model, qat_model_path, validation_set, variant):
+    pixels, labels = validation_set
+    reference = qat_model_path if variant == "int8-qat" else tiny_keras_model
+    report = validate_tflite(safe_exports[variant].path, reference, pixels, labels, input_spec=TINY_SPEC,
+                             variant=variant.split("-")[0], temperature=TEMPERATURE)
+    assert check_gate(report, ParityGate.for_variant(report.variant)) == []
+
+
+@pytest.mark.parametrize("variant", ["int8", "int8-qat"])
+def test_int8_files_with_both_heads_stay_full_integer(safe_exports, variant):
+    result = safe_exports[variant]
+    assert (result.input_dtype, result.output_dtype, result.float_tensors) == ("uint8", "uint8", 0)
+
+
+@pytest.mark.parametrize("variant", ["float32", "float16", "int8", "int8-qat"])
+def test_the_head_answers_training_like_images_and_refuses_noise(safe_exports, tiny_images, variant):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(safe_exports[variant].path))
+    interpreter.allocate_tensors()
+    source, (scores, head) = interpreter.get_input_details()[0], interpreter.get_output_details()
+    assert (int(scores["shape"][-1]), int(head["shape"][-1])) == (len(TINY_LABELS), 2)
+
+    def other(pixels: np.ndarray) -> float:
+        tensor = pixels[None] if source["dtype"] == np.uint8 else normalize(pixels, TINY_SPEC)[None]
+        interpreter.set_tensor(source["index"], tensor.astype(source["dtype"]))
+        interpreter.invoke()
+        scale, zero_point = head["quantization"]
+        value = interpreter.get_tensor(head["index"]).astype(np.float64)[0, 1]
+        return (value - zero_point) * scale if scale else value
+
+    # The threshold keeps 96.5 % of validation images; 30 fresh ones leave room for a few more refusals.
+    shaded, _ = tiny_training_set(n_per_class=10, seed=5)
+    answered = np.mean([other(image) < 0.5 for image in shaded])
+    refused = np.mean([other(image) >= 0.5 for image in _noise_images()])
+    assert answered >= 0.8 and refused == 1.0
+
+
+@pytest.mark.parametrize("variant", ["int8-qat", "float32"])
+def test_mediapipe_returns_the_abstain_head_as_the_second_classification(safe_exports, variant):
+    import mediapipe as mp
+
+    vision = pytest.importorskip("mediapipe.tasks.python.vision", reason="MediaPipe Tasks is not installed")
+    from mediapipe.tasks.python import BaseOptions
+
+    options = vision.ImageClassifierOptions(
+        base_options=BaseOptions(model_asset_path=str(safe_exports[variant].path)), max_results=-1)
+    shaded, labels = tiny_training_set(n_per_class=3, seed=7)
+    expected, _ = run_tflite(safe_exports[variant].path, shaded, TINY_SPEC)
+    answered = []
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+        def classify(pixels):
+            return classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                                data=np.ascontiguousarray(pixels))).classifications
+
+        for pixels, label, scores in zip(shaded, labels, expected):
+            scores_head, abstain = classify(pixels)
+            assert scores_head.categories[0].category_name == TINY_LABELS[label]
+            tolerance = 1 / 256 + 1e-6 if variant.startswith("int8") else 1e-4
+            got = {c.category_name: c.score for c in scores_head.categories}
+            np.testing.assert_allclose([got[code] for code in TINY_LABELS], scores, atol=tolerance)
+            assert abstain.head_name == "in_distribution"
+            assert {c.category_name for c in abstain.categories} == {"dermoscopy", "other"}
+            answered.append(abstain.categories[0].category_name == "dermoscopy")
+        assert np.mean(answered) >= 0.75  # the threshold keeps 96.5 % of validation images
+        for pixels in _noise_images(4):
+            assert classify(pixels)[1].categories[0].category_name == "other"
+
+
+def test_the_metadata_names_both_heads(safe_exports):
+    from converters.metadata import read_metadata
+
+    metadata = read_metadata(safe_exports["int8"].path.read_bytes())
+    assert metadata.labels == TINY_LABELS
+    assert metadata.heads == ("probability", "in_distribution")
+    assert metadata.abstain_labels == ("dermoscopy", "other")
+
+
+def test_a_head_fitted_on_another_model_is_refused(heads):
+    import dataclasses
+
+    from converters.abstain_head import with_abstain_head
+    from tests.conftest import _build_tiny_model
+
+    wrong = dataclasses.replace(heads["float"], mean=np.zeros(5), projection=np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="fitted on 5 features"):
+        with_abstain_head(_build_tiny_model(), wrong)
+
+
+def test_a_non_positive_temperature_is_refused(tiny_keras_model):
+    from converters.temperature import temperature_folded
+
+    with pytest.raises(ValueError, match="positive finite number, got 0"):
+        with temperature_folded(tiny_keras_model, 0):
+            pass
+
+
+
+def test_edge_refuses_with_the_files_own_head(safe_exports, tiny_images):
+    from edge.classifier import Classifier
+
+    classifier = Classifier(safe_exports["int8-qat"].path, labels=TINY_LABELS)
+    assert classifier.has_abstain_head
+    red = classifier.classify(tiny_images["red"])
+    assert red.top.label == "rdl"
+    noise = classifier.classify(_noise_images(4)[0])
+    assert noise.abstained and "abstain head" in noise.abstain_reason
