@@ -316,6 +316,16 @@ def merge_duplicate_lesions(lesion_ids: pd.Series, duplicates_csv: Path) -> pd.S
     return lesion_ids.astype(str).map(root)
 
 
+def duplicate_lesion_pairs(root: str | Path) -> int:
+    """How many pairs of lesion ids a HAM10000 root's ``duplicate_lesions.csv`` merges into one lesion
+    (0 for other layouts or without the file)."""
+    root = Path(root).expanduser()
+    found = sorted(root.rglob("HAM10000_metadata*.csv")) if root.is_dir() else []
+    if not found or not (found[0].parent / DUPLICATE_LESIONS).is_file():
+        return 0
+    return len(_read_csv(found[0].parent / DUPLICATE_LESIONS))
+
+
 def _is_isic2018_onehot(table: pd.DataFrame) -> bool:
     return "image" in table.columns and set(ISIC2018_COLUMNS) <= set(table.columns)
 

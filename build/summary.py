@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from build.atomic import write_with
-from build.datasets import METADATA, SPLITS, SplitConfig, load_dataset, merge_datasets, split_by_group
+from build.datasets import (METADATA, SPLITS, SplitConfig, duplicate_lesion_pairs, load_dataset, merge_datasets,
+                            split_by_group)
 from build.rules import (DIAGNOSIS_PREFIX, MIN_CONFIDENCE, MIN_SUPPORT, Rule, encode_items, mine_rules,
                          rules_table)
 
@@ -67,6 +68,8 @@ class Summary:
         split: The split configuration used.
         files: Written files, by name (``"age_plot"`` -> path).
         skipped: Outputs not written, with the reason.
+        merged_lesions: Per source, pairs of lesion ids filed for one lesion that were merged before the
+            split (HAM10000's ``duplicate_lesions.csv``).
     """
 
     sources: tuple[str, ...]
@@ -92,6 +95,7 @@ class Summary:
     split: SplitConfig
     files: dict[str, str]
     skipped: dict[str, str]
+    merged_lesions: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -183,6 +187,7 @@ def summarize(sources: Sequence[str], label_maps: Sequence[str | None], out_dir:
         metadata={c: int(frame[c].map(_present).sum()) for c in METADATA if c in frame.columns},
         rule_images=int(has_metadata.sum()), min_support=min_support, min_confidence=min_confidence,
         rules_found=len(rules), rules=tuple(rules[:top_rules]), split=split, files=files, skipped=skipped,
+        merged_lesions={str(s): n for s in sources if (n := duplicate_lesion_pairs(s))},
     )
     write_with(out_dir / "summary.json", lambda tmp: tmp.write_text(summary.to_json()))
     write_with(out_dir / "summary.txt", lambda tmp: tmp.write_text(format_summary(summary) + "\n"))
@@ -341,6 +346,8 @@ def _merge_lines(summary: Summary) -> list[str]:
         lines.append(f"duplicates with the same label as the kept copy: {same:,}; with a different label: "
                      f"{sum(disagree.values()):,} (the kept copy's label is used)")
         lines += [f"  dropped label -> kept label  {pair}: {n:,}" for pair, n in disagree.items()]
+    lines += [f"merged {n} pairs of lesion ids that name one lesion in {source} (duplicate_lesions.csv), so "
+              "each pair stays in one split" for source, n in summary.merged_lesions.items()]
     return lines or ["nothing dropped"]
 
 

@@ -155,3 +155,7 @@ def test_real_ham_plus_isic_archive(tmp_path):
     assert set(summary.classes) == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
     assert summary.rules and all(r.consequent[0].startswith("dx=") for r in summary.rules)
     assert all((tmp_path / name).is_file() for name in PLOT_FILES)
+    # HAM10000 files 18 lesions under two ids: merged before the split, and said so.
+    assert summary.merged_lesions == {str(ham): 18}
+    assert summary.lesions == 7470 - 18 + summary.kept["isic-archive-9class"]
+    assert "merged 18 pairs of lesion ids" in format_summary(summary)
