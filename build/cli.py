@@ -164,8 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=run_evaluate)
 
     compare = _add_command(commands, "compare", "is model B really better than A? (paired bootstrap)")
-    compare.add_argument("a", type=Path, metavar="A", help="`skinlesion evaluate` --out folder or predictions.csv")
-    compare.add_argument("b", type=Path, metavar="B", help="the same for the other model, on the same images")
+    compare.add_argument("a", metavar="A", help="`skinlesion evaluate` --out folder or predictions.csv; join "
+                         "several with + to pool them (e.g. runs/eval-a-val+runs/eval-a-test)")
+    compare.add_argument("b", metavar="B", help="the same for the other model, on the same images")
+    compare.add_argument("--shared-only", action="store_true",
+                         help="compare on the images both evaluations hold (e.g. releases whose splits differ "
+                              "by a few images), and say how many were left out")
     compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     compare.set_defaults(run=run_compare)
 
@@ -263,9 +267,19 @@ def run_compare(args: argparse.Namespace) -> int:
 
     if args.resamples < 100:
         raise ValueError(f"--resamples {args.resamples} is too few for a 95% interval; use 1000 or more")
-    comparison = compare_predictions(read_predictions(args.a), read_predictions(args.b), resamples=args.resamples)
+    comparison = compare_predictions(_pooled_predictions(args.a), _pooled_predictions(args.b),
+                                     resamples=args.resamples, shared_only=args.shared_only)
     print(format_comparison(comparison, str(args.a), str(args.b)))
     return 0
+
+
+def _pooled_predictions(spec: str):
+    """The predictions of one or more ``+``-joined evaluations, as one table."""
+    import pandas as pd
+
+    from build.significance import read_predictions
+
+    return pd.concat([read_predictions(part) for part in spec.split("+")], ignore_index=True)
 
 
 def run_sweep(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ Images of one lesion are resampled independently, so the intervals are, if anyth
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,9 @@ class Comparison:
             same resampled images).
         b_better_share: Share of resamples in which B scored higher than A.
         level: Confidence level of ``interval``.
+        per_class: Class -> ``{"n", "recall_a", "recall_b", "difference", "interval"}``, the recall of each
+            model and the interval of B's minus A's on the same resamples.
+        left_out: Images only one evaluation holds (``{"a": n, "b": n}``), left out with ``shared_only``.
     """
 
     n: int
@@ -44,6 +47,8 @@ class Comparison:
     interval: tuple[float, float]
     b_better_share: float
     level: float
+    per_class: dict[str, dict] = field(default_factory=dict)
+    left_out: dict[str, int] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -58,21 +63,28 @@ class Comparison:
 def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, *, resamples: int = RESAMPLES,
                                level: float = LEVEL, seed: int = 0) -> tuple[float, float]:
     """The ``level`` percentile-bootstrap interval of the balanced accuracy of ``y_pred``."""
-    scores = _resampled_balanced_accuracy(np.asarray(y_true), [np.asarray(y_pred)], resamples, seed)[0]
+    scores = _resampled_recalls(np.asarray(y_true), [np.asarray(y_pred)], resamples, seed)[0].mean(axis=1)
     return _percentiles(scores, level)
 
 
 def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, *, resamples: int = RESAMPLES, level: float = LEVEL,
-                        seed: int = 0) -> Comparison:
+                        seed: int = 0, shared_only: bool = False) -> Comparison:
     """Compares two ``predictions.csv`` tables of ``skinlesion evaluate`` (columns image_id, label, predicted).
 
+    With ``shared_only`` the images only one table holds are left out (and counted), e.g. two releases
+    whose test splits differ by a few images.
+
     Raises:
-        ValueError: The tables do not hold the same images with the same labels.
+        ValueError: The tables do not hold the same images (unless ``shared_only``) with the same labels.
     """
     merged = a.merge(b, on="image_id", suffixes=("_a", "_b"), validate="one_to_one")
-    if len(merged) != len(a) or len(merged) != len(b):
+    left_out = {"a": len(a) - len(merged), "b": len(b) - len(merged)}
+    if any(left_out.values()) and not shared_only:
         raise ValueError(f"the two evaluations share {len(merged)} images of {len(a)} and {len(b)}: evaluate "
-                         "both models on the same --data and --split")
+                         "both models on the same --data and --split, or pass --shared-only to compare on the "
+                         "images both hold")
+    if merged.empty:
+        raise ValueError("the two evaluations share no image: evaluate both models on the same data")
     if not (merged["label_a"] == merged["label_b"]).all():
         raise ValueError("the two evaluations label some images differently: evaluate both on the same data")
     classes = sorted(set(merged["label_a"]) | set(merged["predicted_a"]) | set(merged["predicted_b"]))
@@ -80,11 +92,19 @@ def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, *, resamples: int = RE
     y_true = merged["label_a"].map(index).to_numpy()
     predictions = [merged[column].map(index).to_numpy() for column in ("predicted_a", "predicted_b")]
     score_a, score_b = (balanced_accuracy(y_true, p) for p in predictions)
-    scores_a, scores_b = _resampled_balanced_accuracy(y_true, predictions, resamples, seed)
+    recalls = _resampled_recalls(y_true, predictions, resamples, seed)
+    scores_a, scores_b = recalls.mean(axis=2)
     differences = scores_b - scores_a
+    per_class = {}
+    for column, k in enumerate(np.unique(y_true)):
+        hits = [float(np.mean(p[y_true == k] == k)) for p in predictions]
+        per_class[classes[k]] = {"n": int(np.sum(y_true == k)), "recall_a": hits[0], "recall_b": hits[1],
+                                 "difference": hits[1] - hits[0],
+                                 "interval": _percentiles(recalls[1, :, column] - recalls[0, :, column], level)}
     return Comparison(n=len(merged), balanced_accuracy_a=score_a, balanced_accuracy_b=score_b,
                       difference=score_b - score_a, interval=_percentiles(differences, level),
-                      b_better_share=float(np.mean(differences > 0)), level=level)
+                      b_better_share=float(np.mean(differences > 0)), level=level, per_class=per_class,
+                      left_out=left_out if shared_only else {})
 
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -109,21 +129,30 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def format_comparison(comparison: Comparison, name_a: str, name_b: str) -> str:
-    """The comparison as a few lines of terminal text."""
+    """The comparison as a few lines of terminal text, with each class's recall below."""
     low, high = comparison.interval
-    return "\n".join([
+    lines = [
         f"{comparison.n} images, balanced accuracy",
         f"  A {comparison.balanced_accuracy_a:.3f}  {name_a}",
         f"  B {comparison.balanced_accuracy_b:.3f}  {name_b}",
         f"  B - A {100 * comparison.difference:+.1f} pt ({comparison.level:.0%} interval "
         f"{100 * low:+.1f} to {100 * high:+.1f} pt; B higher in {comparison.b_better_share:.0%} of resamples)",
         f"  {comparison.verdict}",
-    ])
+    ]
+    lines += [f"  left out: {n} images only {side.upper()} was evaluated on"
+              for side, n in comparison.left_out.items() if n]
+    if comparison.per_class:
+        lines.append("recall per class (B - A, interval)")
+    lines += [f"  {code:>10} n={row['n']:<4} A {row['recall_a']:.3f}  B {row['recall_b']:.3f}  "
+              f"{100 * row['difference']:+.1f} pt ({100 * row['interval'][0]:+.1f} to {100 * row['interval'][1]:+.1f})"
+              for code, row in comparison.per_class.items()]
+    return "\n".join(lines)
 
 
-def _resampled_balanced_accuracy(y_true: np.ndarray, predictions: list[np.ndarray], resamples: int,
-                                 seed: int) -> list[np.ndarray]:
-    """Balanced accuracy of each prediction on the same ``resamples`` stratified bootstrap resamples.
+def _resampled_recalls(y_true: np.ndarray, predictions: list[np.ndarray], resamples: int,
+                       seed: int) -> np.ndarray:
+    """Per-class recall of each prediction on the same ``resamples`` stratified bootstrap resamples:
+    (predictions, resamples, classes present); their mean over classes is the balanced accuracy.
 
     Within a class, recall on a resample is the mean of that class's hit indicators drawn with
     replacement, so only the hits need resampling: (resamples, class size) draws per class.
@@ -136,7 +165,7 @@ def _resampled_balanced_accuracy(y_true: np.ndarray, predictions: list[np.ndarra
         draws = members[rng.integers(0, members.size, size=(resamples, members.size))]
         for row, y_pred in enumerate(predictions):
             recalls[row, :, column] = (y_pred[draws] == k).mean(axis=1)
-    return list(recalls.mean(axis=2))
+    return recalls
 
 
 def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:

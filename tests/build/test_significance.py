@@ -72,3 +72,46 @@ def test_skinlesion_compare_prints_both_scores_and_the_verdict(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "A 0.600" in out and "B 0.733" in out and "B - A +13.3 pt" in out and "B is better" in out
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nope")]) == 2
+
+
+def test_each_class_recall_gets_its_own_interval():
+    worse = predictions({"akiec": 0.5, "df": 0.4, "nv": 0.9}, 200)
+    better = predictions({"akiec": 0.5, "df": 0.8, "nv": 0.9}, 200, seed=1)
+
+    rows = compare_predictions(worse, better).per_class
+
+    assert set(rows) == set(CLASSES) and rows["df"]["n"] == 200
+    assert rows["df"]["recall_a"] == pytest.approx(0.4) and rows["df"]["recall_b"] == pytest.approx(0.8)
+    assert rows["df"]["interval"][0] > 0.25  # a real gain in the rare class
+    assert rows["akiec"]["interval"][0] < 0 < rows["akiec"]["interval"][1]  # same rate: noise
+
+
+def test_releases_with_slightly_different_splits_compare_on_the_images_both_hold():
+    a = predictions({"akiec": 0.5, "df": 0.5, "nv": 0.9}, 20)
+    b = pd.concat([a.iloc[3:], pd.DataFrame([{"image_id": "new_1", "label": "nv", "predicted": "nv"}])])
+
+    comparison = compare_predictions(a, b, shared_only=True)
+
+    assert comparison.n == 57 and comparison.left_out == {"a": 3, "b": 1}
+    assert comparison.verdict == "no measurable difference" and comparison.difference == 0
+
+
+def test_compare_pools_validation_and_test_and_can_keep_to_shared_images(tmp_path, capsys):
+    for name, rates, seed in (("a-val", {"akiec": 0.5, "df": 0.4, "nv": 0.9}, 0),
+                              ("b-val", {"akiec": 0.7, "df": 0.6, "nv": 0.9}, 1)):
+        (tmp_path / name).mkdir()
+        predictions(rates, 100, seed).to_csv(tmp_path / name / "predictions.csv", index=False)
+    for name, seed in (("a-test", 2), ("b-test", 3)):
+        table = predictions({"akiec": 0.6, "df": 0.5, "nv": 0.9}, 100, seed)
+        table["image_id"] = "test_" + table["image_id"]
+        (tmp_path / name).mkdir()
+        table.to_csv(tmp_path / name / "predictions.csv", index=False)
+
+    pooled = lambda side: f"{tmp_path / (side + '-val')}+{tmp_path / (side + '-test')}"  # noqa: E731
+    assert main(["compare", pooled("a"), pooled("b")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("600 images") and "recall per class" in out and "df" in out
+
+    assert main(["compare", pooled("a"), str(tmp_path / "b-val")]) == 2  # 300 of A's images not in B
+    assert main(["compare", pooled("a"), str(tmp_path / "b-val"), "--shared-only"]) == 0
+    assert "left out: 300 images only A was evaluated on" in capsys.readouterr().out
