@@ -129,3 +129,26 @@ def test_same_seed_same_model_and_a_killed_build_resumes_to_the_uninterrupted_re
         for other in ("second", "killed"):
             for a, b in zip(expected, model_weights(runs / other / stage_file)):
                 np.testing.assert_allclose(b, a, rtol=0, atol=1e-6, err_msg=f"{other}/{stage_file}")
+
+
+@pytest.mark.slow
+def test_the_weight_average_survives_a_kill_and_resume(tmp_path):
+    from tests.build.test_train import run_training
+
+    data = write_synthetic_dataset(tmp_path / "data")
+    overrides = [f"data.sources=['{data}']", "train.epochs=3", "train.ema=0.9"]
+    runs = tmp_path / "runs"
+
+    run_training(tmp_path, runs / "whole", overrides, pause=None)
+    run_training(tmp_path, runs / "killed", overrides, pause="after:3")  # mid fine-tuning, average in flight
+    output = run_training(tmp_path, runs / "killed", overrides, pause=None)
+
+    assert "resuming after epoch 3" in output
+    for name in ("best.weights.npz", "last.weights.npz"):
+        with np.load(runs / "whole" / "float" / name) as whole, np.load(runs / "killed" / "float" / name) as killed:
+            for key in whole.files:
+                np.testing.assert_allclose(killed[key], whole[key], rtol=0, atol=1e-6, err_msg=f"{name} {key}")
+    whole_log = (runs / "whole" / "float" / "log.csv").read_text().splitlines()
+    killed_log = (runs / "killed" / "float" / "log.csv").read_text().splitlines()
+    strip = lambda rows: [",".join(r.split(",")[:6]) for r in rows]  # noqa: E731  (without the timings)
+    assert strip(killed_log) == strip(whole_log)
