@@ -146,6 +146,15 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
     reports = {variant: validate_tflite(path, float_path, val_pixels, val_labels, input_spec=spec,
                                         variant=_gate_name(variant)).to_dict()
                for variant, path in files.items()}
+    if "int8-qat" in files:
+        # Against the model it was converted from: what conversion alone changed (the float model is a
+        # step further away, since QAT trained on). The card keeps both.
+        own = validate_tflite(files["int8-qat"], qat_path, val_pixels, val_labels, input_spec=spec, variant="int8")
+        reports["int8-qat"]["qat_model"] = {"top1_agreement": own.top1_agreement,
+                                            "balanced_accuracy": own.balanced_accuracy_reference,
+                                            "balanced_accuracy_delta": own.balanced_accuracy_delta}
+        log.info("int8 from QAT against its QAT model: top-1 agreement %.4f, balanced accuracy %+.2f pt",
+                 own.top1_agreement, 100 * own.balanced_accuracy_delta)
     write_text_atomic(out / "parity.json", json.dumps(reports, indent=2) + "\n")
     _print_parity(reports)
     if "int8" in config.export.variants:
@@ -181,6 +190,7 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
         gate = _gate(config, variant)
         missed = check_gate(report, gate)
         reports[variant] = {**report.to_dict(), "source": reports[variant].get("source"),
+                            **({"qat_model": reports[variant]["qat_model"]} if "qat_model" in reports[variant] else {}),
                             "gate": dataclasses.asdict(gate), "passed": not missed,
                             "temperature": calibration.temperature, "abstain_head": variant in heads}
         failures += missed

@@ -87,7 +87,7 @@ class MergeReport:
 
 
 def load_dataset(root: str | Path, *, label_map: Mapping[str, str] | str | None = None,
-                 source: str | None = None) -> pd.DataFrame:
+                 source: str | None = None, merge_duplicate_lesions: bool = True) -> pd.DataFrame:
     """Reads any supported layout under ``root`` into the common table.
 
     Layouts, tried in this order: a HAM10000 root (``HAM10000_metadata.csv`` anywhere below, images
@@ -101,6 +101,8 @@ def load_dataset(root: str | Path, *, label_map: Mapping[str, str] | str | None 
             (``"isic-archive"``). A label missing from the map raises; to drop a class, map it to
             a name outside the target classes and let :func:`merge_datasets` drop and count it.
         source: Name recorded in the ``source`` column (default: the folder name).
+        merge_duplicate_lesions: Group the lesion ids a HAM10000 root's ``duplicate_lesions.csv`` names as
+            one lesion (False re-derives the splits of bundles built before the merge).
 
     Raises:
         FileNotFoundError: ``root`` is missing, or images named by the labels are missing (all listed).
@@ -110,7 +112,7 @@ def load_dataset(root: str | Path, *, label_map: Mapping[str, str] | str | None 
     if not root.exists():
         raise FileNotFoundError(f"data set not found: {root}")
     name = source or (root.stem if root.is_file() else root.name)
-    frame = _read_layout(root, name)
+    frame = _read_layout(root, name, merge_duplicate_lesions)
     if label_map is not None:
         mapping = resolve_label_map(label_map)
         unmapped = sorted(set(frame["label"]) - set(mapping))
@@ -228,7 +230,7 @@ def fingerprint(frame: pd.DataFrame) -> str:
 
 # --- layouts -----------------------------------------------------------------------------------------
 
-def _read_layout(root: Path, source: str) -> pd.DataFrame:
+def _read_layout(root: Path, source: str, merge_duplicate_lesions: bool = True) -> pd.DataFrame:
     if root.is_file():
         table = _read_csv(root)
         if _is_isic2018_onehot(table):
@@ -236,7 +238,7 @@ def _read_layout(root: Path, source: str) -> pd.DataFrame:
         return _from_labels_csv(table, root.parent, source, csv_path=root)
     ham = sorted(root.rglob("HAM10000_metadata*.csv"))
     if ham:
-        return _from_ham10000(ham[0], root, source)
+        return _from_ham10000(ham[0], root, source, merge_duplicate_lesions)
     # ISIC ships the ground truth in its own folder beside the image folder, so look one level down too.
     for csv_path in sorted(root.glob("*.csv")) + sorted(root.glob("*/*.csv")):
         if _is_isic2018_onehot(pd.read_csv(csv_path, nrows=0)):
@@ -276,7 +278,7 @@ def _require_images(ids: Iterable[str], index: Mapping[str, Path], where: Path) 
     return [index[i] for i in ids]
 
 
-def _from_ham10000(csv_path: Path, root: Path, source: str) -> pd.DataFrame:
+def _from_ham10000(csv_path: Path, root: Path, source: str, merge_duplicate_lesions: bool = True) -> pd.DataFrame:
     table = _read_csv(csv_path)
     needed = {"lesion_id", "image_id", "dx"}
     if not needed <= set(table.columns):
@@ -284,13 +286,14 @@ def _from_ham10000(csv_path: Path, root: Path, source: str) -> pd.DataFrame:
     paths = _require_images(table["image_id"], _index_images(root), root)
     return pd.DataFrame({
         "path": [str(p) for p in paths], "image_id": table["image_id"], "label": table["dx"],
-        "group": merge_duplicate_lesions(table["lesion_id"], csv_path.parent / DUPLICATE_LESIONS),
+        "group": (merge_lesion_ids(table["lesion_id"], csv_path.parent / DUPLICATE_LESIONS)
+                  if merge_duplicate_lesions else table["lesion_id"]),
         "source": source, "age": table.get("age"),
         "sex": table.get("sex"), "localization": table.get("localization"), "dx_type": table.get("dx_type"),
     })
 
 
-def merge_duplicate_lesions(lesion_ids: pd.Series, duplicates_csv: Path) -> pd.Series:
+def merge_lesion_ids(lesion_ids: pd.Series, duplicates_csv: Path) -> pd.Series:
     """Lesion ids with every pair ``duplicates_csv`` lists as one lesion mapped to one id (the smaller).
 
     HAM10000 files some lesions under two ``lesion_id``s (Abhishek et al. 2024, arXiv 2401.14497); a

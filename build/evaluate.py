@@ -178,16 +178,7 @@ def run_evaluate(
         split_seed: Seed of the split when it differs from the build's default.
         label_map: Label map name or None (e.g. ``"isic-archive"``).
     """
-    from build.datasets import SPLITS, load_dataset, split_by_group
-
-    frame = load_dataset(data, label_map=label_map)
-    if split is not None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} or None for all images, got {split!r}")
-        config = _split_config(model, split_seed)
-        frame = split_by_group(frame, config)
-        _warn_if_other_data(model, frame)
-        frame = frame[frame["split"] == split].reset_index(drop=True)
+    frame = images_to_evaluate(model, data, split=split, split_seed=split_seed, label_map=label_map)
     context = {"data": str(data), "split": split or "all images"}
     return evaluate_model(
         model,
@@ -198,6 +189,24 @@ def run_evaluate(
         context=context,
         title=f"{Path(model).name} on {Path(data).name} ({split or 'all images'})",
     )
+
+
+def images_to_evaluate(model: str | os.PathLike, data: str | os.PathLike, *, split: str | None = None,
+                       split_seed: int | None = None, label_map: str | None = None) -> pd.DataFrame:
+    """The labelled images of ``data``, or of one split of it re-derived as the bundle's card recorded it."""
+    from build.datasets import SPLITS, load_dataset, split_by_group
+
+    recorded = _bundle_split(model)
+    # Cards written before the build merged HAM10000's duplicate lesions split without the merge.
+    frame = load_dataset(data, label_map=label_map,
+                         merge_duplicate_lesions=recorded.get("duplicate_lesions_merged", not recorded))
+    if split is None:
+        return frame
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS} or None for all images, got {split!r}")
+    frame = split_by_group(frame, _split_config(model, split_seed))
+    _warn_if_other_data(model, frame)
+    return frame[frame["split"] == split].reset_index(drop=True)
 
 
 def _bundle_split(model: str | os.PathLike) -> dict[str, Any]:

@@ -147,7 +147,8 @@ def split_summary(frame: pd.DataFrame, config: BuildConfig) -> dict:
     covers the split's own sources, not the images added to training alone."""
     train_only = frame.get("train_only", pd.Series(False, index=frame.index)).astype(bool)
     summary = {"seed": config.data.split.seed, "fractions": list(config.data.split.fractions),
-               "grouped_by": "lesion_id", "lesion_groups": int(frame.loc[~train_only, "group"].nunique()),
+               "grouped_by": "lesion_id", "duplicate_lesions_merged": True,
+               "lesion_groups": int(frame.loc[~train_only, "group"].nunique()),
                "data_fingerprint": fingerprint(frame[~train_only]),
                "counts": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")}}
     if train_only.any():

@@ -82,6 +82,8 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     bundle = load_bundle(published)
     assert bundle.card.labels == ["blu", "grn", "rdl"]  # folder names, sorted
     assert "int8" in bundle.variants and bundle.card.validation["int8"]["n"] > 0
+    # The int8 file from QAT is also checked against the QAT model it was converted from.
+    assert 0.0 <= bundle.card.validation["int8-qat"]["qat_model"]["top1_agreement"] <= 1.0
     assert bundle.card.training["split"]["grouped_by"] == "lesion_id"
     assert len(bundle.card.training["float"]["logit_shift"]) == 3  # to quantize the release again later
     assert {"val", "test"} <= set(bundle.card.metrics) and bundle.card.temperature > 0

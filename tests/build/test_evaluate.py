@@ -100,3 +100,20 @@ def test_the_report_names_a_bundle_file_relative_to_its_bundle(tiny_bundle, labe
     card = json.loads((Path(tiny_bundle) / "model_card.json").read_text())
     assert f"| model | model_int8.tflite (int8) of {card['name']} {card['version']} |" in markdown
     assert str(Path(tiny_bundle).resolve()) not in markdown  # no build-machine path in a shipped report
+
+
+@pytest.mark.shared_data
+def test_a_card_from_before_the_duplicate_merge_gets_its_own_split_back():
+    from build.evaluate import images_to_evaluate
+
+    repo = Path(__file__).resolve().parents[2]
+    data, bundle = repo.parent / "shared" / "data" / "ham10000", repo / "models" / "pretrained" / "ham10000"
+    if not (data / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"needs the shared HAM10000 data at {data} (absent in a fresh clone)")
+    card = json.loads((bundle / CARD_FILE).read_text())
+    if "duplicate_lesions_merged" in card["training"]["split"]:
+        pytest.skip("the shipped card was built with the merge; nothing old to re-derive")
+
+    counts = {s: len(images_to_evaluate(bundle, data, split=s)) for s in ("val", "test")}
+
+    assert counts == {s: card["training"]["split"]["counts"][s] for s in ("val", "test")}
