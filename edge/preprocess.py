@@ -36,6 +36,9 @@ RESAMPLE = Image.Resampling.BILINEAR  # Pillow's bilinear antialiases when shrin
 BACKGROUND = (255, 255, 255)  # Transparent pixels are composited on white, as viewers show them.
 DEFAULT_MAX_PIXELS = 64_000_000  # ~ a 64 MP phone photo; larger headers are refused before decoding.
 MIN_SIDE = 16  # Smaller images cannot show a lesion; refuse them instead of upscaling noise.
+# Phone photos are 4:3 to 16:9 (panoramas ~4:1); a longer strip squeezed into a square shows nothing
+# the model has seen, so it is refused with a reason instead of answered.
+MAX_ASPECT = 5.0
 # At most this much memory goes to decoding at once in one process (a 64 MP RGB PNG needs ~245 MiB):
 # what a Raspberry Pi with 1 GB can spare next to the model. Larger decodes are refused up front.
 DEFAULT_MAX_DECODE_BYTES = 512 * 2**20
@@ -115,8 +118,8 @@ def load_image(source: ImageSource, spec: InputSpec) -> np.ndarray:
         spec: Target size, resize policy and pixel limit.
 
     Raises:
-        ImageError: The input is missing, empty, corrupt, truncated, too large, too small or not an
-            image, or would need more memory to decode than :data:`DECODE_BUDGET` allows. The message
+        ImageError: The input is missing, empty, corrupt, truncated, too large, too small, a strip longer
+            than :data:`MAX_ASPECT` to 1, or not an image, or would need more memory to decode than :data:`DECODE_BUDGET` allows. The message
             names the source and the cause.
     """
     name = describe_source(source)
@@ -124,6 +127,10 @@ def load_image(source: ImageSource, spec: InputSpec) -> np.ndarray:
         if min(image.size) < MIN_SIDE:
             raise ImageError(f"{name}: image is {image.width}x{image.height} px, too small to show a lesion "
                              f"(at least {MIN_SIDE} px per side needed)")
+        aspect = max(image.size) / min(image.size)
+        if aspect > MAX_ASPECT:
+            raise ImageError(f"{name}: image is {image.width}x{image.height} px, a strip {aspect:.0f} times longer "
+                             f"than wide (at most {MAX_ASPECT:g}:1 is read); crop the photo around the skin spot")
         box = crop_box(image.size, (spec.width, spec.height), spec.resize)
         resized = image.resize((spec.width, spec.height), resample=RESAMPLE, box=box)
     return np.asarray(resized, dtype=np.uint8)

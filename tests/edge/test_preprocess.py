@@ -378,3 +378,12 @@ def test_ordinary_images_give_byte_identical_pixels(fmt, mode, size, orientation
     data = encode(image, fmt, exif=exif.tobytes(), **({"quality": 90} if fmt == "JPEG" else {}))
     for spec in (InputSpec(height=224, width=224), InputSpec(height=160, width=192, resize="stretch")):
         assert load_image(data, spec).tobytes() == _reference_pixels(data, spec).tobytes()
+
+
+@pytest.mark.parametrize("size", [(10000, 50), (60, 4000)])
+def test_a_long_strip_is_refused_with_what_to_do(size):
+    strip = np.zeros((size[1], size[0], 3), np.uint8)
+    with pytest.raises(ImageError, match=rf"{size[0]}x{size[1]} px, a strip \d+ times longer than wide.*crop"):
+        load_image(strip, InputSpec(height=32, width=32))
+    # A panorama is still read.
+    assert load_image(np.zeros((100, 450, 3), np.uint8), InputSpec(height=32, width=32)).shape == (32, 32, 3)
