@@ -96,8 +96,10 @@ def fit_progress(label: str, steps: int, batch_size: int):
             self.progress = Progress(label, steps, unit="steps", per_unit=batch_size)
 
         def on_train_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            self.progress.update(batch + 1, **({"loss": float(loss)} if loss is not None else {}))
+            # Every number fit reports (loss, accuracy, a Distiller's agreement with its teacher).
+            numbers = {name: float(value) for name, value in (logs or {}).items()
+                       if isinstance(value, (int, float)) or getattr(value, "shape", None) == ()}
+            self.progress.update(batch + 1, **numbers)
 
         def on_train_end(self, logs=None):
             self.progress.close()
