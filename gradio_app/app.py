@@ -34,6 +34,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+import pydantic  # noqa: E402
+from gradio.exceptions import InvalidPathError  # noqa: E402
+from gradio.utils import get_upload_folder, is_in_or_equal  # noqa: E402
 
 from edge.bundle import REFERENCE  # noqa: E402
 from edge.card import CARD_FILE, ModelCard  # noqa: E402
@@ -154,7 +157,7 @@ def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
     first = next(iter(served.values()))
     choices = _menu_choices(served)
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=config.delete_cache) as demo:
+    with _Blocks(title=TITLE, analytics_enabled=False, delete_cache=config.delete_cache) as demo:
         gr.Markdown(f"# {TITLE}\nA research demo that compares a photo of your skin with the photos its "
                     "models learned from.", elem_id="intro")
         gr.Markdown(texts.DISCLAIMER, elem_id="disclaimer")
@@ -252,6 +255,57 @@ def enable_heic() -> bool:
         return False
     register_heif_opener()
     return True
+
+
+class _Blocks(gr.Blocks):
+    """``gr.Blocks`` that tells an API caller whose image input is not an upload what to send instead.
+
+    Gradio checks file inputs before any handler runs, and with ``show_error=False`` its refusals (a
+    path outside its upload folder, a string instead of a file dict) reach the caller as
+    ``{"error": null}``. And a file dict without Gradio's ``meta`` skips its upload-folder check, which
+    would let a caller have any image on the server read and shown back; this refuses that too.
+    """
+
+    async def preprocess_data(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        explicit_call = kwargs.get("explicit_call", args[1] if len(args) > 1 else False)
+        images = [(block, value) for block, value in zip(block_fn.inputs, inputs) if isinstance(block, gr.Image)]
+        if not explicit_call:  # a call from the server's own code may pass its own files, as in Gradio
+            for block, value in images:
+                path = value.get("path") if isinstance(value, dict) else None
+                if path is not None and not (isinstance(path, str) and is_in_or_equal(path, get_upload_folder())):
+                    raise gr.Error(texts.not_an_upload(_input_label(block), f"the path {path!r}, which is not "
+                                                       "an upload on this server"), print_exception=False)
+        try:
+            return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
+        except (InvalidPathError, pydantic.ValidationError) as error:
+            refused = _refused_image(images, error)
+            if refused is None:
+                raise
+            block, value = refused
+            raise gr.Error(texts.not_an_upload(_input_label(block), _describe(value)),
+                           print_exception=False) from error
+
+
+def _refused_image(images: list[tuple[Any, Any]], error: Exception) -> tuple[Any, Any] | None:
+    """The image input (component, value) that Gradio's ``error`` is about, or None if it is none of them."""
+    if isinstance(error, pydantic.ValidationError):
+        # Pydantic names the model that failed: the component's data model (ImageData for gr.Image).
+        images = [(block, value) for block, value in images
+                  if getattr(getattr(block, "data_model", None), "__name__", None) == error.title]
+    return images[0] if images else None
+
+
+def _input_label(block: Any) -> str:
+    return f"The input {block.label!r}" if block.label else "The image input"
+
+
+def _describe(value: Any) -> str:
+    """What a caller sent, short, for an error message."""
+    if isinstance(value, str):
+        return f"the string {value[:200]!r}"
+    if isinstance(value, dict):
+        return f"the path {value['path']!r}" if "path" in value else f"a dict with keys {sorted(value)[:10]}"
+    return f"{type(value).__name__} {str(value)[:80]!r}"
 
 
 class _Service:

@@ -180,6 +180,16 @@ def bad_upload(cause: str) -> str:
     return BAD_UPLOAD.format(cause=cause.rstrip(". ") or "The file could not be read")
 
 
+def not_an_upload(input_label: str, received: str) -> str:
+    """The answer to an API caller whose image input is not a file uploaded to this server.
+
+    ``received`` says what came instead ("the string '/etc/passwd'"); the rest says what to send.
+    """
+    return (f"{input_label} must be a file uploaded to this demo, got {received}. With gradio_client, pass "
+            "handle_file('spot.jpg'); over HTTP, POST the file to /gradio_api/upload and send "
+            '{"path": <the path it returned>, "meta": {"_type": "gradio.FileData"}}.')
+
+
 def card_markdown(card: ModelCard) -> str:
     """The model card as Markdown a patient or a reviewer can read."""
     blocks = [f"## {card.name} {card.version}", f"*{card.task}* · exported {card.created}"]

@@ -182,6 +182,50 @@ def test_pasted_image_sent_as_a_data_url_is_classified(served, photos):
     assert result["top"]["label"] == "grn"
 
 
+def call_over_http(url: str, api: str, photo) -> tuple[str, object]:
+    """Gradio's HTTP API without gradio_client: ``photo`` is sent as it is. Returns (event, data)."""
+    import json
+
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as http:
+        call = http.post(f"gradio_api/call/{api}", json={"data": [photo, "tiny"]})
+        call.raise_for_status()
+        stream = http.get(f"gradio_api/call/{api}/{call.json()['event_id']}").text
+    event = stream.split("event:", 1)[1].split("\n", 1)[0].strip()
+    return event, json.loads(stream.split("data:", 1)[1].strip().splitlines()[0])
+
+
+@pytest.mark.parametrize("api", ["classify", "analyse"])
+def test_a_path_string_instead_of_an_upload_says_what_to_send(client, api):
+    with pytest.raises(AppError) as refused:
+        client.predict("/etc/passwd", "tiny", api_name=f"/{api}")
+    message = str(refused.value)
+    assert "'/etc/passwd'" in message and "must be a file uploaded" in message
+    assert "handle_file" in message and "/gradio_api/upload" in message  # what to send instead
+
+
+@pytest.mark.parametrize("api", ["classify", "analyse"])
+@pytest.mark.parametrize("meta", [True, False], ids=["file_data", "bare_dict"])
+def test_a_server_file_that_was_not_uploaded_is_refused_not_read(served, photos, api, meta):
+    # A real image on the server, outside Gradio's upload folder: answering it would show a caller
+    # any picture on the server (the bare dict skips Gradio's own upload-folder check).
+    photo = {"path": str(photos["red"]), "orig_name": "x.jpg"}
+    if meta:
+        photo["meta"] = {"_type": "gradio.FileData"}
+    event, data = call_over_http(served.url, api, photo)
+    assert event == "error", data
+    assert str(photos["red"]) in data["error"] and "not an upload on this server" in data["error"]
+    assert "/gradio_api/upload" in data["error"]
+
+
+@pytest.mark.parametrize("sent", [42, ["a.jpg"]], ids=["number", "list"])
+def test_a_value_that_is_no_file_at_all_says_what_to_send(served, sent):
+    event, data = call_over_http(served.url, "classify", sent)
+    assert event == "error" and data["error"], data  # was {"error": null}
+    assert "must be a file uploaded" in data["error"] and "handle_file" in data["error"]
+
+
 def test_every_event_has_an_api_name(served):
     names = [fn.api_name for fn in served.demo.fns.values()]
     assert all(names), names
