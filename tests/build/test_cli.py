@@ -88,6 +88,14 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     assert len(bundle.card.training["float"]["logit_shift"]) == 3  # to quantize the release again later
     assert {"val", "test"} <= set(bundle.card.metrics) and bundle.card.temperature > 0
 
+    # Exporting again with nothing changed reuses every file and its parity check.
+    caplog.clear()
+    assert main(["export", str(tmp_path / "run")]) == 0
+    reused = [r.getMessage() for r in caplog.records if "unchanged since the last export" in r.getMessage()]
+    assert len(reused) == 3  # float32, int8 from QAT, int8 by post-training quantization
+    again = load_bundle(tmp_path / "run" / "bundle")
+    assert again.card.metrics["test"]["balanced_accuracy"] == bundle.card.metrics["test"]["balanced_accuracy"]
+
     capsys.readouterr()
     image = next((data / "rdl").glob("*.png"))
     assert main(["predict", str(published), str(image), "--json"]) == 0
@@ -168,9 +176,15 @@ def _subparsers(parser):
 def test_every_command_has_an_example_and_every_option_a_help_text():
     import argparse
 
+    from build.cli import EXAMPLES
+    from gradio_app.__main__ import EXAMPLE, build_parser as app_parser
+
     parser = build_parser()
     commands = {"": parser, **_subparsers(parser)}
     assert {"data summary", "build", "evaluate", "predict", "app"} <= set(commands)
+    # `skinlesion app` hands its arguments to the demo's own parser: check that one, not the listing.
+    commands["app"] = app_parser()
+    assert EXAMPLES["app"] == EXAMPLE
     for name, sub in commands.items():
         text = sub.format_help()
         assert f"\nexample:\n  skinlesion {name}".rstrip() in text, (name, text[-300:])

@@ -144,6 +144,36 @@ def test_entry_point_refuses_a_broken_bundle(tmp_path, tiny_bundle, capsys):
     assert "sha256" in capsys.readouterr().err.lower()
 
 
+def test_entry_point_serves_a_shipped_bundle_by_name(monkeypatch):
+    import gradio_app.app as app
+    from edge.bundle import shipped_bundles
+    from gradio_app.__main__ import main
+
+    if "msid" not in shipped_bundles():
+        pytest.skip("the msid bundle is not installed under models/pretrained/")
+    launched = {}
+
+    class Demo:
+        def launch(self, **options):
+            launched.update(options)
+
+    def build_demo(models, config):
+        launched["models"] = list(models)
+        return Demo()
+
+    monkeypatch.setattr(app, "build_demo", build_demo)
+    assert main(["--bundle", "msid", "--port", "7999"]) == 0  # as in the --help example
+    assert launched["models"] == ["msid"] and launched["server_port"] == 7999
+
+
+def test_entry_point_help_states_the_demo_defaults():
+    from gradio_app.__main__ import build_parser
+    from gradio_app.app import AppConfig
+
+    concurrency = next(a for a in build_parser()._actions if a.dest == "concurrency")  # noqa: SLF001
+    assert f"default: {AppConfig().concurrency_limit}," in concurrency.help
+
+
 def test_package_import_loads_no_gradio():
     import subprocess
     import sys
