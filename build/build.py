@@ -19,7 +19,9 @@ import numpy as np
 from build.config import BuildConfig
 from build.framing import runtime_view
 from build.operating_points import fit_operating_points
+from build.datasets import fingerprint
 from build.pipeline import CachedImages, calibration_sample
+from build.reuse import ExportRecord, export_key, file_digest
 from build.run import (Run, cached_split, class_names, input_spec, prepare_split, split_summary, start_run,
                        training_images, write_text_atomic)
 from edge.card import HAM10000_CLASSES, MSID_CLASSES, ClassInfo, ModelCard
@@ -142,11 +144,27 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
                                 "(or set qat.enabled = false)")
 
     out = run.stage("export")
-    files = export_variants(float_path, qat_path if config.qat.enabled else None, out, config, classes, train)
-    reports = {variant: validate_tflite(path, float_path, val_pixels, val_labels, input_spec=spec,
-                                        variant=_gate_name(variant)).to_dict()
-               for variant, path in files.items()}
-    if "int8-qat" in files:
+    record = ExportRecord(out)
+    sources = {"float": file_digest(float_path),
+               "qat": file_digest(qat_path) if config.qat.enabled else None}
+    keys = {variant: export_key(variant=variant, source=sources["qat" if variant == "int8-qat" else "float"],
+                                export=dataclasses.asdict(config.export), seed=config.train.seed,
+                                validation=fingerprint(frame[frame["split"] == "val"]), n=len(val_labels),
+                                code=_code_version())
+            for variant in _planned_variants(config)}
+    done = {variant: found for variant in keys if (found := record.reusable(variant, keys[variant]))}
+    files = {**export_variants(float_path, qat_path if config.qat.enabled else None, out, config, classes, train,
+                               skip=set(done)),
+             **{variant: path for variant, (path, _) in done.items()}}
+    reports = {}
+    for variant, path in files.items():
+        if variant in done:
+            reports[variant] = done[variant][1]
+            continue
+        reports[variant] = validate_tflite(path, float_path, val_pixels, val_labels, input_spec=spec,
+                                           variant=_gate_name(variant)).to_dict()
+        record.record(variant, keys[variant], path, reports[variant])
+    if "int8-qat" in files and "qat_model" not in reports["int8-qat"]:
         # Against the model it was converted from: what conversion alone changed (the float model is a
         # step further away, since QAT trained on). The card keeps both.
         own = validate_tflite(files["int8-qat"], qat_path, val_pixels, val_labels, input_spec=spec, variant="int8")
@@ -155,6 +173,7 @@ def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = No
                                             "balanced_accuracy_delta": own.balanced_accuracy_delta}
         log.info("int8 from QAT against its QAT model: top-1 agreement %.4f, balanced accuracy %+.2f pt",
                  own.top1_agreement, 100 * own.balanced_accuracy_delta)
+        record.record("int8-qat", keys["int8-qat"], files["int8-qat"], reports["int8-qat"])
     write_text_atomic(out / "parity.json", json.dumps(reports, indent=2) + "\n")
     _print_parity(reports)
     if "int8" in config.export.variants:
@@ -257,11 +276,20 @@ def _operating_points(card: ModelCard, calibrated: np.ndarray, labels: np.ndarra
     return {"operating_points": points, "malignant_threshold": screening["threshold"]}
 
 
+def _planned_variants(config: BuildConfig) -> list[str]:
+    """The files :func:`export_variants` writes for ``config``, in order."""
+    planned = [v for v in (*config.export.variants, *config.export.also_validate) if v != "int8"]
+    if "int8" in config.export.variants:
+        planned += (["int8-qat"] if config.qat.enabled else []) + ["int8-ptq"]
+    return planned
+
+
 def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: BuildConfig,
-                    classes: list[str], train: CachedImages) -> dict[str, Path]:
+                    classes: list[str], train: CachedImages, *, skip: set[str] = frozenset()) -> dict[str, Path]:
     """Writes the configured float variants and two int8 candidates: ``int8-qat`` (from the QAT model)
     and ``int8-ptq`` (post-training quantization of the float model), so the report shows what QAT
-    bought and :func:`choose_int8` can ship the one that follows the float model more closely."""
+    bought and :func:`choose_int8` can ship the one that follows the float model more closely. Variants
+    in ``skip`` (unchanged since the last export, see ``build.reuse``) are left as they are."""
     from converters.export import export_tflite
     from converters.quantization import QuantizationConfig
 
@@ -274,15 +302,16 @@ def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: 
                  "dynamic": QuantizationConfig.for_dynamic}
     files = {}
     for variant in (*config.export.variants, *config.export.also_validate):
-        if variant in factories:
+        if variant in factories and variant not in skip:
             files[variant] = export_tflite(float_path, out / f"model_{variant}.tflite", factories[variant](),
                                            **common).path
     if "int8" in config.export.variants:
-        if qat_path is not None:
+        if qat_path is not None and "int8-qat" not in skip:
             files["int8-qat"] = export_tflite(qat_path, out / "qat" / "model_int8.tflite",
                                               QuantizationConfig.for_int8(None), **common).path
-        files["int8-ptq"] = export_tflite(float_path, out / "ptq" / "model_int8.tflite",
-                                          QuantizationConfig.for_int8(calibration), **common).path
+        if "int8-ptq" not in skip:
+            files["int8-ptq"] = export_tflite(float_path, out / "ptq" / "model_int8.tflite",
+                                              QuantizationConfig.for_int8(calibration), **common).path
     return files
 
 
