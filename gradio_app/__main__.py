@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes of localhost
     # Imported here so that `--help` answers without loading Gradio.
-    from gradio_app.app import AppConfig, build_demo, find_bundles, launch_options, load_models
+    from gradio_app.app import (AppConfig, build_demo, configure_process, find_bundles, launch_options,
+                                load_models)
 
     roots = [resolve_bundle(root) for root in args.bundle] if args.bundle else [DEFAULT_BUNDLE.parent]
     folders = [folder for root in roots for folder in find_bundles(root)]
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SkinlesionError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    configure_process(config)
     demo = build_demo(models, config)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(config))
     return 0

@@ -17,6 +17,8 @@ after a model change) are private.
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import dataclasses
 import logging
 import os
@@ -41,6 +43,7 @@ from gradio.utils import get_upload_folder, is_in_or_equal  # noqa: E402
 from edge.bundle import REFERENCE  # noqa: E402
 from edge.card import CARD_FILE, ModelCard  # noqa: E402
 from edge.errors import ImageError  # noqa: E402
+from edge import preprocess  # noqa: E402
 from edge.preprocess import load_image  # noqa: E402
 from gradio_app import photo_check, tasks, texts  # noqa: E402
 
@@ -65,6 +68,10 @@ class AppConfig:
             hash and shared by identical requests (and the page shows them), so they are not deleted
             inside a request.
         explain: Offer the Grad-CAM overlay when a bundle has a float reference.
+        max_decode_bytes: Memory the server may spend decoding uploads at once, all requests together
+            (see ``edge.preprocess.DecodeBudget``); None: what one ``max_pixels`` RGBA PNG needs (305 MiB
+            for 40 MP), so the largest upload still decodes and 8 large uploads at once take turns
+            instead of adding up. Applied by :func:`configure_process`.
     """
 
     max_file_size: str = "20mb"
@@ -73,10 +80,20 @@ class AppConfig:
     max_queue_size: int = 256
     delete_cache: tuple[int, int] = (60, 120)
     explain: bool = True
+    max_decode_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_pixels < 1 or self.concurrency_limit < 1 or self.max_queue_size < 1:
             raise ValueError(f"max_pixels, concurrency_limit and max_queue_size must be positive, got {self}")
+        if self.max_decode_bytes is not None and self.max_decode_bytes < 1:
+            raise ValueError(f"max_decode_bytes must be positive or None, got {self.max_decode_bytes}")
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        """``max_decode_bytes``, or what decoding one ``max_pixels`` RGBA image needs."""
+        if self.max_decode_bytes is not None:
+            return self.max_decode_bytes
+        return preprocess.decode_bytes("RGBA", (self.max_pixels, 1), reduced=True)
 
 
 @dataclass(frozen=True)
@@ -246,6 +263,36 @@ def launch_options(config: AppConfig = AppConfig()) -> dict[str, Any]:
     }
 
 
+# glibc's mallopt parameter: allocations at least this large get their own mapping.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 4 * 2**20
+
+
+def configure_process(config: AppConfig = AppConfig()) -> None:
+    """Process-wide memory limits for the process that serves the demo; call once, before launching.
+
+    Sets ``edge.preprocess.DECODE_BUDGET`` to ``config.decode_budget_bytes``: the default budget (512
+    MiB, sized for a Raspberry Pi decoding alone) let three 40 MP PNGs decode at once next to Gradio.
+    And on glibc, pins the mmap threshold: glibc raises it after the first large free, so the next
+    decoded images land in its heaps and their memory stays with the process after the answer
+    (505 MB six minutes after 8 large uploads); mapped blocks go back to the system when freed.
+    """
+    preprocess.DECODE_BUDGET = preprocess.DecodeBudget(config.decode_budget_bytes)
+    _pin_mmap_threshold()
+
+
+def _pin_mmap_threshold() -> None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = getattr(libc, "mallopt", None)
+    except OSError:
+        mallopt = None
+    if mallopt is None or not mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES):
+        logger.info("could not pin the allocator's mmap threshold (not glibc); memory freed after large "
+                    "uploads may stay with the process")
+
+
 def enable_heic() -> bool:
     """Lets Pillow (and so ``load_image``) open iPhone HEIC/HEIF photos; False when pillow-heif is absent."""
     try:
@@ -268,13 +315,15 @@ class _Blocks(gr.Blocks):
 
     async def preprocess_data(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
         explicit_call = kwargs.get("explicit_call", args[1] if len(args) > 1 else False)
-        images = [(block, value) for block, value in zip(block_fn.inputs, inputs) if isinstance(block, gr.Image)]
+        images = [(block, value) for block, value in zip(block_fn.inputs, inputs)
+                  if isinstance(block, gr.Image)]
         if not explicit_call:  # a call from the server's own code may pass its own files, as in Gradio
             for block, value in images:
                 path = value.get("path") if isinstance(value, dict) else None
-                if path is not None and not (isinstance(path, str) and is_in_or_equal(path, get_upload_folder())):
-                    raise gr.Error(texts.not_an_upload(_input_label(block), f"the path {path!r}, which is not "
-                                                       "an upload on this server"), print_exception=False)
+                if path is not None and not (isinstance(path, str)
+                                             and is_in_or_equal(path, get_upload_folder())):
+                    received = f"the path {path!r}, which is not an upload on this server"
+                    raise gr.Error(texts.not_an_upload(_input_label(block), received), print_exception=False)
         try:
             return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
         except (InvalidPathError, pydantic.ValidationError) as error:

@@ -162,6 +162,7 @@ def test_entry_point_serves_a_shipped_bundle_by_name(monkeypatch):
         return Demo()
 
     monkeypatch.setattr(app, "build_demo", build_demo)
+    monkeypatch.setattr(app, "configure_process", lambda config: None)  # process-wide: not in the tests' process
     assert main(["--bundle", "msid", "--port", "7999"]) == 0  # as in the --help example
     assert launched["models"] == ["msid"] and launched["server_port"] == 7999
 
@@ -172,6 +173,19 @@ def test_entry_point_help_states_the_demo_defaults():
 
     concurrency = next(a for a in build_parser()._actions if a.dest == "concurrency")  # noqa: SLF001
     assert f"default: {AppConfig().concurrency_limit}," in concurrency.help
+
+
+def test_the_server_decodes_one_largest_upload_at_a_time(monkeypatch):
+    import gradio_app.app as app
+    from edge import preprocess
+
+    monkeypatch.setattr(preprocess, "DECODE_BUDGET", preprocess.DECODE_BUDGET)  # put back after the test
+    monkeypatch.setattr(app, "_pin_mmap_threshold", lambda: None)  # process-wide: not in the tests' process
+    app.configure_process(app.AppConfig())
+    largest = preprocess.decode_bytes("RGBA", (7296, 5472), reduced=True)  # 40 MP, AppConfig's max_pixels
+    # The largest upload still decodes; a second one waits instead of adding its pixels to the peak
+    # (benchmarks/app_memory.py measures the demo's memory with 8 of them at once).
+    assert largest <= preprocess.DECODE_BUDGET.limit_bytes < 2 * largest
 
 
 def test_package_import_loads_no_gradio():
