@@ -7,7 +7,7 @@
                          model.keras (the float reference)
       qat/               checkpoints/, best.weights.npz, log.csv, state.json, model.h5 (quantization-aware)
       export/            model_<variant>.tflite, qat/ and ptq/ int8 candidates, parity.json, report/
-      bundle/            the model bundle (see DESIGN.md)
+      bundle/            the model bundle (see converters.bundle and edge.card)
       cache/             decoded uint8 images (~1.3 GB for HAM10000 at 160 px); `--cache-dir DIR` puts them
                          elsewhere, e.g. one folder that runs with the same data and input size share
 """
