@@ -108,6 +108,18 @@ DEFAULT_GATES = {
 }
 
 
+def top1_agreement(reference_probs: np.ndarray, tflite_probs: np.ndarray) -> float:
+    """Share of images on which the file scores the reference's top class highest.
+
+    An int8 output holds 256 levels: classes the file scores equally (within one step) are
+    indistinguishable in it, so the file agrees when the reference's top class is among its tied best.
+    Without the rule, a nearly uniform output (an untrained model, or a high temperature) "disagrees" on
+    every image because argmax breaks the tie by class order.
+    """
+    top = reference_probs.argmax(axis=1)
+    return float(np.mean(tflite_probs[np.arange(len(top)), top] >= tflite_probs.max(axis=1)))
+
+
 def validate_tflite(tflite_path: str | os.PathLike, reference_model: Any, images_uint8: Any,
                     labels_true: Sequence[int], *, input_spec: InputSpec, variant: str | None = None,
                     batch_size: int = BATCH_SIZE, temperature: float = 1.0) -> ParityReport:
@@ -162,7 +174,7 @@ def validate_tflite(tflite_path: str | os.PathLike, reference_model: Any, images
     bacc_tflite = balanced_accuracy(labels, tflite_probs.argmax(1))
     report = ParityReport(
         variant=variant, model=path.name, n=len(pixels),
-        top1_agreement=float(np.mean(reference_probs.argmax(1) == tflite_probs.argmax(1))),
+        top1_agreement=top1_agreement(reference_probs, tflite_probs),
         max_abs_diff=float(difference.max()), mean_abs_diff=float(difference.mean()),
         mean_kl=float(np.mean(np.sum(p * np.log(p / q), axis=1))),
         balanced_accuracy_reference=bacc_reference, balanced_accuracy_tflite=bacc_tflite,

@@ -105,3 +105,13 @@ def test_balanced_accuracy_weights_classes_equally():
     labels = np.array([0, 0, 0, 0, 1])
     assert balanced_accuracy(labels, np.array([0, 0, 0, 0, 0])) == 0.5
     assert balanced_accuracy(labels, np.array([0, 0, 1, 1, 1])) == 0.75
+
+
+def test_a_class_the_quantized_output_ties_with_the_top_counts_as_agreement():
+    from converters.validate import top1_agreement
+
+    reference = np.array([[0.30, 0.25, 0.45], [0.50, 0.30, 0.20], [0.10, 0.60, 0.30]])
+    # Image 1: the file scores classes 0 and 2 equally (one int8 level); the reference's top is 2: agreed.
+    # Image 2: the file's top is class 1, the reference's class 0: a real disagreement.
+    tflite = np.array([[0.40, 0.20, 0.40], [0.30, 0.50, 0.20], [0.10, 0.60, 0.30]])
+    assert top1_agreement(reference, tflite) == pytest.approx(2 / 3)
