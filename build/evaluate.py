@@ -28,13 +28,13 @@ from build.metrics import DEFAULT_THRESHOLD, Metrics, evaluate, label_indices
 from build.report import make_plots, write_report
 from edge.card import HAM10000_CLASSES, LABELS_FILE, MSID_CLASSES
 from edge.preprocess import InputSpec, load_image, normalize
+from edge.progress import Progress
 
 LOGGER = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 METADATA_COLUMNS = ("age", "sex", "localization")
 KERAS_BATCH = 32
-PROGRESS_EVERY = 500  # images between progress lines
 # Which classes are malignant when a bare model file has no card: the project's known class sets.
 KNOWN_CLASSES = {c.code: c for c in (*HAM10000_CLASSES, *MSID_CLASSES)}
 
@@ -267,13 +267,14 @@ def _classifier_runner(classifier: Any) -> _Runner:
 
     def predict(paths: Sequence[str], tta: bool) -> tuple[np.ndarray, np.ndarray]:
         probabilities, abstained = [], []
-        started = time.perf_counter()
+        progress = Progress("evaluating", len(paths))
         for i, path in enumerate(paths, 1):
             pixels = classifier.preprocess(path)
             p = classifier.probabilities_from_pixels(pixels, tta=tta)
             probabilities.append(p)
             abstained.append(classifier.predict_pixels(pixels, p, source=str(path)).abstained)
-            _progress(i, len(paths), started)
+            progress.update(i)
+        progress.close()
         return np.stack(probabilities), np.asarray(abstained, dtype=bool)
 
     variant = f" ({classifier.variant})" if classifier.variant else ""
@@ -302,7 +303,7 @@ def _keras_runner(model: Any, path: Path | None, labels: Sequence[str] | None) -
 
     def predict(paths: Sequence[str], tta: bool) -> tuple[np.ndarray, np.ndarray]:
         outputs = []
-        started = time.perf_counter()
+        progress = Progress("evaluating", len(paths))
         for start in range(0, len(paths), KERAS_BATCH):
             pixels = [load_image(p, spec) for p in paths[start : start + KERAS_BATCH]]
             views = [tta_views(p) if tta else [p] for p in pixels]
@@ -310,7 +311,8 @@ def _keras_runner(model: Any, path: Path | None, labels: Sequence[str] | None) -
             batch = normalize(np.stack([v for vs in views for v in vs]), spec)
             probabilities = np.asarray(model(batch, training=False), dtype=np.float64)
             outputs.append(probabilities.reshape(len(pixels), n_views, -1).mean(axis=1))
-            _progress(min(start + KERAS_BATCH, len(paths)), len(paths), started)
+            progress.update(min(start + KERAS_BATCH, len(paths)))
+        progress.close()
         return np.concatenate(outputs), np.zeros(len(paths), dtype=bool)
 
     return _Runner(
@@ -346,11 +348,6 @@ def _known_malignant(labels: Sequence[str]) -> tuple[int, ...]:
     return tuple(
         i for i, code in enumerate(labels) if code in KNOWN_CLASSES and KNOWN_CLASSES[code].malignant
     )
-
-
-def _progress(done: int, total: int, started: float) -> None:
-    if done == total or done % PROGRESS_EVERY == 0:
-        LOGGER.info("predicted %d/%d images (%.0f s)", done, total, time.perf_counter() - started)
 
 
 def _write_predictions(

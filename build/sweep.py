@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from build.console import format_duration
 from build.config import BuildConfig
 from build.run import Run, start_run, write_csv_atomic, write_text_atomic
 
@@ -143,6 +144,7 @@ def sweep(run_dir: str | Path, base_config: BuildConfig, *, trials: int, seed: i
     root = Path(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     results: list[TrialResult] = []
+    trained: list[float] = []  # seconds of the trials trained here, for the ETA
     for trial in range(trials):
         config = trial_config(base_config, trial, seed=seed, space=space, budget=budget)
         trial_root = root / f"trial-{trial:03d}"
@@ -153,7 +155,10 @@ def sweep(run_dir: str | Path, base_config: BuildConfig, *, trials: int, seed: i
             log.info("sweep: trial %d/%d: %s", trial + 1, trials, _describe(config))
             started = time.perf_counter()
             train_float(run, config)
-            log.info("sweep: trial %d done in %.0f s", trial, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            trained.append(seconds)
+            log.info("sweep: trial %d done in %.0f s; sweep ETA %s", trial, seconds,
+                     format_duration((trials - trial - 1) * sum(trained) / len(trained)))
             # Each trial builds a fresh model; without this the graph of every earlier one stays alive.
             keras.backend.clear_session()
         results.append(_read_result(trial, run, config))

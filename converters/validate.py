@@ -25,6 +25,7 @@ import numpy as np
 
 from converters.temperature import temperature_folded
 from edge.preprocess import InputSpec, normalize
+from edge.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -223,12 +224,15 @@ def run_tflite(path: Path, pixels: np.ndarray, spec: InputSpec, *,
     interpreter.resize_tensor_input(source["index"], [batch, spec.height, spec.width, 3])
     interpreter.allocate_tensors()
     outputs = []
+    progress = Progress(f"checking {Path(path).name}", len(pixels))
     for start in range(0, len(pixels), batch):
         chunk = pixels[start:start + batch]
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])  # fixed shape
         interpreter.set_tensor(source["index"], _to_input(padded, spec, source))
         interpreter.invoke()
         outputs.append(_from_output(interpreter.get_tensor(target["index"]), target)[:len(chunk)])
+        progress.update(start + len(chunk))
+    progress.close()
     num_classes = int(target["shape"][-1])
     probabilities = np.concatenate(outputs) if outputs else np.zeros((0, num_classes), np.float32)
     return probabilities, (np.dtype(source["dtype"]).name, np.dtype(target["dtype"]).name)

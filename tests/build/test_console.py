@@ -20,7 +20,7 @@ def test_durations_read_as_a_person_says_them():
 
 
 def test_off_a_terminal_progress_is_a_log_line_every_tenth_with_rate_and_eta(caplog):
-    caplog.set_level(logging.INFO, logger="build.console")
+    caplog.set_level(logging.INFO, logger="edge.progress")
     progress = Progress("float epoch 3/61", total=250, unit="steps", per_unit=32, stream=io.StringIO())
     for step in range(250):
         progress.update(step + 1, loss=0.5)

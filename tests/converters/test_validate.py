@@ -115,3 +115,15 @@ def test_a_class_the_quantized_output_ties_with_the_top_counts_as_agreement():
     # Image 2: the file's top is class 1, the reference's class 0: a real disagreement.
     tflite = np.array([[0.40, 0.20, 0.40], [0.30, 0.50, 0.20], [0.10, 0.60, 0.30]])
     assert top1_agreement(reference, tflite) == pytest.approx(2 / 3)
+
+
+def test_a_parity_check_reports_its_progress(exported, tiny_keras_model, validation_set, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="edge.progress")
+    pixels, labels = validation_set
+    validate_tflite(exported["float32"].path, tiny_keras_model, pixels, labels, input_spec=TINY_SPEC,
+                    variant="float32")
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge.progress"]
+    assert lines and lines[-1].startswith(f"checking {exported['float32'].path.name}") and "100%" in lines[-1]
+    assert "images/s" in lines[-1] and "ETA" in lines[-1]
