@@ -268,7 +268,11 @@ def _operating_points(card: ModelCard, calibrated: np.ndarray, labels: np.ndarra
     malignant = card.malignant_indices
     if not malignant:
         return {}
-    points = fit_operating_points(calibrated[:, malignant].sum(axis=1), np.isin(labels, malignant))
+    try:
+        points = fit_operating_points(calibrated[:, malignant].sum(axis=1), np.isin(labels, malignant))
+    except ValueError as error:  # e.g. a validation subset (export.validation_images) with no malignant image
+        log.warning("no operating points in this bundle: %s; the card keeps its default threshold", error)
+        return {}
     screening = points["screening"]
     log.info("operating points: screening %.3f (sensitivity %.3f, specificity %.3f), high %.3f (specificity %.3f)",
              screening["threshold"], screening["sensitivity"], screening["specificity"],

@@ -66,3 +66,6 @@ def test_the_card_gets_the_points_and_its_threshold_is_the_screening_one():
     msid = ModelCard(name="m", version="1", created="", task="m", classes=(HAM10000_CLASSES[2],) * 2,
                      input=InputSpec(height=32, width=32))
     assert _operating_points(msid, probabilities[:, :2], labels % 2) == {}
+    # Validation images without a malignant one (a small export.validation_images): no points, no crash.
+    benign = np.isin(labels, [2, 3, 5, 6])
+    assert _operating_points(card, probabilities[benign], labels[benign]) == {}

@@ -4,11 +4,6 @@ training and again during QAT resumes to exactly what the uninterrupted build ma
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +11,7 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="building needs TensorFlow (the [build] extra)")
 
-from tests.build.test_train import TINY_TOML, write_synthetic_dataset  # noqa: E402
+from tests.build.test_train import run_pausable, write_synthetic_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,34 +53,9 @@ sys.exit(build_all(sys.argv[2], config, resume=True))
 """
 
 
-def build(tmp_path: Path, run_dir: Path, overrides: list[str], pause: str | None = None,
-          timeout: float = 400) -> None:
+def build(tmp_path: Path, run_dir: Path, overrides: list[str], pause: str | None = None) -> None:
     """Runs the build in a subprocess; with ``pause`` SIGKILLs it there, else waits for it to finish."""
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER.format(repo=str(REPO)))
-    marker = tmp_path / "paused"
-    marker.unlink(missing_ok=True)
-    output = tmp_path / f"output-{run_dir.name}-{pause or 'final'}.txt"
-    env = {**os.environ, "PAUSE": pause or "", "PAUSED_MARKER": str(marker), "CUDA_VISIBLE_DEVICES": ""}
-    with open(output, "w") as out:
-        process = subprocess.Popen([sys.executable, str(driver), str(TINY_TOML), str(run_dir), *overrides],
-                                   stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        deadline = time.monotonic() + timeout
-        try:
-            if pause is None:
-                process.wait(timeout=timeout)
-                assert process.returncode == 0, output.read_text()[-3000:]
-                return
-            while not marker.exists():
-                assert process.poll() is None, f"build ended before {pause}:\n{output.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, f"no pause at {pause} in {timeout} s"
-                time.sleep(0.1)
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    run_pausable(tmp_path, DRIVER, run_dir, overrides, pause, timeout=400)
 
 
 def model_weights(path: Path) -> list[np.ndarray]:

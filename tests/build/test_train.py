@@ -262,13 +262,22 @@ train_module.train_float(start_run(sys.argv[2], config, resume=True), config)
 def run_training(tmp_path: Path, run_dir: Path, overrides: list[str], pause: str | None,
                  timeout: float = 300, logical_cpus: int = 0) -> str:
     """Trains in a subprocess; with ``pause`` ("before:N"/"after:N") SIGKILLs it there. Returns its output."""
+    return run_pausable(tmp_path, DRIVER, run_dir, overrides, pause, timeout=timeout,
+                        extra_env={"LOGICAL_CPUS": str(logical_cpus)})
+
+
+def run_pausable(tmp_path: Path, driver_source: str, run_dir: Path, overrides: list[str], pause: str | None, *,
+                 timeout: float, extra_env: dict[str, str] | None = None) -> str:
+    """Runs ``driver_source`` (a script taking CONFIG RUN OVERRIDES... that waits at ``pause`` after writing
+    the PAUSED_MARKER file) in a subprocess: SIGKILLs it at the pause, or waits for it to finish
+    successfully. Returns its output."""
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER.format(repo=str(REPO)))
+    driver.write_text(driver_source.format(repo=str(REPO)))
     marker = tmp_path / "paused"
     marker.unlink(missing_ok=True)
-    output = tmp_path / f"output-{pause or 'final'}.txt"
+    output = tmp_path / f"output-{run_dir.name}-{pause or 'final'}.txt"
     env = {**os.environ, "PAUSE": pause or "", "PAUSED_MARKER": str(marker), "CUDA_VISIBLE_DEVICES": "",
-           "LOGICAL_CPUS": str(logical_cpus)}
+           **(extra_env or {})}
     with open(output, "w") as out:
         process = subprocess.Popen([sys.executable, str(driver), str(TINY_TOML), str(run_dir), *overrides],
                                    stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
@@ -279,7 +288,7 @@ def run_training(tmp_path: Path, run_dir: Path, overrides: list[str], pause: str
                 assert process.returncode == 0, output.read_text()[-3000:]
                 return output.read_text()
             while not marker.exists():
-                assert process.poll() is None, f"training ended before {pause}:\n{output.read_text()[-3000:]}"
+                assert process.poll() is None, f"the run ended before {pause}:\n{output.read_text()[-3000:]}"
                 assert time.monotonic() < deadline, f"no pause at {pause} in {timeout} s"
                 time.sleep(0.1)
             process.send_signal(signal.SIGKILL)
