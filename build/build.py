@@ -46,7 +46,8 @@ LIMITATIONS = {
         "forced into one of them unless the abstain rule refuses the image.",
         "Validated on a lesion-grouped split of HAM10000, not on a prospective clinical population; "
         "minority classes (df, vasc, akiec) have few validation images, so their recall is uncertain.",
-        "Non-square photos are stretched to a square, as in training; crop around the lesion for best results.",
+        "Non-square photos are stretched to a square, the framing it was validated on; crop around the lesion "
+        "for best results.",
     ),
     "msid": (
         "Trained on 763 clinical photos collected from the web; small and not representative of any clinic.",
@@ -95,7 +96,9 @@ def _at_chance(run: Run, config: BuildConfig) -> str:
     summary = _read_json(run.root / "float" / "summary.json")
     classes = summary.get("classes") or []
     best = summary.get("best")
-    if not classes or best is None or best > 1.0 / len(classes) + 0.05:
+    from build.train import is_at_chance
+
+    if not classes or best is None or not is_at_chance(best, len(classes)):
         return ""
     return (f"validation balanced accuracy {best:.3f} is at chance level ({1 / len(classes):.3f} for "
             f"{len(classes)} classes): the bundle works, but its model has learned nothing useful")

@@ -46,14 +46,15 @@ def canvas_side(spec: InputSpec) -> int:
     return int(round(max(spec.height, spec.width) * CANVAS_MARGIN))
 
 
-def fit_on_canvas(image: Image.Image, side: int) -> np.ndarray:
+def fit_on_canvas(image: Image.Image, side: int) -> tuple[np.ndarray, tuple[int, int]]:
     """``image`` resized (aspect kept, the runtime's filter) so its long side is ``side``, as a
-    (side, side, 3) uint8 array with the image at the top left and zeros elsewhere."""
+    (side, side, 3) uint8 array with the image at the top left and zeros elsewhere, and the image's
+    (height, width) on it."""
     scale = side / max(image.size)
     width, height = (max(1, min(side, round(n * scale))) for n in image.size)
     canvas = np.zeros((side, side, 3), dtype=np.uint8)
     canvas[:height, :width] = np.asarray(image.resize((width, height), resample=RESAMPLE), dtype=np.uint8)
-    return canvas
+    return canvas, (height, width)
 
 
 def runtime_view(source: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -167,10 +167,7 @@ def build_source_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | P
 
         def decode(path_index: tuple[str, int]) -> np.ndarray:
             path, index = path_index
-            image = open_rgb(path, max_pixels=spec.max_pixels)
-            canvas = fit_on_canvas(image, side)
-            scale = side / max(image.size)
-            sizes[index] = [max(1, min(side, round(n * scale))) for n in (image.height, image.width)]
+            canvas, sizes[index] = fit_on_canvas(open_rgb(path, max_pixels=spec.max_pixels), side)
             return canvas
 
         _write_cache(target, list(zip(paths, range(len(paths)))), (side, side), decode, workers,

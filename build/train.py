@@ -163,11 +163,18 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
     return final_path
 
 
+CHANCE_MARGIN = 0.05  # balanced accuracy within this of 1 / classes is guessing, given a small split's noise
+
+
+def is_at_chance(balanced_accuracy: float, num_classes: int) -> bool:
+    """Whether a balanced accuracy is no better than guessing among ``num_classes``."""
+    return balanced_accuracy <= 1.0 / num_classes + CHANCE_MARGIN
+
+
 def warn_if_at_chance(balanced_accuracy: float, num_classes: int, stage: str) -> bool:
-    """Warns when a model's validation balanced accuracy is no better than guessing (1 / classes, with a
-    margin for the noise of a small split); returns whether it did."""
+    """Warns when a model's validation balanced accuracy is at chance level; returns whether it did."""
     chance = 1.0 / num_classes
-    if balanced_accuracy > chance + 0.05:
+    if not is_at_chance(balanced_accuracy, num_classes):
         return False
     log.warning("%s: WARNING: validation balanced accuracy %.3f is at chance level (%.3f for %d classes): this "
                 "model has learned nothing useful. Train longer, check the data and labels, or lower the "
