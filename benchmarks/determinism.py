@@ -22,7 +22,7 @@ WORKER = """
 import json, sys, time
 sys.path.insert(0, {repo!r})
 import numpy as np
-from build.progress import make_reproducible
+from build.make.reproducible import make_reproducible
 from models.classifier import ModelConfig, build_model, set_trainable_top
 from models.keras import keras, tf
 

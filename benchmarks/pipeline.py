@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from build.datasets import load_dataset
-from build.pipeline import AugmentConfig, BalanceConfig, CachedImages, build_cache, training_dataset
+from build.make.datasets import load_dataset
+from build.make.pipeline import AugmentConfig, BalanceConfig, CachedImages, build_cache, training_dataset
 from edge.preprocess import InputSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ class BenchConfig:
     """What the benchmark reads and how long it measures.
 
     Attributes:
-        data: A data set root (any layout ``build.datasets.load_dataset`` reads).
+        data: A data set root (any layout ``build.make.datasets.load_dataset`` reads).
         images: Images drawn (seeded) from the data set; 0 = all.
         size: Square input size in pixels.
         batch_size: Images per batch.

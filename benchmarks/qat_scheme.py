@@ -3,7 +3,7 @@ with per-channel depthwise kernels (``models.quantization``), and the latter tra
 model's predictions instead of the labels (``qat.distillation = 1``), all from one trained float model.
 
 Each QAT run calibrates its ranges on the same training images and trains the same steps at the same rate
-(`build.qat.apply_qat` in a copy of the run folder); each int8 file is validated against the float model
+(`build.make.qat.apply_qat` in a copy of the run folder); each int8 file is validated against the float model
 on the run's validation split and scored on its test split:
 
     python -m benchmarks.qat_scheme runs/ham10000                 # 250 QAT steps at 2e-5 per scheme
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from build.config import BuildConfig
-from build.pipeline import calibration_sample
-from build.run import Run, cached_split, class_names, input_spec, prepare_split
+from build.make.pipeline import calibration_sample
+from build.make.run import Run, cached_split, class_names, input_spec, prepare_split
 
 FLOAT_FILES = ("model.keras", "best.weights.npz", "state.json", "log.csv", "summary.json")
 SCHEMES = ("ptq", "stock", "per-channel", "distilled")
@@ -35,7 +35,7 @@ def quantizers() -> dict:
     """Scheme name -> the function that wraps a float model for QAT."""
     import tensorflow_model_optimization as tfmot
 
-    from build.qat import quantize_aware
+    from build.make.qat import quantize_aware
 
     return {"stock": tfmot.quantization.keras.quantize_model, "per-channel": quantize_aware,
             "distilled": quantize_aware}
@@ -55,7 +55,7 @@ def copy_float_stage(source: Run, target: Path) -> Run:
 
 def int8_file(run: Run, config: BuildConfig, scheme: str, train, classes: list[str]) -> Path:
     """Trains (QAT schemes) and exports one int8 candidate inside ``run``."""
-    from build.qat import apply_qat
+    from build.make.qat import apply_qat
     from converters.export import export_tflite, load_keras_model
     from converters.quantization import QuantizationConfig
 

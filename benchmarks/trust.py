@@ -20,8 +20,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def abstain_rates(bundle: Path, data: Path) -> dict:
-    from build.datasets import SplitConfig, load_dataset, split_by_group
-    from build.trust import synthetic_images
+    from build.make.datasets import SplitConfig, load_dataset, split_by_group
+    from build.analysis.trust import synthetic_images
     from edge.classifier import Classifier
 
     classifier = Classifier(bundle)

@@ -1,6 +1,6 @@
 """``skinlesion build``: split -> float training -> QAT -> export -> validate -> calibrate -> evaluate -> bundle.
 
-Each stage reads and writes the run folder (see ``build.run``), so ``skinlesion train|qat|export RUN``
+Each stage reads and writes the run folder (see ``build.make.run``), so ``skinlesion train|qat|export RUN``
 runs one stage alone and ``--resume`` picks an interrupted build up where it stopped.
 """
 
@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from build.config import BuildConfig
-from build.framing import runtime_view
-from build.operating_points import fit_operating_points
-from build.datasets import fingerprint
-from build.pipeline import CachedImages, calibration_sample
-from build.reuse import ExportRecord, export_key, file_digest
-from build.run import (Run, cached_split, class_names, input_spec, prepare_split, split_summary, start_run,
+from build.make.framing import runtime_view
+from build.make.operating_points import fit_operating_points
+from build.make.datasets import fingerprint
+from build.make.pipeline import CachedImages, calibration_sample
+from build.make.reuse import ExportRecord, export_key, file_digest
+from build.make.run import (Run, cached_split, class_names, input_spec, prepare_split, split_summary, start_run,
                        training_images, write_text_atomic)
 from edge.card import HAM10000_CLASSES, MSID_CLASSES, ClassInfo, ModelCard
 
@@ -67,8 +67,8 @@ def build_all(run_dir: str | Path, config: BuildConfig, *, resume: bool = False,
     """
     if finish_training and not resume:
         raise ValueError("--finish-training ends an interrupted run's training: pass it with --resume")
-    from build.qat import apply_qat
-    from build.train import train_float
+    from build.make.qat import apply_qat
+    from build.make.train import train_float
 
     started = time.perf_counter()
     run = start_run(run_dir, config, resume=resume, cache_dir=cache_dir)
@@ -96,7 +96,7 @@ def _at_chance(run: Run, config: BuildConfig) -> str:
     summary = _read_json(run.root / "float" / "summary.json")
     classes = summary.get("classes") or []
     best = summary.get("best")
-    from build.train import is_at_chance
+    from build.make.train import is_at_chance
 
     if not classes or best is None or not is_at_chance(best, len(classes)):
         return ""
@@ -107,8 +107,8 @@ def _at_chance(run: Run, config: BuildConfig) -> str:
 def run_stage(run_dir: str | Path, stage: str, *, publish: str | Path | None = None,
               cache_dir: str | Path | None = None) -> int:
     """``skinlesion train|qat|export RUN``: one stage on an existing run folder."""
-    from build.qat import apply_qat
-    from build.train import train_float
+    from build.make.qat import apply_qat
+    from build.make.train import train_float
 
     run = Run(Path(run_dir), Path(cache_dir) if cache_dir is not None else None)
     config = run.load_config()
@@ -126,9 +126,9 @@ def run_stage(run_dir: str | Path, stage: str, *, publish: str | Path | None = N
 def export_run(run: Run, config: BuildConfig, *, publish: str | Path | None = None) -> int:
     """Exports every variant, validates each against the float model, calibrates, fits the abstain rule,
     evaluates and writes the bundle. A failing parity gate writes the reports and publishes nothing."""
-    from build.evaluate import evaluate_model
-    from build.trust import fit_abstain_rule
-    from build.calibration import calibrate
+    from build.analysis.evaluate import evaluate_model
+    from build.analysis.trust import fit_abstain_rule
+    from build.make.calibration import calibrate
     from converters.bundle import write_bundle
     from converters.validate import ParityReport, check_gate, run_tflite, validate_tflite
     started = time.perf_counter()
@@ -296,7 +296,7 @@ def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: 
     """Writes the configured float variants and two int8 candidates: ``int8-qat`` (from the QAT model)
     and ``int8-ptq`` (post-training quantization of the float model), so the report shows what QAT
     bought and :func:`choose_int8` can ship the one that follows the float model more closely. Variants
-    in ``skip`` (unchanged since the last export, see ``build.reuse``) are left as they are."""
+    in ``skip`` (unchanged since the last export, see ``build.make.reuse``) are left as they are."""
     from converters.export import export_tflite
     from converters.quantization import QuantizationConfig
 
@@ -423,8 +423,8 @@ def make_card(config: BuildConfig, frame, classes: list[str], *, temperature: fl
 def validate_command(model: Path, reference: Path, data: str, *, label_map: str | None = None,
                      run_dir: Path | None = None, split: str | None = None, limit: int = 0) -> int:
     """``skinlesion validate``: parity of one TFLite file against its float reference on any data set."""
-    from build.datasets import load_dataset
-    from build.pipeline import build_cache
+    from build.make.datasets import load_dataset
+    from build.make.pipeline import build_cache
     from converters.validate import ParityGate, check_gate, validate_tflite
     from edge.bundle import load_bundle
 

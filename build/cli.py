@@ -251,7 +251,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from build.evaluate import run_evaluate
+    from build.analysis.evaluate import run_evaluate
 
     out = args.out or DEFAULT_RUNS / f"eval-{args.model.name}"
     metrics = run_evaluate(args.model, args.data, variant=args.variant, tta=args.tta, split=args.split,
@@ -263,7 +263,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from build.significance import compare_predictions, format_comparison, read_predictions
+    from build.analysis.significance import compare_predictions, format_comparison, read_predictions
 
     if args.resamples < 100:
         raise ValueError(f"--resamples {args.resamples} is too few for a 95% interval; use 1000 or more")
@@ -277,13 +277,13 @@ def _pooled_predictions(spec: str):
     """The predictions of one or more ``+``-joined evaluations, as one table."""
     import pandas as pd
 
-    from build.significance import read_predictions
+    from build.analysis.significance import read_predictions
 
     return pd.concat([read_predictions(part) for part in spec.split("+")], ignore_index=True)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from build.sweep import sweep
+    from build.analysis.sweep import sweep
 
     config = _load_build_config(args)
     run_dir = args.run_dir or DEFAULT_RUNS / f"{config.name}-sweep"
@@ -292,8 +292,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_data_summary(args: argparse.Namespace) -> int:
-    from build.datasets import SplitConfig
-    from build.summary import format_summary, summarize
+    from build.make.datasets import SplitConfig
+    from build.analysis.summary import format_summary, summarize
 
     maps = dict(item.split("=", 1) for item in args.label_map)
     label_maps = [maps.get(d) or ("isic-archive" if Path(d).name.startswith("isic-archive") else None)

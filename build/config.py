@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from build.datasets import LABEL_MAPS, SplitConfig
-from build.pipeline import AugmentConfig, BalanceConfig
+from build.make.datasets import LABEL_MAPS, SplitConfig
+from build.make.pipeline import AugmentConfig, BalanceConfig
 from converters.validate import DEFAULT_GATES
 from models.config import ModelConfig
 
@@ -27,7 +27,7 @@ class DataConfig:
     """Which images, labels and split.
 
     Attributes:
-        sources: Data set roots or CSVs (see ``build.datasets.load_dataset``); relative paths are
+        sources: Data set roots or CSVs (see ``build.make.datasets.load_dataset``); relative paths are
             resolved against the current directory.
         label_maps: Per source (same order), a built-in label map name or "" for none.
         classes: Target classes in output order; empty = the sorted labels found.
@@ -78,7 +78,7 @@ class TrainConfig:
         prior_correction: Strength of the logit adjustment folded into the head after training
             (1 = predict as if classes were equally likely; 0 = keep the sampling prior).
         fit_class_bias: Instead, fold into the head a per-class shift fitted on the validation split
-            (``build.calibration.fit_balanced_shift``): fixes classes predicted too often or too
+            (``build.make.calibration.fit_balanced_shift``): fixes classes predicted too often or too
             rarely, at the price of validation numbers that flatter the model (judge it on test).
         augment: Augmentation of training images.
         balance: Class balancing.

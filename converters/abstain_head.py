@@ -26,7 +26,7 @@ from edge.preprocess import InputSpec, normalize
 OUTPUT_NAME = "in_distribution"  # the output tensor's metadata name (MediaPipe's head_name)
 DEFAULT_LABELS = ("dermoscopy", "other")
 DEFAULT_COMPONENTS = 64
-# The same share of validation images the numpy pixel check keeps (build.trust.DEFAULT_PIXEL_QUANTILE).
+# The same share of validation images the numpy pixel check keeps (build.analysis.trust.DEFAULT_PIXEL_QUANTILE).
 DEFAULT_QUANTILE = 0.965
 RIDGE = 1e-3  # added to each eigenvalue, as a share of the mean one: keeps near-constant features finite
 BATCH = 64

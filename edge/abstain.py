@@ -1,7 +1,7 @@
 """The abstain rule: when the runtime should say "I can't tell" instead of naming a class.
 
 The rule is a dict stored in the bundle's card (``card.abstain``) and fitted on the validation split by
-the build (``build.trust.fit_abstain_rule``). It has two independent checks, both plain numbers:
+the build (``build.analysis.trust.fit_abstain_rule``). It has two independent checks, both plain numbers:
 
 * ``pixel_check``: is this a dermoscopy image at all? A classifier's top probability says nothing about
   that (it is often confident on a holiday photo), so cheap image statistics (colour moments, texture

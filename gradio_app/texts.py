@@ -230,7 +230,7 @@ def _size(num_bytes: int) -> str:
     return f"{num_bytes / 1e6:.1f} MB" if num_bytes >= 1e6 else f"{num_bytes / 1e3:.0f} kB"
 
 
-# The card's metrics per data set are build.metrics.Metrics dicts; these are the numbers a reader needs
+# The card's metrics per data set are build.analysis.metrics.Metrics dicts; these are the numbers a reader needs
 # (the per-class tables, confusion matrix and subgroups live in the bundle's report).
 HEADLINE_METRICS = (
     ("n", "images", "count"),

@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("tensorflow_model_optimization", reason="QAT needs tensorflow-model-optimization")
 
 from benchmarks.qat_scheme import SCHEMES, main  # noqa: E402
-from build.run import start_run  # noqa: E402
-from build.train import train_float  # noqa: E402
-from tests.build.test_train import tiny_config, write_synthetic_dataset  # noqa: E402
+from build.make.run import start_run  # noqa: E402
+from build.make.train import train_float  # noqa: E402
+from tests.build.make.test_train import tiny_config, write_synthetic_dataset  # noqa: E402
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 from build.cli import build_parser, main
 from edge.bundle import load_bundle
-from tests.build.test_train import TINY_TOML, write_synthetic_dataset
+from tests.build.make.test_train import TINY_TOML, write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,12 +111,12 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
 
 def test_a_failed_gate_is_the_last_thing_the_build_says(tmp_path, capsys, monkeypatch):
     import build.build as build_module
-    import build.qat
-    import build.train
+    import build.make.qat
+    import build.make.train
 
     data = write_synthetic_dataset(tmp_path / "data", n_per_class=4)
-    monkeypatch.setattr(build.train, "train_float", lambda run, config, finish=False: run.root / "float")
-    monkeypatch.setattr(build.qat, "apply_qat", lambda run, config, finish=False: run.root / "qat")
+    monkeypatch.setattr(build.make.train, "train_float", lambda run, config, finish=False: run.root / "float")
+    monkeypatch.setattr(build.make.qat, "apply_qat", lambda run, config, finish=False: run.root / "qat")
     monkeypatch.setattr(build_module, "export_run", lambda run, config, publish=None: 1)
 
     status = main(["build", "--config", str(TINY_TOML), "--data", str(data), "--run", str(tmp_path / "run"),
@@ -151,8 +151,8 @@ def test_version_prints_the_code_and_the_shipped_cards(capsys):
 ])
 def test_a_missing_extra_is_named_instead_of_a_traceback(argv, module, extra, monkeypatch, capsys):
     for name in list(sys.modules):
-        if name == module or name.startswith(module + ".") or name.startswith(("gradio_app", "build.summary",
-                                                                               "build.evaluate", "build.datasets")):
+        if name == module or name.startswith(module + ".") or name.startswith(("gradio_app", "build.analysis.summary",
+                                                                               "build.analysis.evaluate", "build.make.datasets")):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, module, None)  # `import pandas` fails as on the base install
     assert main(argv) == 2

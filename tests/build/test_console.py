@@ -60,7 +60,7 @@ def test_tensorflow_is_quiet_unless_verbose(monkeypatch):
 
 def test_a_model_at_chance_gets_a_warning(caplog):
     pytest.importorskip("tensorflow", reason="the training module needs TensorFlow (the [build] extra)")
-    from build.train import warn_if_at_chance
+    from build.make.train import warn_if_at_chance
 
     assert warn_if_at_chance(0.27, 4, "float")
     assert "chance level" in caplog.text and "0.250 for 4 classes" in caplog.text

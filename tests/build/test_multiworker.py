@@ -30,10 +30,10 @@ import sys
 sys.path.insert(0, {repo!r})
 import numpy as np
 from build.config import TrainConfig
-from build.pipeline import AugmentConfig, BalanceConfig, CachedImages, training_dataset
-from build.progress import make_reproducible
-from build.strategy import make_strategy
-from build.train import make_optimizer
+from build.make.pipeline import AugmentConfig, BalanceConfig, CachedImages, training_dataset
+from build.make.reproducible import make_reproducible
+from build.make.strategy import make_strategy
+from build.make.train import make_optimizer
 from edge.preprocess import InputSpec
 from models.classifier import ModelConfig, build_model, set_trainable_top
 

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="building needs TensorFlow (the [build] extra)")
 
-from tests.build.test_train import run_pausable, write_synthetic_dataset  # noqa: E402
+from tests.build.make.test_train import run_pausable, write_synthetic_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,8 +22,8 @@ DRIVER = """
 import json, os, sys, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
-import build.qat as qat_module
-import build.train as train_module
+import build.make.qat as qat_module
+import build.make.train as train_module
 from build.build import build_all
 from build.config import load_config
 
@@ -103,7 +103,7 @@ def test_same_seed_same_model_and_a_killed_build_resumes_to_the_uninterrupted_re
 
 @pytest.mark.slow
 def test_the_weight_average_survives_a_kill_and_resume(tmp_path):
-    from tests.build.test_train import run_training
+    from tests.build.make.test_train import run_training
 
     data = write_synthetic_dataset(tmp_path / "data")
     overrides = [f"data.sources=['{data}']", "train.epochs=3", "train.ema=0.9"]

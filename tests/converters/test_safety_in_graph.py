@@ -15,7 +15,7 @@ TEMPERATURE = 0.5  # far from 1, so a missing or doubled fold shows
 
 
 def _noise_images(n: int = 8) -> list[np.ndarray]:
-    from build.trust import synthetic_images
+    from build.analysis.trust import synthetic_images
 
     return [image for images in synthetic_images(n // 4 or 1, (TINY_SPEC.height, TINY_SPEC.width)).values()
             for image in images]

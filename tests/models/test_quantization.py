@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("tensorflow_model_optimization", reason="QAT needs tensorflow-model-optimization")
 
-from build.qat import calibrate_ranges, quantize_aware  # noqa: E402
+from build.make.qat import calibrate_ranges, quantize_aware  # noqa: E402
 from converters.export import export_tflite, load_keras_model  # noqa: E402
 from converters.quantization import QuantizationConfig  # noqa: E402
 from edge.preprocess import InputSpec, normalize  # noqa: E402

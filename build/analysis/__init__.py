@@ -1,0 +1,1 @@
+"""Analysing models: evaluation, metrics, significance, reports, data summaries, rules, sweeps, trust."""

@@ -1,0 +1,368 @@
+"""Running a model over a labelled data set exactly as production does, then metrics, plots and report.
+
+Bundles and ``.tflite`` files run through ``edge.classifier.Classifier`` (the phone/Pi code path,
+calibration and abstain rule included); a ``.keras`` float reference runs in batches with the same
+``edge.preprocess`` pixels and normalization::
+
+    >>> metrics = evaluate_model("models/pretrained/ham10000", frame[frame.split == "test"], "out/eval",
+    ...                          variant="int8")
+    >>> run_evaluate("bundle/", "../shared/data/ham10000", split="test", out="out/eval")  # the CLI
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from build.atomic import write_text_atomic
+from build.analysis.metrics import DEFAULT_THRESHOLD, Metrics, evaluate, label_indices
+from build.analysis.report import make_plots, write_report
+from edge.card import HAM10000_CLASSES, LABELS_FILE, MSID_CLASSES
+from edge.preprocess import InputSpec, load_image, normalize
+from edge.progress import Progress
+
+LOGGER = logging.getLogger(__name__)
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+METADATA_COLUMNS = ("age", "sex", "localization")
+KERAS_BATCH = 32
+# Which classes are malignant when a bare model file has no card: the project's known class sets.
+KNOWN_CLASSES = {c.code: c for c in (*HAM10000_CLASSES, *MSID_CLASSES)}
+
+
+@dataclass(frozen=True)
+class _Runner:
+    """An opened model: its class codes, malignant outputs, operating threshold and a per-frame predictor."""
+
+    labels: tuple[str, ...]
+    malignant_indices: tuple[int, ...]
+    threshold: float
+    description: str
+    predict: Callable[[Sequence[str], bool], tuple[np.ndarray, np.ndarray]]
+    has_abstain_rule: bool = False
+    card: Any = None  # the bundle's ModelCard, when the model came with one
+
+
+def predict_dataset(
+    model: Any,
+    frame: pd.DataFrame,
+    *,
+    variant: str | None = None,
+    tta: bool = False,
+    backend: str = "tflite",
+    labels: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and abstain flags for every image of ``frame``, read as production reads them.
+
+    Args:
+        model: A bundle folder, a ``.tflite`` file, a ``.keras`` file, a loaded Keras model or an
+            ``edge.classifier.Classifier``.
+        frame: Rows with a ``path`` column (any other columns are ignored).
+        variant: Bundle variant (int8, float16, dynamic, float32); None picks the bundle's default.
+        tta: Average over flips and rotations (the Classifier's test-time augmentation).
+        backend: ``"tflite"``, or ``"keras"`` to run a bundle's float reference.
+        labels: Class codes for a bare model file without labels beside it.
+
+    Returns:
+        ``(probabilities, abstained)``: float (N, C) in the model's output order and bool (N,).
+        A Keras model has no abstain rule, so its flags are all False.
+
+    Raises:
+        ImageError: An image cannot be read; the message names it.
+    """
+    runner = _open(model, variant=variant, backend=backend, labels=labels)
+    return runner.predict(list(frame["path"]), tta)
+
+
+def evaluate_model(
+    model: Any,
+    frame: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    variant: str | None = None,
+    tta: bool = False,
+    backend: str = "tflite",
+    labels: Sequence[str] | None = None,
+    threshold: float | None = None,
+    title: str | None = None,
+    context: dict[str, str] | None = None,
+    training_log: str | os.PathLike | None = None,
+) -> Metrics:
+    """Predicts ``frame``, then writes metrics.json, predictions.csv, the plots and report.md/.html.
+
+    Args:
+        model: See :func:`predict_dataset`.
+        frame: Rows with ``path`` and ``label`` (class codes of the model), optionally age/sex/localization.
+        out_dir: Output folder (created).
+        variant, tta, backend, labels: See :func:`predict_dataset`.
+        threshold: Malignant operating point; default the card's ``malignant_threshold`` or 0.5.
+        title: Report heading; default names the model.
+        context: Extra rows for the report's context table (data set, split...).
+        training_log: A run's CSV log to plot training curves from.
+
+    Returns:
+        The metrics (also in ``out_dir/metrics.json``).
+    """
+    if frame.empty:
+        raise ValueError("no images to evaluate: the data set (or the chosen split) is empty")
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    runner = _open(model, variant=variant, backend=backend, labels=labels)
+    label_indices(frame["label"].astype(str).to_numpy(), runner.labels)  # fail before hours of predicting
+    probabilities, abstained = runner.predict(list(frame["path"]), tta)
+    present = [c for c in METADATA_COLUMNS if c in frame]
+    metrics = evaluate(
+        frame["label"].astype(str).to_numpy(),
+        probabilities,
+        runner.labels,
+        runner.malignant_indices,
+        metadata=frame[present].reset_index(drop=True) if present else None,
+        threshold=runner.threshold if threshold is None else threshold,
+        abstained=abstained if runner.has_abstain_rule else None,
+    )
+    metrics.save(out_dir / METRICS_FILE)
+    _write_predictions(out_dir / PREDICTIONS_FILE, frame, probabilities, abstained, runner.labels)
+    plots = make_plots(
+        metrics, frame["label"].astype(str).to_numpy(), probabilities, out_dir, training_log=training_log
+    )
+    seconds = time.perf_counter() - started
+    table = {
+        "model": runner.description,
+        "images": str(len(frame)),
+        "test-time augmentation": "on" if tta else "off",
+        **(context or {}),
+        "seconds": f"{seconds:.0f}",
+    }
+    write_report(out_dir, metrics, plots, title=title or f"Evaluation of {runner.description}", context=table,
+                 card=runner.card)
+    LOGGER.info(
+        "evaluated %d images in %.0f s: balanced accuracy %.3f -> %s",
+        len(frame),
+        seconds,
+        metrics.balanced_accuracy,
+        out_dir,
+    )
+    return metrics
+
+
+def run_evaluate(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    variant: str | None = None,
+    tta: bool = False,
+    split: str | None = None,
+    out: str | os.PathLike = "evaluation",
+    split_seed: int | None = None,
+    label_map: str | None = None,
+) -> Metrics:
+    """What ``skinlesion evaluate MODEL --data DATA [--variant] [--tta] [--split] [--out]`` runs.
+
+    Args:
+        model: Bundle folder, ``.tflite`` or ``.keras``.
+        data: Any layout ``build.make.datasets.load_dataset`` reads.
+        variant: Bundle variant.
+        tta: Test-time augmentation.
+        split: ``train``, ``val`` or ``test`` of the lesion-grouped split (the build's default split
+            config, or ``split_seed``); None evaluates every image.
+        out: Output folder.
+        split_seed: Seed of the split when it differs from the build's default.
+        label_map: Label map name or None (e.g. ``"isic-archive"``).
+    """
+    frame = images_to_evaluate(model, data, split=split, split_seed=split_seed, label_map=label_map)
+    context = {"data": str(data), "split": split or "all images"}
+    return evaluate_model(
+        model,
+        frame,
+        out,
+        variant=variant,
+        tta=tta,
+        context=context,
+        title=f"{Path(model).name} on {Path(data).name} ({split or 'all images'})",
+    )
+
+
+def images_to_evaluate(model: str | os.PathLike, data: str | os.PathLike, *, split: str | None = None,
+                       split_seed: int | None = None, label_map: str | None = None) -> pd.DataFrame:
+    """The labelled images of ``data``, or of one split of it re-derived as the bundle's card recorded it."""
+    from build.make.datasets import SPLITS, load_dataset, split_by_group
+
+    recorded = _bundle_split(model)
+    # Cards written before the build merged HAM10000's duplicate lesions split without the merge.
+    frame = load_dataset(data, label_map=label_map,
+                         merge_duplicate_lesions=recorded.get("duplicate_lesions_merged", not recorded))
+    if split is None:
+        return frame
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS} or None for all images, got {split!r}")
+    frame = split_by_group(frame, _split_config(model, split_seed))
+    _warn_if_other_data(model, frame)
+    return frame[frame["split"] == split].reset_index(drop=True)
+
+
+def _bundle_split(model: str | os.PathLike) -> dict[str, Any]:
+    """The split a bundle's card recorded (seed, fractions, data fingerprint), or {} for other models."""
+    card_file = Path(model) / "model_card.json"
+    if not card_file.is_file():
+        return {}
+    return json.loads(card_file.read_text()).get("training", {}).get("split", {})
+
+
+def _split_config(model: str | os.PathLike, split_seed: int | None):
+    """The bundle's own split (so ``--split val`` re-derives its validation images), else the default."""
+    from build.make.datasets import SplitConfig
+
+    recorded = _bundle_split(model)
+    if split_seed is not None:
+        return SplitConfig(seed=split_seed, fractions=tuple(recorded.get("fractions", SplitConfig().fractions)))
+    if recorded:
+        return SplitConfig(seed=recorded["seed"], fractions=tuple(recorded["fractions"]))
+    return SplitConfig()
+
+
+def _warn_if_other_data(model: str | os.PathLike, frame: pd.DataFrame) -> None:
+    from build.make.datasets import fingerprint
+
+    expected = _bundle_split(model).get("data_fingerprint")
+    if expected and fingerprint(frame) != expected:
+        LOGGER.warning("the data differ from what %s was built on (fingerprint %s, card %s): the split will "
+                       "not match the card's", model, fingerprint(frame), expected)
+
+
+# -- opening models ------------------------------------------------------------------------------------------
+
+
+def _open(model: Any, *, variant: str | None, backend: str, labels: Sequence[str] | None) -> _Runner:
+    from edge.classifier import Classifier
+
+    if isinstance(model, Classifier):
+        return _classifier_runner(model)
+    if isinstance(model, (str, os.PathLike)) and Path(model).suffix == ".keras":
+        from models.keras import keras
+
+        return _keras_runner(keras.models.load_model(model, compile=False), Path(model), labels)
+    if isinstance(model, (str, os.PathLike)):
+        return _classifier_runner(Classifier(model, variant=variant, labels=labels, backend=backend))
+    if hasattr(model, "predict") and hasattr(model, "input_shape"):
+        return _keras_runner(model, None, labels)
+    raise TypeError(
+        f"cannot evaluate a {type(model).__name__}; pass a bundle folder, a .tflite or .keras "
+        "file, a Keras model or an edge.classifier.Classifier"
+    )
+
+
+def _classifier_runner(classifier: Any) -> _Runner:
+    card = classifier.card
+    malignant = tuple(card.malignant_indices) if card else _known_malignant(classifier.labels)
+    threshold = float(getattr(card, "malignant_threshold", DEFAULT_THRESHOLD)) if card else DEFAULT_THRESHOLD
+
+    def predict(paths: Sequence[str], tta: bool) -> tuple[np.ndarray, np.ndarray]:
+        probabilities, abstained = [], []
+        progress = Progress("evaluating", len(paths))
+        for i, path in enumerate(paths, 1):
+            pixels = classifier.preprocess(path)
+            p = classifier.probabilities_from_pixels(pixels, tta=tta)
+            probabilities.append(p)
+            abstained.append(classifier.predict_pixels(pixels, p, source=str(path)).abstained)
+            progress.update(i)
+        progress.close()
+        return np.stack(probabilities), np.asarray(abstained, dtype=bool)
+
+    variant = f" ({classifier.variant})" if classifier.variant else ""
+    # A bundle's file is named relative to the bundle (its card names it), so a report copied into a
+    # release never points at the build machine's run folder.
+    where = (f"{Path(classifier.model_path).name}{variant} of {card.name} {card.version}" if card
+             else f"{classifier.model_path}{variant}")
+    return _Runner(
+        tuple(classifier.labels),
+        malignant,
+        threshold,
+        where,
+        predict,
+        has_abstain_rule=bool(card and card.abstain),
+        card=card,
+    )
+
+
+def _keras_runner(model: Any, path: Path | None, labels: Sequence[str] | None) -> _Runner:
+    from edge.classifier import tta_views
+
+    _, height, width, _ = model.input_shape
+    num_outputs = int(model.output_shape[-1])
+    spec = InputSpec(height=int(height), width=int(width))
+    labels = tuple(labels) if labels is not None else _labels_beside(path, num_outputs)
+
+    def predict(paths: Sequence[str], tta: bool) -> tuple[np.ndarray, np.ndarray]:
+        outputs = []
+        progress = Progress("evaluating", len(paths))
+        for start in range(0, len(paths), KERAS_BATCH):
+            pixels = [load_image(p, spec) for p in paths[start : start + KERAS_BATCH]]
+            views = [tta_views(p) if tta else [p] for p in pixels]
+            n_views = len(views[0])
+            batch = normalize(np.stack([v for vs in views for v in vs]), spec)
+            probabilities = np.asarray(model(batch, training=False), dtype=np.float64)
+            outputs.append(probabilities.reshape(len(pixels), n_views, -1).mean(axis=1))
+            progress.update(min(start + KERAS_BATCH, len(paths)))
+        progress.close()
+        return np.concatenate(outputs), np.zeros(len(paths), dtype=bool)
+
+    return _Runner(
+        labels,
+        _known_malignant(labels),
+        DEFAULT_THRESHOLD,
+        str(path) if path else f"Keras model {model.name}",
+        predict,
+    )
+
+
+def _labels_beside(path: Path | None, num_outputs: int) -> tuple[str, ...]:
+    """labels.txt next to a .keras file, else the HAM10000 codes when the output size says so."""
+    if path is not None and (path.parent / LABELS_FILE).is_file():
+        labels = tuple(
+            line.strip() for line in (path.parent / LABELS_FILE).read_text().splitlines() if line.strip()
+        )
+        if len(labels) != num_outputs:
+            raise ValueError(
+                f"{path.parent / LABELS_FILE} lists {len(labels)} labels but the model has "
+                f"{num_outputs} outputs"
+            )
+        return labels
+    if num_outputs == len(HAM10000_CLASSES):
+        return tuple(c.code for c in HAM10000_CLASSES)
+    raise ValueError(
+        f"{path or 'the Keras model'} has {num_outputs} outputs and no {LABELS_FILE} beside it; "
+        "pass labels=[...] in output order"
+    )
+
+
+def _known_malignant(labels: Sequence[str]) -> tuple[int, ...]:
+    return tuple(
+        i for i, code in enumerate(labels) if code in KNOWN_CLASSES and KNOWN_CLASSES[code].malignant
+    )
+
+
+def _write_predictions(
+    path: Path, frame: pd.DataFrame, probabilities: np.ndarray, abstained: np.ndarray, labels: Sequence[str]
+) -> None:
+    """One row per image: id, true label, predicted label, abstained, one probability column per class."""
+    table = pd.DataFrame(
+        {
+            "image_id": frame["image_id"].to_numpy()
+            if "image_id" in frame
+            else [Path(p).stem for p in frame["path"]],
+            "label": frame["label"].astype(str).to_numpy(),
+            "predicted": [labels[i] for i in probabilities.argmax(axis=1)],
+            "abstained": abstained,
+            **{f"p_{code}": probabilities[:, k].round(6) for k, code in enumerate(labels)},
+        }
+    )
+    write_text_atomic(path, table.to_csv(index=False))
