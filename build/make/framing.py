@@ -23,7 +23,7 @@ from PIL import Image, ImageFilter
 from edge.preprocess import RESAMPLE, InputSpec, crop_box
 
 if TYPE_CHECKING:
-    from build.make.pipeline import AugmentConfig
+    from build.make.augment import AugmentConfig
 
 # The canvas' long side over the model's input side: HAM10000's 200x150 images stay at full
 # resolution for a 160 px model, so a close-up crop still has real detail.

@@ -1,97 +1,28 @@
-"""The input pipeline: decode every image once into a uint8 cache, then augment and balance in tf.data.
+"""The training stream: balanced draws from the image cache, augmented and normalized in tf.data.
 
-The cache is a memory-mapped ``.npy`` file of shape (N, H, W, 3) written by :func:`build_cache` through
-``edge.preprocess.load_image`` — the same function the phone, the Pi and the demo call — keyed by the
-image list and the input spec, so a changed data set or size rebuilds it. Training, int8 calibration
-and validation all read from it.
+Batch ``k`` is a pure function of ``(seed, k)`` (:func:`training_dataset`), so a resumed run sees the
+batches an uninterrupted one would have. The pieces it stands on live beside it: the uint8 cache in
+``build.make.cache``, the augmentation in ``build.make.augment``; their public names are importable
+from here too, as before the split::
+
+    >>> data = CachedImages(build_cache(paths, spec, run / "cache"), labels)
+    >>> stream = training_dataset(data, spec, num_classes=7, batch_size=32, augment=AugmentConfig(),
+    ...                           balance=BalanceConfig(), seed=42)
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import logging
-import os
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from build.atomic import write_with
-from build.console import Progress
-from edge.preprocess import InputSpec, load_image, open_rgb
+from build.make.augment import AugmentConfig, make_augmenter
+from build.make.cache import CachedImages, build_cache, build_source_cache
+from edge.preprocess import InputSpec
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Random augmentation applied to training images (all ranges symmetric around "no change").
-
-    Attributes:
-        flip: Random horizontal and vertical flips (dermoscopy has no up or left).
-        rotate_90: Random multiples of 90 degrees (square inputs only).
-        rotation: Extra random rotation, in degrees, up to this value.
-        shift: Random translation, as a fraction of the side.
-        zoom: Random zoom in or out, as a fraction (0.2 = 0.8x..1.2x).
-        brightness: Random brightness change, as a fraction of 255.
-        contrast: Random contrast factor range (0.2 = 0.8x..1.2x).
-        saturation: Random saturation factor range.
-        hue: Random hue shift (fraction of the colour wheel).
-        noise: Standard deviation of Gaussian pixel noise, in 0..255 units.
-        crop_area: Random-resized crop: range of the crop's area as a fraction of the source image
-            ((1, 1) = the whole image, the runtime's framing). See ``build.make.framing.random_crop``.
-        crop_aspect: Range of the crop's aspect (width / height in source pixels), drawn log-uniformly;
-            empty = the source's own aspect.
-        resample_filters: Filters drawn per image to resize the crop (``build.make.framing.FILTERS``:
-            Pillow's, and ``point`` for the unantialiased bilinear of GPU runtimes); empty = bilinear.
-        blur: Largest Gaussian blur radius (px at the model's size), applied to half the images.
-        jpeg: Share of images re-compressed as JPEG, at a quality drawn from ``jpeg_quality``.
-        jpeg_quality: Range of that JPEG quality (inclusive).
-    """
-
-    flip: bool = True
-    rotate_90: bool = True
-    rotation: float = 20.0
-    shift: float = 0.08
-    zoom: float = 0.15
-    brightness: float = 0.1
-    contrast: float = 0.15
-    saturation: float = 0.15
-    hue: float = 0.02
-    noise: float = 3.0
-    crop_area: tuple[float, float] = (1.0, 1.0)
-    crop_aspect: tuple[float, ...] = ()
-    resample_filters: tuple[str, ...] = ()
-    blur: float = 0.0
-    jpeg: float = 0.0
-    jpeg_quality: tuple[int, int] = (60, 95)
-
-    def __post_init__(self) -> None:
-        from build.make.framing import FILTERS
-
-        if len(self.crop_area) != 2 or not 0 < self.crop_area[0] <= self.crop_area[1] <= 1:
-            raise ValueError(f"augment.crop_area must be [low, high] with 0 < low <= high <= 1, got {self.crop_area}")
-        if self.crop_aspect and (len(self.crop_aspect) != 2 or not 0 < self.crop_aspect[0] <= self.crop_aspect[1]):
-            raise ValueError(f"augment.crop_aspect must be [] or [low, high] with 0 < low <= high, "
-                             f"got {self.crop_aspect}")
-        unknown = sorted(set(self.resample_filters) - set(FILTERS))
-        if unknown:
-            raise ValueError(f"augment.resample_filters: unknown {unknown}; choose from {sorted(FILTERS)}")
-        if not 0 <= self.jpeg <= 1 or len(self.jpeg_quality) != 2 or not 1 <= self.jpeg_quality[0] \
-                <= self.jpeg_quality[1] <= 100:
-            raise ValueError(f"augment.jpeg must be a share in [0, 1] and jpeg_quality [low, high] in 1..100, got "
-                             f"{self.jpeg} and {self.jpeg_quality}")
-
-    @property
-    def frames(self) -> bool:
-        """Whether training images are framed (cropped, resampled, degraded) per batch."""
-        return (self.crop_area != (1.0, 1.0) or bool(self.crop_aspect) or bool(self.resample_filters)
-                or bool(self.blur) or bool(self.jpeg))
+__all__ = ["AugmentConfig", "BalanceConfig", "CachedImages", "build_cache", "build_source_cache",
+           "calibration_sample", "class_loss_weights", "class_sampling_weights", "evaluation_batches",
+           "make_augmenter", "training_dataset"]
 
 
 @dataclass(frozen=True)
@@ -115,102 +46,6 @@ class BalanceConfig:
         if self.mode not in ("oversample", "undersample", "class_weight", "none"):
             raise ValueError(f"balance mode must be oversample|undersample|class_weight|none, got {self.mode!r}")
 
-
-@dataclass(frozen=True)
-class CachedImages:
-    """Decoded images (memory-mapped) and their integer labels.
-
-    ``sizes`` is set for a source-aspect cache (:func:`build_source_cache`): each image's (height,
-    width) at the top left of its canvas.
-    """
-
-    pixels: np.ndarray  # (N, H, W, 3) uint8
-    labels: np.ndarray  # (N,) int32
-    sizes: np.ndarray | None = None  # (N, 2) int32
-
-    def source(self, index: int) -> np.ndarray:
-        """Image ``index`` without its canvas margin."""
-        if self.sizes is None:
-            return self.pixels[index]
-        height, width = self.sizes[index]
-        return self.pixels[index, :height, :width]
-
-
-def build_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *, workers: int = 0) -> np.ndarray:
-    """Decodes ``paths`` once through ``edge.preprocess`` into a memory-mapped uint8 array.
-
-    The file name hashes the paths, their sizes and modification times, and the spec, so the cache is
-    rebuilt when any of them changes and reused otherwise. Writing goes to a temporary file that is
-    renamed into place, so a crash never leaves half a cache.
-    """
-    target = Path(cache_dir) / f"pixels-{spec.height}x{spec.width}-{_cache_key(paths, spec)}.npy"
-    if not target.exists():
-        _write_cache(target, paths, (spec.height, spec.width), lambda path: load_image(path, spec), workers)
-    return np.load(target, mmap_mode="r")
-
-
-def build_source_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *,
-                       workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Decodes ``paths`` at their own aspect onto a square canvas (``build.make.framing.canvas_side``), for
-    training crops; returns the memory-mapped pixels and each image's (height, width) on its canvas.
-
-    Decoding goes through ``edge.preprocess.open_rgb`` (orientation, colour mode, size limits), then the
-    runtime's filter scales the image to the canvas. Cached like :func:`build_cache`.
-    """
-    from build.make.framing import canvas_side, fit_on_canvas
-
-    side = canvas_side(spec)
-    target = Path(cache_dir) / f"sources-{side}-{_cache_key(paths, spec)}.npy"
-    sizes_file = target.with_name(target.stem + "-sizes.npy")
-    if not target.exists():
-        sizes = np.zeros((len(paths), 2), dtype=np.int32)
-
-        def decode(path_index: tuple[str, int]) -> np.ndarray:
-            path, index = path_index
-            canvas, sizes[index] = fit_on_canvas(open_rgb(path, max_pixels=spec.max_pixels), side)
-            return canvas
-
-        _write_cache(target, list(zip(paths, range(len(paths)))), (side, side), decode, workers,
-                     before_rename=lambda: write_with(sizes_file, lambda tmp: np.save(tmp, sizes)))
-    return np.load(target, mmap_mode="r"), np.load(sizes_file)
-
-
-def _write_cache(target: Path, items: Sequence, shape: tuple[int, int], decode, workers: int,
-                 before_rename=None) -> None:
-    """Decodes every item into a temporary (N, *shape, 3) memory map renamed to ``target`` when complete."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    tmp = target.with_suffix(f".tmp{os.getpid()}.npy")
-    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), *shape, 3))
-
-    def fill(i: int) -> None:
-        pixels[i] = decode(items[i])
-
-    progress = Progress(f"cache: decoding into {target}", len(items))
-    try:
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            for done, _ in enumerate(pool.map(fill, range(len(items))), start=1):
-                progress.update(done)
-        progress.close()
-        pixels.flush()
-        if before_rename is not None:
-            before_rename()
-    except BaseException:
-        # A corrupt image (ImageError names it) or Ctrl-C: leave no multi-GB partial file behind.
-        tmp.unlink(missing_ok=True)
-        raise
-    pixels = None  # close the memory map before the rename  # noqa: F841
-    os.replace(tmp, target)
-    log.info("cache: %d images at %dx%d in %.1f s -> %s", len(items), shape[0], shape[1],
-             time.perf_counter() - started, target)
-
-
-def _cache_key(paths: Sequence[str], spec: InputSpec) -> str:
-    digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
-    for path in paths:
-        stat = os.stat(path)
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def class_sampling_weights(labels: np.ndarray, num_classes: int, balance: BalanceConfig) -> np.ndarray:
@@ -300,155 +135,3 @@ def evaluation_batches(pixels: np.ndarray, spec: InputSpec, batch_size: int = 64
 
     for start in range(0, len(pixels), batch_size):
         yield normalize(np.asarray(pixels[start:start + batch_size]), spec)
-
-
-def make_augmenter(config: AugmentConfig, spec: InputSpec, *, seed: int):
-    """Returns a function float32 [B, H, W, 3] in 0..255 -> augmented float32 in 0..255.
-
-    Random parameters are drawn per image as a pure function of ``(seed, step)`` (stateless random
-    numbers), so a batch's augmentation does not depend on what ran before it; the pixel work (one warp for
-    flips, quarter turns, rotation, shift and zoom, then brightness, contrast, saturation, hue and
-    noise) runs in two XLA-compiled functions, which fuse the passes over the batch into a few loops
-    (about 8x faster on CPU than one TensorFlow kernel per step, measured on 32 x 192 x 192 batches).
-    """
-    from models.keras import tf
-
-    square = spec.height == spec.width
-    geometric = bool(config.flip or (config.rotate_90 and square) or config.rotation or config.shift
-                     or config.zoom)
-    # Two compiled steps, not one: with the warp and the per-image mean (contrast) in one program,
-    # XLA re-runs the warp's gathers inside each consumer; a materialized warp is cheaper.
-    move = tf.function(functools.partial(_move_pixels, geometric=geometric), jit_compile=True)
-    shade = tf.function(functools.partial(_shade_pixels, config=config), jit_compile=True)
-
-    def augment(images, step=0):
-        rng = _StatelessDraws(tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)]))
-        batch = tf.shape(images)[0]
-        unit = tf.ones([batch, 1, 1, 1])
-        transforms = (_random_transforms(config, spec, rng, batch, square) if geometric
-                      else tf.zeros([batch, 8]))
-        brightness = rng.uniform([batch, 1, 1, 1], -config.brightness, config.brightness) * 255.0 \
-            if config.brightness else 0.0 * unit
-        contrast = rng.uniform([batch, 1, 1, 1], 1 - config.contrast, 1 + config.contrast) \
-            if config.contrast else unit
-        hue = rng.uniform([batch, 1, 1], -config.hue, config.hue) if config.hue else tf.zeros([batch, 1, 1])
-        saturation = rng.uniform([batch, 1, 1], 1 - config.saturation, 1 + config.saturation) \
-            if config.saturation else tf.ones([batch, 1, 1])
-        # XLA's own random numbers are slow on CPU: draw uniforms here, shape them to a Gaussian in XLA.
-        # The open interval keeps erfinv finite (tails cut at 4.9 standard deviations).
-        noise = rng.uniform(tf.shape(images), 5e-7, 1 - 5e-7) if config.noise else tf.zeros([batch, 1, 1, 1])
-        return shade(move(images, transforms, brightness), contrast, hue, saturation, noise)
-
-    return augment
-
-
-class _StatelessDraws:
-    """Uniform random numbers that are a pure function of a key: the n-th draw folds n into it."""
-
-    def __init__(self, key):
-        self.key = key
-        self.count = 0
-
-    def uniform(self, shape, minval=0.0, maxval=1.0):
-        from models.keras import tf
-
-        self.count += 1
-        seed = tf.random.experimental.stateless_fold_in(self.key, self.count)
-        return tf.random.stateless_uniform(shape, seed=seed, minval=minval, maxval=maxval)
-
-
-def _random_transforms(config: AugmentConfig, spec: InputSpec, rng, batch, square: bool):
-    """Per image, the 8 projective coefficients mapping an output pixel to where it samples the input.
-
-    Flips and the quarter turn (a transpose) are exact integer maps, so folding them into the one warp
-    gives the same pixels as flipping first, without extra passes over the batch.
-    """
-    from models.keras import tf
-
-    height, width = float(spec.height), float(spec.width)
-    one, zero = tf.ones([batch]), tf.zeros([batch])
-
-    def matrix(row0, row1):
-        return tf.stack([tf.stack(row0, axis=1), tf.stack(row1, axis=1), tf.stack([zero, zero, one], axis=1)],
-                        axis=1)
-
-    result = tf.eye(3, batch_shape=[batch])
-    if config.flip:
-        sx = tf.where(rng.uniform([batch]) < 0.5, -1.0, 1.0)
-        sy = tf.where(rng.uniform([batch]) < 0.5, -1.0, 1.0)
-        result = matrix([sx, zero, (1 - sx) / 2 * (width - 1)], [zero, sy, (1 - sy) / 2 * (height - 1)])
-    if config.rotate_90 and square:
-        swap = tf.cast(rng.uniform([batch]) < 0.5, tf.float32)
-        result = result @ matrix([1 - swap, swap, zero], [swap, 1 - swap, zero])
-    if config.rotation or config.shift or config.zoom:
-        angle = rng.uniform([batch], -config.rotation, config.rotation) * (np.pi / 180.0)
-        scale = 1.0 / rng.uniform([batch], 1 - config.zoom, 1 + config.zoom)
-        dx = rng.uniform([batch], -config.shift, config.shift) * width
-        dy = rng.uniform([batch], -config.shift, config.shift) * height
-        cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
-        cx, cy = (width - 1) / 2, (height - 1) / 2
-        # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2): rotate/scale about
-        # the centre.
-        result = result @ matrix([cos, -sin, cx - cos * cx + sin * cy + dx],
-                                 [sin, cos, cy - sin * cx - cos * cy + dy])
-    return tf.reshape(result, [batch, 9])[:, :8]
-
-
-def _move_pixels(images, transforms, brightness, *, geometric: bool):
-    """Compiled step 1 of :func:`make_augmenter`: the warp and the brightness shift, per image."""
-    if geometric:
-        images = _warp_bilinear_reflect(images, transforms)
-    return images + brightness
-
-
-def _shade_pixels(images, contrast, hue, saturation, noise, *, config: AugmentConfig):
-    """Compiled step 2 of :func:`make_augmenter`: contrast, saturation, hue and noise, then the clip.
-
-    Parameters are per image; ``noise`` holds uniform (0, 1) draws per pixel.
-    """
-    from models.keras import tf
-
-    if config.contrast:
-        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-        images = (images - mean) * contrast + mean
-    if config.saturation or config.hue:
-        hsv = tf.image.rgb_to_hsv(tf.clip_by_value(images / 255.0, 0.0, 1.0))
-        hsv = tf.stack([tf.math.floormod(hsv[..., 0] + hue, 1.0),
-                        tf.clip_by_value(hsv[..., 1] * saturation, 0.0, 1.0), hsv[..., 2]], axis=-1)
-        images = tf.image.hsv_to_rgb(hsv) * 255.0
-    if config.noise:
-        # Uniform (0, 1) -> N(0, noise^2) through the inverse normal CDF.
-        images += (np.sqrt(2.0) * config.noise) * tf.math.erfinv(2.0 * noise - 1.0)
-    return tf.clip_by_value(images, 0.0, 255.0)
-
-
-def _warp_bilinear_reflect(images, transforms):
-    """Bilinear projective warp with reflect padding, as ``ImageProjectiveTransformV3`` does it.
-
-    Written with gathers so XLA can compile it; the TensorFlow kernel cannot be, and is the slowest
-    step of the augmentation on CPU. Transforms are affine here (c0 = c1 = 0).
-    """
-    from models.keras import tf
-
-    shape = tf.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
-    ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
-    a0, a1, a2, b0, b1, b2 = (transforms[:, k, None, None] for k in range(6))
-    source_x, source_y = a0 * xs + a1 * ys + a2, b0 * xs + b1 * ys + b2
-    x0, y0 = tf.floor(source_x), tf.floor(source_y)
-    wx, wy = (source_x - x0)[..., None], (source_y - y0)[..., None]
-    x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
-    flat = tf.reshape(images, [-1, 3])
-    base = (tf.range(batch) * height * width)[:, None, None]
-
-    def reflect(index, size):
-        # d c b a | a b c d | d c b a: the edge pixel repeats, like the kernel's REFLECT mode.
-        index = tf.math.floormod(index, 2 * size)
-        return tf.where(index >= size, 2 * size - 1 - index, index)
-
-    def at(y, x):
-        return tf.gather(flat, base + reflect(y, height) * width + reflect(x, width))
-
-    top = at(y0, x0) * (1 - wx) + at(y0, x0 + 1) * wx
-    bottom = at(y0 + 1, x0) * (1 - wx) + at(y0 + 1, x0 + 1) * wx
-    return top * (1 - wy) + bottom * wy
