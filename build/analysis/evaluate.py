@@ -25,7 +25,8 @@ import pandas as pd
 
 from build.atomic import write_text_atomic
 from build.analysis.metrics import DEFAULT_THRESHOLD, Metrics, evaluate, label_indices
-from build.analysis.report import make_plots, write_report
+from build.analysis.plots import make_plots
+from build.analysis.report import write_report
 from edge.card import HAM10000_CLASSES, LABELS_FILE, MSID_CLASSES
 from edge.preprocess import InputSpec, load_image, normalize
 from edge.progress import Progress
