@@ -118,9 +118,10 @@ def test_a_rash_photo_refused_by_the_skin_spot_model_is_offered_to_the_rash_mode
 
 def test_the_page_abstains_on_a_rash_photo_in_the_skin_spot_models_words_and_offers_the_rash_model(
         shipped_models):
-    from gradio_app.app import AppConfig, _Service
+    from gradio_app.server import AppConfig
+    from gradio_app.service import Service
 
-    service = _Service(shipped_models, AppConfig())
+    service = Service(shipped_models, AppConfig())
     upload = {"path": str(shared_photo(RASH_PHOTO)), "orig_name": "arm.png"}
     label, risk, advice, crop, raw = service.analyse(upload, "ham10000")
 
@@ -134,11 +135,12 @@ def test_the_page_abstains_on_a_rash_photo_in_the_skin_spot_models_words_and_off
 
 
 def test_the_rash_model_refuses_noise_in_its_own_words(shipped_models, tmp_path):
-    from gradio_app.app import AppConfig, _Service
+    from gradio_app.server import AppConfig
+    from gradio_app.service import Service
 
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(noise)
-    _, _, advice, _, raw = _Service(shipped_models, AppConfig()).analyse(
+    _, _, advice, _, raw = Service(shipped_models, AppConfig()).analyse(
         {"path": str(noise), "orig_name": "noise.png"}, "msid")
 
     assert raw["abstained"]

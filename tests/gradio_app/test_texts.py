@@ -176,12 +176,12 @@ def test_entry_point_help_states_the_demo_defaults():
 
 
 def test_the_server_decodes_one_largest_upload_at_a_time(monkeypatch):
-    import gradio_app.app as app
+    import gradio_app.server as server
     from edge import preprocess
 
     monkeypatch.setattr(preprocess, "DECODE_BUDGET", preprocess.DECODE_BUDGET)  # put back after the test
-    monkeypatch.setattr(app, "_pin_mmap_threshold", lambda: None)  # process-wide: not in the tests' process
-    app.configure_process(app.AppConfig())
+    monkeypatch.setattr(server, "_pin_mmap_threshold", lambda: None)  # process-wide: not in the tests' process
+    server.configure_process(server.AppConfig())
     largest = preprocess.decode_bytes("RGBA", (7296, 5472), reduced=True)  # 40 MP, AppConfig's max_pixels
     # The largest upload still decodes; a second one waits instead of adding its pixels to the peak
     # (benchmarks/app_memory.py measures the demo's memory with 8 of them at once).
