@@ -28,6 +28,7 @@ from build.make.datasets import add_to_training, fingerprint, load_dataset, merg
 from build.make.pipeline import CachedImages, build_cache, build_source_cache
 from edge.preprocess import InputSpec
 from edge.tasks import task as task_row
+from models.backbones import BACKBONES
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,11 @@ def start_run(root: str | Path, config: BuildConfig, *, resume: bool, cache_dir:
 
 
 def input_spec(config: BuildConfig) -> InputSpec:
-    """The input spec every stage and the bundle share."""
-    return InputSpec(height=config.model.image_size, width=config.model.image_size, resize=config.resize)
+    """The input spec every stage and the bundle share: the config's size and framing, the backbone's
+    normalization (``models.backbones.Backbone``)."""
+    backbone = BACKBONES[config.model.backbone]
+    return InputSpec(height=config.model.image_size, width=config.model.image_size, resize=config.resize,
+                     mean=backbone.mean, std=backbone.std)
 
 
 def class_names(config: BuildConfig, frame: pd.DataFrame | None = None) -> list[str]:

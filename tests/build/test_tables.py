@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,7 +19,9 @@ from build.make.run import Run, class_names, input_spec  # noqa: E402
 from converters import export as export_module  # noqa: E402
 from edge import tasks, variants  # noqa: E402
 from edge.card import ClassInfo  # noqa: E402
+from edge.preprocess import normalize  # noqa: E402
 from edge.variants import ParityGate, Variant  # noqa: E402
+from models import backbones  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "build" / "configs"
 
@@ -131,3 +134,25 @@ def test_a_bare_model_s_malignant_outputs_come_from_the_task_rows(monkeypatch):
     demo = dataclasses.replace(tasks.task("msid"), key="demo", classes=(ClassInfo("Monkeypox", "Mpox", True),))
     monkeypatch.setattr(tasks, "TASKS", {"aaa-demo": demo, **tasks.TASKS})
     assert _known_malignant(["nv", "Monkeypox"]) == (1,)
+
+
+# -- backbones ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
+def test_input_spec_takes_the_backbone_s_normalization(name):
+    config = dataclasses.replace(BuildConfig(), model=dataclasses.replace(BuildConfig().model, backbone=name))
+    entry = backbones.BACKBONES[name]
+    spec = input_spec(config)
+    assert (spec.mean, spec.std) == (entry.mean, entry.std) == ((127.5,) * 3, (127.5,) * 3)  # unchanged
+
+
+def test_a_backbone_with_its_own_normalization_reaches_the_spec(monkeypatch):
+    imagenet = dataclasses.replace(backbones.BACKBONES["mobilenet"], mean=(123.7, 116.3, 103.5),
+                                   std=(58.4, 57.1, 57.4))
+    monkeypatch.setitem(backbones.BACKBONES, "mobilenet", imagenet)
+    config = dataclasses.replace(BuildConfig(),
+                                 model=dataclasses.replace(BuildConfig().model, backbone="mobilenet"))
+    spec = input_spec(config)
+    assert (spec.mean, spec.std) == ((123.7, 116.3, 103.5), (58.4, 57.1, 57.4))
+    calibration = normalize(np.full((2, 2, 3), 255, np.uint8), spec)
+    assert np.allclose(calibration[0, 0], [(255 - 123.7) / 58.4, (255 - 116.3) / 57.1, (255 - 103.5) / 57.4])
