@@ -24,37 +24,13 @@ from build.make.pipeline import CachedImages, calibration_sample
 from build.make.reuse import ExportRecord, export_key, file_digest
 from build.make.run import (Run, cached_split, class_names, input_spec, prepare_split, split_summary, start_run,
                        training_images, write_text_atomic)
-from edge.card import HAM10000_CLASSES, MSID_CLASSES, ClassInfo, ModelCard
+from edge.card import ModelCard
+from edge.tasks import task as task_row
+from edge.variants import candidates, variant as variant_row
 
 log = logging.getLogger(__name__)
 
 SHIPPED_INT8 = "int8"  # the variant a phone gets; calibration and the abstain rule are fitted on it
-LICENSES = {
-    "ham10000": "Weights: CC BY-NC 4.0, inherited from HAM10000 (Tschandl et al. 2018, doi:10.7910/DVN/DBW86T). "
-                "Non-commercial use only. Code: Apache-2.0.",
-    "msid": "Weights: non-commercial research use, inherited from the Monkeypox Skin Images Dataset "
-            "(Ali et al., Mendeley Data r9bfpnvyxr). Code: Apache-2.0.",
-}
-INTENDED_USE = ("Education, research and triage support: ranks likely findings in a dermoscopic image and "
-                "suggests when to see a dermatologist. Not a diagnosis and not a medical device; it must not "
-                "replace examination by a clinician.")
-LIMITATIONS = {
-    "ham10000": (
-        "Trained on dermoscopic images (HAM10000, mostly fair skin, Austria and Australia); photos taken "
-        "without a dermatoscope, other skin types and body sites rare in the data are out of its experience.",
-        "Seven classes only: anything else (e.g. squamous cell carcinoma outside akiec, rashes, scars) is "
-        "forced into one of them unless the abstain rule refuses the image.",
-        "Validated on a lesion-grouped split of HAM10000, not on a prospective clinical population; "
-        "minority classes (df, vasc, akiec) have few validation images, so their recall is uncertain.",
-        "Non-square photos are stretched to a square, the framing it was validated on; crop around the lesion "
-        "for best results.",
-    ),
-    "msid": (
-        "Trained on 763 clinical photos collected from the web; small and not representative of any clinic.",
-        "Four classes only; other rashes are forced into one of them.",
-        "A research demonstration, not a screening tool.",
-    ),
-}
 
 
 def build_all(run_dir: str | Path, config: BuildConfig, *, resume: bool = False,
@@ -284,10 +260,11 @@ def _operating_points(card: ModelCard, calibrated: np.ndarray, labels: np.ndarra
 
 
 def _planned_variants(config: BuildConfig) -> list[str]:
-    """The files :func:`export_variants` writes for ``config``, in order."""
-    planned = [v for v in (*config.export.variants, *config.export.also_validate) if v != "int8"]
-    if "int8" in config.export.variants:
-        planned += (["int8-qat"] if config.qat.enabled else []) + ["int8-ptq"]
+    """The files :func:`export_variants` writes for ``config``, in order: the variants that ship as they are,
+    then the candidates of those that ship one of several (``edge.variants.candidates``)."""
+    planned = [v for v in (*config.export.variants, *config.export.also_validate) if not candidates(v)]
+    for name in config.export.variants:
+        planned += [row.name for row in candidates(name) if row.source != "qat" or config.qat.enabled]
     return planned
 
 
@@ -298,27 +275,21 @@ def export_variants(float_path: Path, qat_path: Path | None, out: Path, config: 
     bought and :func:`choose_int8` can ship the one that follows the float model more closely. Variants
     in ``skip`` (unchanged since the last export, see ``build.make.reuse``) are left as they are."""
     from converters.export import export_tflite
-    from converters.quantization import QuantizationConfig
+    from converters.quantization import for_variant
 
     spec = input_spec(config)
-    display = [_class_info(config.data.task, c).display_name for c in classes]
-    common = dict(input_spec=spec, labels=classes, display_names=display, name=config.name,
-                  license=LICENSES.get(config.data.task, ""))
+    task = task_row(config.data.task)
+    display = [task.class_info(c).display_name for c in classes]
+    common = dict(input_spec=spec, labels=classes, display_names=display, name=config.name, license=task.license)
     calibration = calibration_sample(train, spec, config.export.calibration_images, config.train.seed)
-    factories = {"float32": QuantizationConfig.for_float32, "float16": QuantizationConfig.for_float16,
-                 "dynamic": QuantizationConfig.for_dynamic}
     files = {}
-    for variant in (*config.export.variants, *config.export.also_validate):
-        if variant in factories and variant not in skip:
-            files[variant] = export_tflite(float_path, out / f"model_{variant}.tflite", factories[variant](),
-                                           **common).path
-    if "int8" in config.export.variants:
-        if qat_path is not None and "int8-qat" not in skip:
-            files["int8-qat"] = export_tflite(qat_path, out / "qat" / "model_int8.tflite",
-                                              QuantizationConfig.for_int8(None), **common).path
-        if "int8-ptq" not in skip:
-            files["int8-ptq"] = export_tflite(float_path, out / "ptq" / "model_int8.tflite",
-                                              QuantizationConfig.for_int8(calibration), **common).path
+    for variant in _planned_variants(config):
+        row = variant_row(variant)
+        source = qat_path if row.source == "qat" else float_path
+        if source is not None and variant not in skip:
+            # A QAT model carries its ranges; a float model is calibrated on training images.
+            quantization = for_variant(variant, None if row.source == "qat" else calibration)
+            files[variant] = export_tflite(source, out / row.file, quantization, **common).path
     return files
 
 
@@ -334,15 +305,13 @@ def export_safe_variants(sources: dict[str, Path], out: Path, config: BuildConfi
     """
     from converters.abstain_head import fit_abstain_head
     from converters.export import export_tflite, is_qat_model, load_keras_model
-    from converters.quantization import QuantizationConfig
+    from converters.quantization import for_variant, needs_calibration
 
     spec = input_spec(config)
-    display = [_class_info(config.data.task, c).display_name for c in classes]
-    common = dict(input_spec=spec, labels=classes, display_names=display, name=config.name,
-                  license=LICENSES.get(config.data.task, ""), temperature=temperature)
-    factories = {"float32": QuantizationConfig.for_float32, "float16": QuantizationConfig.for_float16,
-                 "dynamic": QuantizationConfig.for_dynamic}
-    kind = {"ham10000": "dermoscopy", "msid": "clinical_photo"}.get(config.data.task, "in_distribution")
+    task = task_row(config.data.task)
+    display = [task.class_info(c).display_name for c in classes]
+    common = dict(input_spec=spec, labels=classes, display_names=display, name=config.name, license=task.license,
+                  temperature=temperature)
     fitted: dict[Path, tuple[bool, object]] = {}
     files, heads = {}, {}
     for variant, source in sources.items():
@@ -351,20 +320,16 @@ def export_safe_variants(sources: dict[str, Path], out: Path, config: BuildConfi
             try:
                 head = fit_abstain_head(
                     model, (runtime_view(train.source(i), spec) for i in np.sort(sample)), list(val_pixels),
-                    input_spec=spec, labels=(kind, "other"))
+                    input_spec=spec, labels=(task.abstain_label, "other"))
             except ValueError as error:
                 log.warning("no abstain head in %s files: %s", source.name, error)
                 head = None
             fitted[source] = (is_qat_model(model), head)
         qat, head = fitted[source]
-        if variant == "int8":
-            quantization = (QuantizationConfig.for_int8(None) if qat else
-                            QuantizationConfig.for_int8(calibration_sample(train, spec, config.export.calibration_images,
-                                                                           config.train.seed)))
-        else:
-            quantization = factories[variant]()
-        files[variant] = export_tflite(source, out / f"model_{variant}.tflite", quantization,
-                                       abstain_head=head, **common).path
+        calibration = (calibration_sample(train, spec, config.export.calibration_images, config.train.seed)
+                       if needs_calibration(variant) and not qat else None)
+        files[variant] = export_tflite(source, out / variant_row(variant).file,
+                                       for_variant(variant, calibration), abstain_head=head, **common).path
         if head is not None:
             heads[variant] = head
     final = files.get(SHIPPED_INT8, next(iter(files.values())))
@@ -409,15 +374,14 @@ def make_card(config: BuildConfig, frame, classes: list[str], *, temperature: fl
         "export_seconds": round(seconds, 1),
         "code_version": _code_version(),
     }
-    kind = {"ham10000": "dermoscopic images", "msid": "clinical photos"}.get(config.data.task, config.data.task)
+    task = task_row(config.data.task)
     return ModelCard(
         name=config.name, version=datetime.date.today().strftime("%Y.%m.%d"),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        task=f"{kind}, {len(classes)} classes",
-        classes=tuple(_class_info(config.data.task, c) for c in classes), input=input_spec(config),
+        task=f"{task.image_kind}, {len(classes)} classes",
+        classes=tuple(task.class_info(c) for c in classes), input=input_spec(config),
         temperature=temperature, abstain=abstain, validation=validation, training=training,
-        license=LICENSES.get(config.data.task, "see the training data's license"), intended_use=INTENDED_USE,
-        limitations=LIMITATIONS.get(config.data.task, ()))
+        license=task.license, intended_use=task.intended_use, limitations=task.limitations)
 
 
 def validate_command(model: Path, reference: Path, data: str, *, label_map: str | None = None,
@@ -458,7 +422,8 @@ def validate_command(model: Path, reference: Path, data: str, *, label_map: str 
 
 
 def _gate_name(variant: str) -> str:
-    return "int8" if variant.startswith("int8") else variant
+    """The variant whose validation and gate a file gets: a candidate's (``int8-qat`` -> ``int8``)."""
+    return variant_row(variant).quantization
 
 
 def _gate(config: BuildConfig, variant: str):
@@ -471,11 +436,6 @@ def _gate(config: BuildConfig, variant: str):
     if variant in ("float16", "float32"):
         return dataclasses.replace(gate, min_top1_agreement=config.export.float_min_agreement)
     return gate
-
-
-def _class_info(task: str, code: str) -> ClassInfo:
-    known = {c.code: c for c in (*HAM10000_CLASSES, *MSID_CLASSES)}
-    return known.get(code, ClassInfo(code, code))
 
 
 def _print_parity(reports: dict) -> None:

@@ -94,6 +94,7 @@ def _add_command(commands: argparse._SubParsersAction, name: str, help_text: str
 
 def build_parser() -> argparse.ArgumentParser:
     from edge.cli import add_bench_args, add_classify_args, add_version_arg, example_epilog
+    from edge.variants import names as variant_names
 
     parser = argparse.ArgumentParser(prog="skinlesion", description=__doc__.split("\n\n")[0],
                                      epilog=example_epilog(EXAMPLES["skinlesion"]),
@@ -158,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--label-map", default=None, help="built-in label map for the data (isic-archive)")
     evaluate.add_argument("--split", default=None, choices=("train", "val", "test"),
                           help="re-derive this split from the bundle card's seed and fractions")
-    evaluate.add_argument("--variant", default=None, help="bundle variant (default: int8)")
+    evaluate.add_argument("--variant", default=None,
+                          help=f"bundle variant: {', '.join(variant_names())} (default: int8)")
     evaluate.add_argument("--tta", action="store_true", help="average over flips and rotations")
     evaluate.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval-<model>)")
     evaluate.set_defaults(run=run_evaluate)

@@ -18,7 +18,8 @@ from typing import Any
 
 from build.make.datasets import LABEL_MAPS, SplitConfig
 from build.make.pipeline import AugmentConfig, BalanceConfig
-from converters.validate import DEFAULT_GATES
+from edge.tasks import TASKS
+from edge.variants import ParityGate, names as variant_names
 from models.config import ModelConfig
 
 
@@ -31,7 +32,9 @@ class DataConfig:
             resolved against the current directory.
         label_maps: Per source (same order), a built-in label map name or "" for none.
         classes: Target classes in output order; empty = the sorted labels found.
-        task: ``"ham10000"`` or ``"msid"``: picks display names and malignant classes for the card.
+        task: A key of ``edge.tasks.TASKS`` (``"ham10000"``, ``"msid"``): picks the display names, malignant
+            classes, licence, intended use and limitations of the card and the TFLite metadata, and, for a
+            task with fixed classes, the output classes.
         split: Fractions and seed of the lesion-grouped split.
         train_only_sources: More sources whose images join the training split alone (after dropping
             copies of ``sources`` images by ``image_id``): validation and test stay those of ``sources``,
@@ -48,6 +51,9 @@ class DataConfig:
     train_only_label_maps: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"data.task = {self.task!r} is not a known task; choose one of {', '.join(TASKS)} "
+                             "(edge.tasks.TASKS)")
         for sources, maps, key in ((self.sources, self.label_maps, "label_maps"),
                                    (self.train_only_sources, self.train_only_label_maps, "train_only_label_maps")):
             if len(maps) > len(sources):
@@ -161,11 +167,11 @@ class QatConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """TFLite export and the parity gate (defaults: ``converters.validate.DEFAULT_GATES``).
+    """TFLite export and the parity gate (defaults: the gates of ``edge.variants.VARIANTS``).
 
     Attributes:
-        variants: Which files ship in the bundle, each gated against the float model: float32,
-            float16, dynamic, int8.
+        variants: Which files ship in the bundle, each gated against the float model: shipped rows of
+            ``edge.variants.VARIANTS`` (default: all of them, in the table's order).
         also_validate: Variants exported and measured for the report, but neither gated nor shipped.
         calibration_images: Training images used to calibrate post-training int8.
         validation_images: Validation images used for parity checks (0 = all).
@@ -176,18 +182,23 @@ class ExportConfig:
             quantization of the float model) or ``best`` (whichever agrees more with the float model).
     """
 
-    variants: tuple[str, ...] = ("int8", "float16", "dynamic", "float32")
+    variants: tuple[str, ...] = field(default_factory=variant_names)
     also_validate: tuple[str, ...] = ()
     calibration_images: int = 300
     validation_images: int = 0
-    int8_min_agreement: float = DEFAULT_GATES["int8"].min_top1_agreement
-    int8_max_drop_points: float = DEFAULT_GATES["int8"].max_balanced_accuracy_drop
-    float_min_agreement: float = DEFAULT_GATES["float16"].min_top1_agreement
+    int8_min_agreement: float = ParityGate.for_variant("int8").min_top1_agreement
+    int8_max_drop_points: float = ParityGate.for_variant("int8").max_balanced_accuracy_drop
+    float_min_agreement: float = ParityGate.for_variant("float16").min_top1_agreement
     int8_source: str = "best"
 
     def __post_init__(self) -> None:
         if self.int8_source not in ("qat", "ptq", "best"):
             raise ValueError(f"export.int8_source must be qat|ptq|best, got {self.int8_source!r}")
+        for key in ("variants", "also_validate"):
+            unknown = [v for v in getattr(self, key) if v not in variant_names()]
+            if unknown:
+                raise ValueError(f"export.{key}: unknown variant(s) {unknown}; known: "
+                                 f"{', '.join(variant_names())}")
 
 
 @dataclass(frozen=True)

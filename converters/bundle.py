@@ -20,7 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Mapping
 
-from edge.card import CARD_FILE, LABELS_FILE, VARIANTS, ModelCard, ModelFile
+from edge import variants as variant_table
+from edge.card import CARD_FILE, LABELS_FILE, ModelCard, ModelFile
 from edge.errors import BundleError
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ def write_bundle(folder: str | os.PathLike, card: ModelCard, model_files: Mappin
     Args:
         folder: The bundle folder to create or replace.
         card: The model card; its ``files`` are filled in here from the copied files.
-        model_files: Variant (``int8``, ``float16``, ``dynamic``, ``float32``) -> .tflite file, copied in
-            as ``model_<variant>.tflite``.
+        model_files: Variant (a shipped row of ``edge.variants.VARIANTS``) -> .tflite file, copied in
+            under the row's file name.
         reference: The float Keras model (``.keras`` or ``.h5``), copied in as ``reference.<suffix>``.
         report_dir: A folder of plots and reports, copied in as ``report/``.
 
@@ -108,11 +109,13 @@ def _check_inputs(card: ModelCard, model_files: Mapping[str, str | os.PathLike],
                   reference: str | os.PathLike | None,
                   report_dir: str | os.PathLike | None) -> dict[str, tuple[Path, str]]:
     if not model_files:
-        raise BundleError(f"no model files given for bundle {card.name!r}; pass at least one of {VARIANTS}")
+        raise BundleError(f"no model files given for bundle {card.name!r}; pass at least one of "
+                          f"{variant_table.names()}")
     sources = {}
     for variant, source in model_files.items():
-        if variant not in VARIANTS:
-            raise BundleError(f"unknown variant {variant!r} for {source}; expected one of {VARIANTS}")
+        if variant not in variant_table.names():
+            raise BundleError(f"unknown variant {variant!r} for {source}; expected one of "
+                              f"{variant_table.names()}")
         path = Path(source)
         if not path.is_file():
             raise BundleError(f"{variant} model {path} not found; export it before writing the bundle")
@@ -121,7 +124,7 @@ def _check_inputs(card: ModelCard, model_files: Mapping[str, str | os.PathLike],
             raise BundleError(f"{path} outputs {outputs} scores but the card lists {len(card.classes)} "
                               f"classes ({', '.join(card.labels)}); export the model that belongs to this "
                               "card")
-        sources[variant] = (path, f"model_{variant}.tflite")
+        sources[variant] = (path, variant_table.variant(variant).file)
     if reference is not None:
         path = Path(reference)
         if not path.is_file():

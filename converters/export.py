@@ -22,6 +22,7 @@ from converters.metadata import add_metadata
 from converters.quantization import QuantizationConfig
 from converters.temperature import temperature_folded
 from edge.preprocess import InputSpec
+from edge.tasks import UNSTATED_LICENSE
 
 if TYPE_CHECKING:
     from converters.abstain_head import AbstainHead
@@ -106,7 +107,7 @@ def is_qat_model(model: Any) -> bool:
 def export_tflite(model: Any, path: str | os.PathLike, config: QuantizationConfig, *, input_spec: InputSpec,
                   labels: Sequence[str], display_names: Sequence[str] | None = None,
                   name: str = "skinlesion", version: str = "", description: str = "",
-                  license: str = "", temperature: float = 1.0,
+                  license: str = UNSTATED_LICENSE, temperature: float = 1.0,
                   abstain_head: "AbstainHead | None" = None) -> ExportResult:
     """Converts a float or QAT tf_keras model to one TFLite variant, with metadata, written atomically.
 

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from edge.classifier import (METADATA_ABSTAIN_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE,
                              METADATA_LABELS_FILE)
 from edge.preprocess import InputSpec
+from edge.tasks import UNSTATED_LICENSE
 
 METADATA_NAME = "TFLITE_METADATA"
 MODEL_IDENTIFIER = b"TFL3"
@@ -49,6 +50,7 @@ class TFLiteMetadata:
         heads: Output tensor names in output order (``("probability",)``, or with the abstain head
             ``("probability", "in_distribution")``).
         abstain_labels: The abstain head's score names, or empty without a head.
+        license: License of the weights.
     """
 
     name: str
@@ -60,6 +62,7 @@ class TFLiteMetadata:
     min_parser_version: str
     heads: tuple[str, ...] = ("probability",)
     abstain_labels: tuple[str, ...] = ()
+    license: str = ""
 
 
 def _schemas() -> tuple[Any, Any, Any]:
@@ -74,7 +77,7 @@ def _schemas() -> tuple[Any, Any, Any]:
 
 
 def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, name: str,
-                 version: str = "", description: str = "", license: str = "",
+                 version: str = "", description: str = "", license: str = UNSTATED_LICENSE,
                  display_names: Sequence[str] | None = None,
                  abstain_labels: Sequence[str] | None = None) -> bytes:
     """Returns ``model`` with image-classifier metadata and label files packed in.
@@ -91,7 +94,7 @@ def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, 
         name: Model name stored in the metadata.
         version: Model version.
         description: One sentence on what the model does.
-        license: License of the weights.
+        license: License of the weights: the build passes its task's (``edge.tasks.Task.license``).
         display_names: Human names in output order; MediaPipe reports them as ``display_name``.
         abstain_labels: The abstain head's two score names (e.g. ``("dermoscopy", "other")``); needed
             exactly when the model has a second output.
@@ -230,7 +233,7 @@ def read_metadata(model: bytes) -> TFLiteMetadata:
         mean=tuple(float(v) for v in options.mean), std=tuple(float(v) for v in options.std),
         min_parser_version=_text(metadata.minParserVersion),
         heads=tuple(_text(t.name) for t in subgraph.outputTensorMetadata),
-        abstain_labels=tuple(packed.get(ABSTAIN_LABELS_FILE, ())))
+        abstain_labels=tuple(packed.get(ABSTAIN_LABELS_FILE, ())), license=_text(metadata.license))
 
 
 def _put_scores_first(tflite: Any, num_classes: int) -> None:

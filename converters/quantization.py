@@ -5,6 +5,10 @@ Pick a mode with a named factory, then hand the config to :func:`converters.expo
     >>> QuantizationConfig.for_float16()
     >>> QuantizationConfig.for_int8(calibration_pixels)        # post-training, from a float model
     >>> QuantizationConfig.for_int8(None, io_type="uint8")      # from a QAT model: ranges are learned
+    >>> for_variant("int8-ptq", calibration_pixels)            # by a row of edge.variants.VARIANTS
+
+:data:`FACTORIES` maps each row's ``quantization`` to its factory; the rows themselves (names, files,
+gates, order) are :data:`edge.variants.VARIANTS`.
 
 Representative data is uint8 pixels produced by :func:`edge.preprocess.load_image` (the build reads them
 from the training split's cache); they are normalized here with the model's :class:`InputSpec`, so
@@ -15,13 +19,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from edge.preprocess import InputSpec, normalize
+from edge.variants import variant as variant_row
 
-VARIANTS = ("float32", "float16", "dynamic", "int8")
+# Modes whose ranges come from calibration images, unless a quantization-aware model learned them.
+CALIBRATED = ("int8",)
 IO_TYPES = ("uint8", "int8", "float32")
 # MediaPipe Tasks feeds a uint8 input tensor the camera pixels as they are and dequantizes a uint8
 # output; both are what its ImageClassifier handles best (and what Model Maker exports).
@@ -49,15 +55,16 @@ class QuantizationConfig:
     calibration_steps: int = DEFAULT_CALIBRATION_STEPS
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.variant not in FACTORIES:
+            raise ValueError(f"variant must be one of {tuple(FACTORIES)}, got {self.variant!r}")
         allowed = IO_TYPES if self.variant == "int8" else ("float32",)
         if self.io_type not in allowed:
             raise ValueError(f"io_type for {self.variant} must be one of {allowed}, got {self.io_type!r}")
         if self.calibration_steps < 1:
             raise ValueError(f"calibration_steps must be >= 1, got {self.calibration_steps}")
-        if self.representative_data is not None and self.variant != "int8":
-            raise ValueError(f"representative_data is only used by the int8 variant, not {self.variant}")
+        if self.representative_data is not None and self.variant not in CALIBRATED:
+            raise ValueError(f"representative_data is only used by the {', '.join(CALIBRATED)} variant, "
+                             f"not {self.variant}")
 
     @classmethod
     def for_float32(cls) -> "QuantizationConfig":
@@ -141,3 +148,38 @@ class QuantizationConfig:
             yield [normalize(pixels, spec)[None]]
         if count == 0:
             raise ValueError("representative_data is empty: int8 calibration needs training images")
+
+
+# A quantization (the ``quantization`` of a row of edge.variants.VARIANTS) -> its factory, called with the
+# calibration pixels of a mode in CALIBRATED.
+FACTORIES: dict[str, Callable[..., QuantizationConfig]] = {
+    "int8": QuantizationConfig.for_int8,
+    "float16": QuantizationConfig.for_float16,
+    "dynamic": QuantizationConfig.for_dynamic,
+    "float32": QuantizationConfig.for_float32,
+}
+
+
+def needs_calibration(name: str) -> bool:
+    """Whether the variant row ``name`` is written by a mode that calibrates (int8 from a float model)."""
+    return variant_row(name).quantization in CALIBRATED
+
+
+def for_variant(name: str, representative_data: Iterable[np.ndarray] | None = None) -> QuantizationConfig:
+    """The quantization that writes the variant row ``name`` of :data:`edge.variants.VARIANTS`.
+
+        >>> for_variant("float16")
+        >>> for_variant("int8-qat")                  # QAT: the model carries its ranges
+        >>> for_variant("int8-ptq", calibration)     # post-training: calibrated on training pixels
+
+    Args:
+        name: A row name (``int8``, ``float16``, ``int8-ptq``, ...).
+        representative_data: Calibration pixels for a mode in :data:`CALIBRATED`; None for a QAT model.
+            Ignored by the other modes.
+
+    Raises:
+        ValueError: ``name`` is no row of the variant table.
+    """
+    mode = variant_row(name).quantization
+    factory = FACTORIES[mode]
+    return factory(representative_data) if mode in CALIBRATED else factory()

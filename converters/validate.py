@@ -7,6 +7,7 @@
 ``pixels`` are uint8 images from :func:`edge.preprocess.load_image` (e.g. the validation split's cache).
 The TFLite file sees them as a device does: quantized with its input tensor's scale and zero point for
 integer inputs, normalized with the :class:`InputSpec` for float inputs; integer outputs are dequantized.
+Each variant's default gate is a column of its row in :data:`edge.variants.VARIANTS`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ import numpy as np
 from converters.temperature import temperature_folded
 from edge.preprocess import InputSpec, normalize
 from edge.progress import Progress
+from edge.variants import ParityGate, from_file_name, names, variant as variant_row
 
 log = logging.getLogger(__name__)
 
@@ -78,37 +79,6 @@ class ParityReport:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
 
-@dataclass(frozen=True)
-class ParityGate:
-    """Thresholds a TFLite file must meet before it is published. Build one with :meth:`for_variant`.
-
-    Attributes:
-        min_top1_agreement: Smallest acceptable top-1 agreement with the float model (0..1).
-        max_balanced_accuracy_drop: Largest acceptable drop of balanced accuracy, in percentage points.
-        max_mean_kl: Largest acceptable mean KL divergence, in nats; None for no limit.
-    """
-
-    min_top1_agreement: float
-    max_balanced_accuracy_drop: float
-    max_mean_kl: float | None = None
-
-    @classmethod
-    def for_variant(cls, variant: str) -> "ParityGate":
-        """The default gate of a variant: float files must be near-identical, int8 close."""
-        if variant not in DEFAULT_GATES:
-            raise ValueError(f"no default gate for variant {variant!r}; known: {sorted(DEFAULT_GATES)}")
-        return DEFAULT_GATES[variant]
-
-
-DEFAULT_GATES = {
-    "float32": ParityGate(min_top1_agreement=0.999, max_balanced_accuracy_drop=0.1, max_mean_kl=1e-4),
-    "float16": ParityGate(min_top1_agreement=0.999, max_balanced_accuracy_drop=0.1, max_mean_kl=1e-3),
-    # int8 weights with float activations: between float16 and full-integer.
-    "dynamic": ParityGate(min_top1_agreement=0.995, max_balanced_accuracy_drop=0.5, max_mean_kl=None),
-    "int8": ParityGate(min_top1_agreement=0.985, max_balanced_accuracy_drop=1.0, max_mean_kl=None),
-}
-
-
 def top1_agreement(reference_probs: np.ndarray, tflite_probs: np.ndarray) -> float:
     """Share of images on which the file scores the reference's top class highest.
 
@@ -145,8 +115,8 @@ def validate_tflite(tflite_path: str | os.PathLike, reference_model: Any, images
 
     path = Path(tflite_path)
     variant = variant or _variant_from_name(path)
-    if variant not in DEFAULT_GATES:
-        raise ValueError(f"unknown variant {variant!r} for {path}; expected one of {sorted(DEFAULT_GATES)}")
+    if variant not in names():
+        raise ValueError(f"unknown variant {variant!r} for {path}; expected one of {', '.join(names())}")
     pixels = _check_images(images_uint8, input_spec)
     labels = np.asarray(labels_true)
     if labels.shape != (len(pixels),) or labels.dtype.kind not in "iu":
@@ -273,8 +243,8 @@ def _check_images(images: Any, spec: InputSpec) -> np.ndarray:
 
 
 def _variant_from_name(path: Path) -> str:
-    match = re.fullmatch(r"model_(float32|float16|dynamic|int8)", path.stem)
-    if not match:
-        raise ValueError(f"cannot tell the variant of {path.name}; pass variant='int8' (or float32, "
-                         "float16, dynamic), or name the file model_<variant>.tflite")
-    return match.group(1)
+    found = from_file_name(path.name)
+    if found is None:
+        raise ValueError(f"cannot tell the variant of {path.name}; pass variant= one of {', '.join(names())}, "
+                         f"or name the file as its row does ({variant_row(names()[0]).file})")
+    return found

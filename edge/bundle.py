@@ -17,7 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.card import CARD_FILE, LABELS_FILE, VARIANTS, ModelCard
+from edge import variants as variant_table
+from edge.card import CARD_FILE, LABELS_FILE, ModelCard
 from edge.errors import BundleError
 
 # A path, not an import: the released bundle is a folder of committed artifacts.
@@ -43,8 +44,8 @@ class Bundle:
 
     @property
     def variants(self) -> tuple[str, ...]:
-        """TFLite variants the bundle holds, in :data:`edge.card.VARIANTS` preference order."""
-        return tuple(v for v in VARIANTS if v in self.card.files)
+        """TFLite variants the bundle holds, in :data:`edge.variants.VARIANTS` preference order."""
+        return tuple(v for v in variant_table.names() if v in self.card.files)
 
     def path(self, variant: str | None = None) -> Path:
         """The file of ``variant``, or of the most preferred TFLite variant present when None.
@@ -55,7 +56,7 @@ class Bundle:
         if variant is None:
             if not self.variants:
                 raise BundleError(f"{self.folder / CARD_FILE} lists no TFLite model (expected one of "
-                                  f"{', '.join(VARIANTS)}); re-export the bundle")
+                                  f"{', '.join(variant_table.names())}); re-export the bundle")
             variant = self.variants[0]
         if variant not in self.card.files:
             raise BundleError(f"bundle {self.folder} has no {variant!r} model; it has: "

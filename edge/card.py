@@ -17,7 +17,6 @@ from edge.preprocess import InputSpec
 SCHEMA_VERSION = 1
 CARD_FILE = "model_card.json"
 LABELS_FILE = "labels.txt"
-VARIANTS = ("int8", "float16", "dynamic", "float32")  # preference order when a caller names none
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class ModelCard:
         task: What the model does, e.g. ``"dermoscopy 7-class"``.
         classes: Output classes, in output order.
         input: Input size, resize policy and normalization.
-        files: Variant name (int8, float16, dynamic, float32, reference) -> file entry.
+        files: Variant name (a row of ``edge.variants.VARIANTS``, or ``reference``) -> file entry.
         temperature: Calibration temperature applied to logits (1.0 = uncalibrated).
         malignant_threshold: Operating point: a malignant probability at or above it is reported as
             "see a dermatologist soon" and counts as a positive call in the metrics.
@@ -128,28 +127,3 @@ class ModelCard:
         kwargs["files"] = {k: ModelFile(**v) for k, v in data.get("files", {}).items()}
         kwargs["limitations"] = tuple(data.get("limitations", ()))
         return cls(**kwargs)
-
-
-# Plain-language names for the HAM10000 / ISIC 2018 diagnoses; malignant per the dermatology convention
-# (akiec = actinic keratosis / intraepithelial carcinoma is treated as malignant, as in ISIC benchmarks).
-HAM10000_CLASSES = (
-    ClassInfo("akiec", "Actinic keratosis / Bowen's disease", True,
-              "A rough, scaly patch from sun damage that can turn into skin cancer."),
-    ClassInfo("bcc", "Basal cell carcinoma", True,
-              "The most common skin cancer; grows slowly and rarely spreads, but needs treatment."),
-    ClassInfo("bkl", "Benign keratosis", False,
-              "A harmless growth such as a seborrheic keratosis, solar lentigo or lichen-planus-like keratosis."),
-    ClassInfo("df", "Dermatofibroma", False, "A harmless firm bump in the skin."),
-    ClassInfo("mel", "Melanoma", True, "A dangerous skin cancer; early treatment matters."),
-    ClassInfo("nv", "Melanocytic nevus (mole)", False, "A common mole; almost always harmless."),
-    ClassInfo("vasc", "Vascular lesion", False,
-              "A harmless blood-vessel growth such as a cherry angioma or haemorrhage."),
-)
-
-MSID_CLASSES = (
-    ClassInfo("Chickenpox", "Chickenpox", False, "A common viral infection with an itchy blister rash."),
-    ClassInfo("Measles", "Measles", False, "A contagious viral infection with a spreading rash and fever."),
-    ClassInfo("Monkeypox", "Mpox (monkeypox)", False,
-              "A viral infection with a blistering rash; see a doctor and avoid close contact."),
-    ClassInfo("Normal", "No rash", False, "Skin without a visible rash."),
-)

@@ -96,8 +96,8 @@ class Classifier:
     Args:
         model: A bundle folder (or a loaded :class:`edge.bundle.Bundle`), a bare ``.tflite`` file, or with
             ``backend="keras"`` a bundle whose card lists a ``reference`` Keras model (or a bare ``.keras``).
-        variant: Which TFLite variant of a bundle to run (``int8``, ``float16``, ``dynamic``, ``float32``);
-            None picks the first present in :data:`edge.card.VARIANTS` order.
+        variant: Which TFLite variant of a bundle to run (a shipped row of :data:`edge.variants.VARIANTS`:
+            ``int8``, ``float16``, ...); None picks the first present in that table's order.
         labels: Class codes for a bare model file. Without it the labels come from ``labels.txt`` beside the
             file, then from the label file packed in the model's TFLite metadata.
         num_threads: Interpreter CPU threads (None: the runtime's default).

@@ -26,6 +26,7 @@ from edge.bundle import DEFAULT_BUNDLE, load_bundle, read_card, shipped_bundles
 from edge.card import CARD_FILE
 from edge.classifier import BACKENDS, KERAS_SUFFIXES, Classifier, Prediction
 from edge.errors import SkinlesionError
+from edge.variants import names as variant_names
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
                               ".heif"})
@@ -157,7 +158,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, model_argument: bool = Fa
                             help="a bare .tflite file (or a .keras file, run with TensorFlow)")
     parser.add_argument("--labels", type=Path, metavar="FILE", help="labels for a model file, one class per "
                         "line (default: labels.txt beside the model, then the model's TFLite metadata)")
-    parser.add_argument("--variant", help="bundle variant: int8, float16, dynamic, float32 (default: the "
+    parser.add_argument("--variant", help=f"bundle variant: {', '.join(variant_names())} (default: the "
                         "first present in that order)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="interpreter CPU threads (default: the runtime's)")
@@ -306,7 +307,8 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default: 50)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
     parser.add_argument("--variant", default="all",
-                        help="'all' or comma-separated variants, e.g. int8,float32")
+                        help=f"'all' or comma-separated variants of {', '.join(variant_names())}, e.g. "
+                             "int8,float32")
     parser.add_argument("--image", type=Path, help="JPEG decoded on every pipeline run (default: a synthetic "
                         "600x450 JPEG)")
     parser.add_argument("--delegate", help="'edgetpu', 'gpu' or a delegate library path")

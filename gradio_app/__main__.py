@@ -15,6 +15,7 @@ from pathlib import Path
 from edge.bundle import DEFAULT_BUNDLE, resolve_bundle, shipped_bundles
 from edge.cli import example_epilog
 from edge.errors import SkinlesionError
+from edge.variants import names as variant_names
 
 # The `skinlesion app` entry of build.cli.EXAMPLES is this same line (a test checks it).
 EXAMPLE = "skinlesion app --bundle ham10000 --bundle msid"
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"a shipped bundle's name ({names}), a bundle folder, or a folder of bundles "
                              f"(repeatable; default: every bundle under {DEFAULT_BUNDLE.parent})")
     parser.add_argument("--variant", default=None,
-                        help="TFLite variant to serve (int8, float16, dynamic, float32; default: the bundle's "
+                        help=f"TFLite variant to serve ({', '.join(variant_names())}; default: the bundle's "
                              "preferred one)")
     parser.add_argument("--threads", type=int, default=None,
                         help="interpreter CPU threads per model (default: the interpreter's choice)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.backbones import BACKBONES, BLOCK_PREFIXES
+from models.backbones import BACKBONES
 from models.config import ModelConfig  # noqa: F401  (re-exported: configs name it from here too)
 from models.keras import keras
 
@@ -39,7 +39,7 @@ def set_trainable_top(model: "keras.Model", backbone: str, blocks: int, *, freez
     give noisy statistics, and pretrained ones transfer well. A network trained from scratch has no
     statistics worth keeping, so it must train them (pass False). Returns the number of trainable layers.
     """
-    prefix = BLOCK_PREFIXES[backbone]
+    prefix = BACKBONES[backbone].block_prefix
     block_ids = []
     for layer in model.layers:
         if layer.name.startswith(prefix):

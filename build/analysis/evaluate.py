@@ -27,17 +27,18 @@ from build.atomic import write_text_atomic
 from build.analysis.metrics import DEFAULT_THRESHOLD, Metrics, evaluate, label_indices
 from build.analysis.plots import make_plots
 from build.analysis.report import write_report
-from edge.card import HAM10000_CLASSES, LABELS_FILE, MSID_CLASSES
+from edge.card import LABELS_FILE
 from edge.preprocess import InputSpec, load_image, normalize
 from edge.progress import Progress
+from edge.tasks import known_class, task
 
 LOGGER = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 METADATA_COLUMNS = ("age", "sex", "localization")
 KERAS_BATCH = 32
-# Which classes are malignant when a bare model file has no card: the project's known class sets.
-KNOWN_CLASSES = {c.code: c for c in (*HAM10000_CLASSES, *MSID_CLASSES)}
+# A bare .keras file with as many outputs as this task's fixed classes is read with them.
+DEFAULT_TASK = "ham10000"
 
 
 @dataclass(frozen=True)
@@ -337,8 +338,9 @@ def _labels_beside(path: Path | None, num_outputs: int) -> tuple[str, ...]:
                 f"{num_outputs} outputs"
             )
         return labels
-    if num_outputs == len(HAM10000_CLASSES):
-        return tuple(c.code for c in HAM10000_CLASSES)
+    default = task(DEFAULT_TASK)
+    if num_outputs == len(default.codes):
+        return default.codes
     raise ValueError(
         f"{path or 'the Keras model'} has {num_outputs} outputs and no {LABELS_FILE} beside it; "
         "pass labels=[...] in output order"
@@ -346,9 +348,8 @@ def _labels_beside(path: Path | None, num_outputs: int) -> tuple[str, ...]:
 
 
 def _known_malignant(labels: Sequence[str]) -> tuple[int, ...]:
-    return tuple(
-        i for i, code in enumerate(labels) if code in KNOWN_CLASSES and KNOWN_CLASSES[code].malignant
-    )
+    """Which outputs of a bare model file (no card) are malignant: the codes any task row marks so."""
+    return tuple(i for i, code in enumerate(labels) if getattr(known_class(code), "malignant", False))
 
 
 def _write_predictions(

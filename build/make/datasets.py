@@ -27,7 +27,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".h
 DUPLICATE_LESIONS = "duplicate_lesions.csv"  # beside HAM10000_metadata.csv: pairs of ids of one lesion
 COLUMNS = ["path", "image_id", "label", "group", "source", "age", "sex", "localization", "dx_type"]
 METADATA = ("age", "sex", "localization", "dx_type")
-HAM10000_LABELS = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 SPLITS = ("train", "val", "test")
 
 # The ISIC archive's 9 names onto HAM10000 codes. Squamous cell carcinoma joins akiec (HAM's akiec

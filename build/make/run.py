@@ -24,10 +24,11 @@ import pandas as pd
 
 from build.atomic import write_text_atomic, write_with
 from build.config import BuildConfig
-from build.make.datasets import (HAM10000_LABELS, add_to_training, fingerprint, load_dataset, merge_datasets,
-                            split_by_group)
+from build.make.datasets import add_to_training, fingerprint, load_dataset, merge_datasets, split_by_group
 from build.make.pipeline import CachedImages, build_cache, build_source_cache
 from edge.preprocess import InputSpec
+from edge.tasks import task as task_row
+from models.backbones import BACKBONES
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +105,19 @@ def start_run(root: str | Path, config: BuildConfig, *, resume: bool, cache_dir:
 
 
 def input_spec(config: BuildConfig) -> InputSpec:
-    """The input spec every stage and the bundle share."""
-    return InputSpec(height=config.model.image_size, width=config.model.image_size, resize=config.resize)
+    """The input spec every stage and the bundle share: the config's size and framing, the backbone's
+    normalization (``models.backbones.Backbone``)."""
+    backbone = BACKBONES[config.model.backbone]
+    return InputSpec(height=config.model.image_size, width=config.model.image_size, resize=config.resize,
+                     mean=backbone.mean, std=backbone.std)
 
 
 def class_names(config: BuildConfig, frame: pd.DataFrame | None = None) -> list[str]:
-    if config.data.classes:
-        return list(config.data.classes)
-    if config.data.task == "ham10000":
-        return list(HAM10000_LABELS)
+    """The output classes, in order: ``data.classes``, else the task's fixed classes, else the sorted labels
+    found in ``frame``."""
+    fixed = _fixed_classes(config)
+    if fixed:
+        return list(fixed)
     if frame is None:
         raise ValueError("class names come from the data: pass the frame or set data.classes")
     return sorted(frame["label"].unique())
@@ -123,7 +128,7 @@ def prepare_split(run: Run, config: BuildConfig) -> pd.DataFrame:
     ``split.csv`` (reused on resume)."""
     if run.split_file.exists():
         return pd.read_csv(run.split_file)
-    labels = config.data.classes or (HAM10000_LABELS if config.data.task == "ham10000" else None)
+    labels = _fixed_classes(config)
     frame, report = merge_datasets(_load_sources(config.data.sources, config.data.label_maps), labels=labels)
     for line in report.lines():
         log.info("data: %s", line)
@@ -135,6 +140,12 @@ def prepare_split(run: Run, config: BuildConfig) -> pd.DataFrame:
             log.info("data (training only): %s", line)
     write_csv_atomic(run.split_file, frame)
     return frame
+
+
+def _fixed_classes(config: BuildConfig) -> tuple[str, ...] | None:
+    """The classes the config fixes (``data.classes``, else the task's fixed ones), or None: the data decide."""
+    task = task_row(config.data.task)
+    return config.data.classes or (task.codes if task.fixed_classes else None)
 
 
 def _load_sources(sources: tuple[str, ...], label_maps: tuple[str, ...]) -> list[pd.DataFrame]:

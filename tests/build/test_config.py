@@ -16,7 +16,7 @@ pytest.importorskip("tensorflow", reason="build configs import the model registr
 
 from build.config import BuildConfig, from_dict, load_config  # noqa: E402
 from build.make.run import Run, prepare_split, split_summary, start_run  # noqa: E402
-from edge.card import MSID_CLASSES  # noqa: E402
+from edge.tasks import MSID_CLASSES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "build" / "configs"

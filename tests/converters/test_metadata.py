@@ -76,3 +76,22 @@ def _strip_metadata(model: bytes) -> bytes:
     builder = flatbuffers.Builder(0)
     builder.Finish(tflite.Pack(builder), b"TFL3")
     return bytes(builder.Output())
+
+
+def test_a_file_exported_without_a_licence_says_where_to_find_it(exported):
+    from edge.tasks import UNSTATED_LICENSE
+
+    assert read_metadata(exported["float32"].path.read_bytes()).license == UNSTATED_LICENSE != ""
+
+
+@pytest.mark.parametrize("task", ["ham10000", "msid"])
+def test_the_shipped_files_carry_their_task_row_s_licence_and_names(task):
+    from edge.bundle import DEFAULT_BUNDLE, load_bundle
+    from edge.tasks import TASKS
+
+    bundle = load_bundle(DEFAULT_BUNDLE.parent / task)
+    row = TASKS[task]
+    for variant in bundle.variants:
+        metadata = read_metadata(bundle.path(variant).read_bytes())
+        assert metadata.license == row.license
+        assert metadata.display_names == tuple(row.class_info(code).display_name for code in metadata.labels)

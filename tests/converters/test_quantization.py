@@ -40,3 +40,38 @@ def test_to_dict_is_json_and_leaves_out_the_pixels():
     summary = QuantizationConfig.for_int8([np.zeros((4, 4, 3), np.uint8)]).to_dict()
     assert json.loads(json.dumps(summary)) == {"variant": "int8", "io_type": "uint8", "calibrated": True,
                                                "calibration_steps": 500}
+
+
+def test_every_variant_row_has_a_factory_and_every_factory_a_row():
+    from converters.quantization import FACTORIES
+    from edge.variants import VARIANTS
+
+    assert set(FACTORIES) == {row.quantization for row in VARIANTS}
+    for row in VARIANTS:
+        assert FACTORIES[row.quantization] == getattr(QuantizationConfig, f"for_{row.quantization}")
+
+
+def test_for_variant_builds_each_row_s_quantization():
+    from converters.quantization import for_variant, needs_calibration
+
+    pixels = [np.zeros((4, 4, 3), np.uint8)]
+    assert for_variant("float16", pixels) == QuantizationConfig.for_float16()  # no calibration to use
+    assert for_variant("int8-qat").variant == "int8" and for_variant("int8-qat").representative_data is None
+    assert for_variant("int8-ptq", pixels).representative_data == pixels
+    assert [needs_calibration(name) for name in ("int8", "int8-ptq", "dynamic")] == [True, True, False]
+    with pytest.raises(ValueError, match="unknown variant 'int4'"):
+        for_variant("int4")
+
+
+def test_a_new_row_with_its_factory_is_all_a_variant_needs(monkeypatch):
+    from converters import quantization
+    from edge import variants
+
+    row = variants.Variant("int8-fp32io", "model_int8-fp32io.tflite", "int8 with float I/O",
+                           variants.ParityGate(0.98, 1.0), quantization="int8-fp32io")
+    monkeypatch.setattr(variants, "VARIANTS", (*variants.VARIANTS, row))
+    monkeypatch.setitem(quantization.FACTORIES, "int8-fp32io",
+                        lambda pixels: QuantizationConfig.for_int8(pixels, io_type="float32"))
+    monkeypatch.setattr(quantization, "CALIBRATED", (*quantization.CALIBRATED, "int8-fp32io"))
+    config = quantization.for_variant("int8-fp32io", [np.zeros((4, 4, 3), np.uint8)])
+    assert (config.variant, config.io_type) == ("int8", "float32")

@@ -127,3 +127,17 @@ def test_a_parity_check_reports_its_progress(exported, tiny_keras_model, validat
     lines = [r.getMessage() for r in caplog.records if r.name == "edge.progress"]
     assert lines and lines[-1].startswith(f"checking {exported['float32'].path.name}") and "100%" in lines[-1]
     assert "images/s" in lines[-1] and "ETA" in lines[-1]
+
+
+def test_the_variant_of_a_file_name_comes_from_the_table(monkeypatch):
+    from pathlib import Path
+
+    from converters.validate import _variant_from_name
+    from edge import variants
+
+    assert _variant_from_name(Path("bundle/model_dynamic.tflite")) == "dynamic"
+    row = variants.Variant("int4", "model_int4.tflite", "made-up", ParityGate(0.9, 3.0))
+    monkeypatch.setattr(variants, "VARIANTS", (*variants.VARIANTS, row))
+    assert _variant_from_name(Path("model_int4.tflite")) == "int4"
+    with pytest.raises(ValueError, match="one of int8, float16, dynamic, float32, int4"):
+        _variant_from_name(Path("model_int2.tflite"))

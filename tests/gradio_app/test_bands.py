@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from edge.card import HAM10000_CLASSES, ModelCard
+from edge.card import ModelCard
+from edge.tasks import HAM10000_CLASSES
 from edge.preprocess import InputSpec
 from gradio_app import bands, texts
 

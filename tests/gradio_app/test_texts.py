@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.card import HAM10000_CLASSES, MSID_CLASSES, ClassInfo, ModelCard
+from edge.card import ClassInfo, ModelCard
+from edge.tasks import HAM10000_CLASSES, MSID_CLASSES
 from edge.classifier import Category, Prediction
 from edge.preprocess import InputSpec
 from gradio_app import texts
@@ -196,3 +197,18 @@ def test_package_import_loads_no_gradio():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_the_app_s_task_words_come_from_the_task_table(monkeypatch):
+    import dataclasses
+
+    from edge import tasks as task_table
+    from gradio_app import tasks
+
+    assert tasks.task_texts(HAM_CARD) == task_table.task("ham10000").texts
+    words = dataclasses.replace(task_table.task("msid").texts, key="demo", menu_label="Demo spots",
+                                match_words=("demo",))
+    monkeypatch.setitem(task_table.TASKS, "demo", dataclasses.replace(task_table.task("msid"), key="demo",
+                                                                      texts=words))
+    card = dataclasses.replace(HAM_CARD, name="renamed", task="demo photos, 2 classes")
+    assert tasks.menu_label(card, "folder") == "Demo spots"

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("tensorflow", reason="backbones need TensorFlow (the [build] extra)")
 
 from models import weights as weights_module  # noqa: E402
-from models.backbones import BACKBONES, BLOCK_PREFIXES, build_mobilenet_v2  # noqa: E402
+from models.backbones import BACKBONES, build_mobilenet_v2  # noqa: E402
 from models.keras import keras  # noqa: E402
 from models.weights import imagenet_file_name, resolve_weights  # noqa: E402
 
@@ -27,7 +27,7 @@ SMALL_BUILDS = {
 
 
 def test_every_registered_backbone_is_covered_here():
-    assert set(SMALL_BUILDS) == set(BACKBONES) == set(BLOCK_PREFIXES)
+    assert set(SMALL_BUILDS) == set(BACKBONES)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_BUILDS))
@@ -151,3 +151,13 @@ def test_shared_imagenet_035_weights_load_into_mobilenet_v2():
     # Loaded weights do not depend on the random seed; random ones do, and differ from ImageNet's.
     np.testing.assert_array_equal(loaded, first_kernel(str(WEIGHTS_035), seed=2))
     assert not np.allclose(loaded, first_kernel("none", seed=1))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_BUILDS))
+def test_each_entry_declares_the_input_it_was_built_for(name):
+    entry = BACKBONES[name]
+    shape = SMALL_BUILDS[name][0]
+    assert entry.min_size <= shape[0] and (entry.mean, entry.std) == ((127.5,) * 3, (127.5,) * 3)
+    too_small = (entry.min_size - 1, entry.min_size - 1, 3)
+    with pytest.raises(ValueError, match=rf"{name} needs inputs of at least {entry.min_size}x{entry.min_size}"):
+        entry(too_small, "none", alpha=SMALL_BUILDS[name][1])

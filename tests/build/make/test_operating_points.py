@@ -49,7 +49,8 @@ def test_operating_points_need_both_groups():
 def test_the_card_gets_the_points_and_its_threshold_is_the_screening_one():
     pytest.importorskip("tensorflow", reason="the build needs TensorFlow (the [build] extra)")
     from build.build import _operating_points
-    from edge.card import HAM10000_CLASSES, ModelCard
+    from edge.card import ModelCard
+    from edge.tasks import HAM10000_CLASSES
     from edge.preprocess import InputSpec
 
     card = ModelCard(name="t", version="1", created="", task="t", classes=HAM10000_CLASSES, input=InputSpec(height=32, width=32))

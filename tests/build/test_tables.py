@@ -1,0 +1,158 @@
+"""The build reads its variants, tasks and input normalization from the tables in edge/ and models/."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("tensorflow", reason="build configs import the model registry (the [build] extra)")
+
+from build import build as build_module  # noqa: E402
+from build.analysis.evaluate import _known_malignant  # noqa: E402
+from build.config import BuildConfig, ExportConfig, load_config  # noqa: E402
+from build.make.run import Run, class_names, input_spec  # noqa: E402
+from converters import export as export_module  # noqa: E402
+from edge import tasks, variants  # noqa: E402
+from edge.card import ClassInfo  # noqa: E402
+from edge.preprocess import normalize  # noqa: E402
+from edge.variants import ParityGate, Variant  # noqa: E402
+from models import backbones  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[2] / "build" / "configs"
+
+
+def config_with(**export) -> BuildConfig:
+    return dataclasses.replace(BuildConfig(), export=ExportConfig(**export))
+
+
+def fake_export(monkeypatch) -> list[dict]:
+    """Replaces the converter with a recorder of what the build asked for."""
+    calls = []
+
+    def export_tflite(source, path, config, **kwargs):
+        calls.append({"source": source, "path": path, "config": config, **kwargs})
+        return SimpleNamespace(path=Path(path))
+
+    monkeypatch.setattr(export_module, "export_tflite", export_tflite)
+    monkeypatch.setattr(build_module, "calibration_sample", lambda *args: ["calibration pixels"])
+    return calls
+
+
+# -- variants -----------------------------------------------------------------------------------------------
+
+def test_export_defaults_and_gates_come_from_the_variant_table():
+    export = ExportConfig()
+    assert export.variants == variants.names()
+    assert export.int8_min_agreement == ParityGate.for_variant("int8").min_top1_agreement
+    assert export.float_min_agreement == ParityGate.for_variant("float16").min_top1_agreement
+    assert build_module._gate(BuildConfig(), "dynamic") == ParityGate.for_variant("dynamic")
+    assert build_module._gate_name("int8-ptq") == "int8"
+    with pytest.raises(ValueError, match=r"export.also_validate: unknown variant\(s\) \['int4'\]; known: int8"):
+        ExportConfig(also_validate=("int4",))
+
+
+def test_planned_variants_follow_the_table(monkeypatch):
+    config = config_with(variants=("int8", "float16"), also_validate=("float32",))
+    assert build_module._planned_variants(config) == ["float16", "float32", "int8-qat", "int8-ptq"]
+    no_qat = dataclasses.replace(config, qat=dataclasses.replace(config.qat, enabled=False))
+    assert build_module._planned_variants(no_qat) == ["float16", "float32", "int8-ptq"]
+    # A third int8 candidate is one more row: the plan (and so the export and the choice) sees it.
+    distilled = Variant("int8-distilled", "distilled/model_int8.tflite", "int8 from a distilled QAT model",
+                        ParityGate.for_variant("int8"), quantization="int8", source="qat", shipped=False)
+    monkeypatch.setattr(variants, "VARIANTS", (*variants.VARIANTS, distilled))
+    assert build_module._planned_variants(config)[-3:] == ["int8-qat", "int8-ptq", "int8-distilled"]
+
+
+def test_export_writes_each_row_s_file_with_its_factory_and_the_task_s_facts(monkeypatch, tmp_path):
+    calls = fake_export(monkeypatch)
+    int4 = Variant("int4", "model_int4.tflite", "made-up", ParityGate(0.9, 3.0), quantization="float16")
+    monkeypatch.setattr(variants, "VARIANTS", (*variants.VARIANTS, int4))
+    config = config_with(variants=("int8", "int4"))
+    float_path, qat_path = tmp_path / "float.keras", tmp_path / "qat.h5"
+    files = build_module.export_variants(float_path, qat_path, tmp_path, config, ["mel", "nv", "zz"], train=None)
+
+    assert list(files) == ["int4", "int8-qat", "int8-ptq"]
+    assert [c["path"].relative_to(tmp_path).as_posix() for c in calls] == [
+        "model_int4.tflite", "qat/model_int8.tflite", "ptq/model_int8.tflite"]
+    assert [c["source"] for c in calls] == [float_path, qat_path, float_path]
+    assert [c["config"].variant for c in calls] == ["float16", "int8", "int8"]
+    assert [c["config"].representative_data for c in calls] == [None, None, ["calibration pixels"]]
+    ham = tasks.task("ham10000")
+    assert {c["license"] for c in calls} == {ham.license}
+    assert calls[0]["display_names"] == ["Melanoma", "Melanocytic nevus (mole)", "zz"]
+
+
+def test_unchanged_variants_are_not_exported_again(monkeypatch, tmp_path):
+    calls = fake_export(monkeypatch)
+    config = config_with(variants=("int8", "float16"))
+    files = build_module.export_variants(tmp_path / "f.keras", None, tmp_path, config, ["mel"], train=None,
+                                         skip={"float16"})
+    assert list(files) == ["int8-ptq"] and len(calls) == 1
+
+
+# -- tasks --------------------------------------------------------------------------------------------------
+
+def test_an_unknown_task_is_refused_naming_the_value_and_the_known_ones():
+    with pytest.raises(ValueError, match=r"data.task = 'isic' is not a known task; choose one of ham10000, msid"):
+        load_config(CONFIGS / "tiny.toml", overrides=["data.task=isic"])
+
+
+def test_data_task_chooses_the_card_s_classes_licence_and_wording(monkeypatch, tmp_path):
+    row = dataclasses.replace(
+        tasks.task("msid"), key="demo", image_kind="demo photos", license="Demo licence",
+        intended_use="Demonstrations only.", limitations=("Made up.",),
+        classes=(ClassInfo("b", "Bad spot", True), ClassInfo("a", "A spot", False)), fixed_classes=True)
+    monkeypatch.setitem(tasks.TASKS, "demo", row)
+    config = load_config(CONFIGS / "tiny.toml", overrides=["data.task=demo"])
+    frame = pd.DataFrame({"image_id": ["1", "2"], "label": ["a", "b"], "group": ["g1", "g2"],
+                          "split": ["train", "val"]})
+    classes = class_names(config, frame)
+    assert classes == ["b", "a"]  # the task's fixed classes, in its order, not the data's sorted labels
+
+    card = build_module.make_card(config, frame, classes, temperature=1.0, abstain={}, validation={},
+                                  seconds=1.0, run=Run(tmp_path))
+    assert card.task == "demo photos, 2 classes"
+    assert card.display_names == {"b": "Bad spot", "a": "A spot"} and card.malignant_indices == [0]
+    assert (card.license, card.intended_use, card.limitations) == ("Demo licence", "Demonstrations only.",
+                                                                   ("Made up.",))
+
+
+def test_a_task_without_fixed_classes_takes_them_from_the_data():
+    config = load_config(CONFIGS / "tiny.toml")  # msid, no data.classes
+    frame = pd.DataFrame({"label": ["red", "blue", "red"]})
+    assert class_names(config, frame) == ["blue", "red"]
+    assert class_names(load_config(CONFIGS / "ham10000.toml")) == list(tasks.task("ham10000").codes)
+
+
+def test_a_bare_model_s_malignant_outputs_come_from_the_task_rows(monkeypatch):
+    assert _known_malignant(["nv", "mel", "Monkeypox", "bcc"]) == (1, 3)
+    demo = dataclasses.replace(tasks.task("msid"), key="demo", classes=(ClassInfo("Monkeypox", "Mpox", True),))
+    monkeypatch.setattr(tasks, "TASKS", {"aaa-demo": demo, **tasks.TASKS})
+    assert _known_malignant(["nv", "Monkeypox"]) == (1,)
+
+
+# -- backbones ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
+def test_input_spec_takes_the_backbone_s_normalization(name):
+    config = dataclasses.replace(BuildConfig(), model=dataclasses.replace(BuildConfig().model, backbone=name))
+    entry = backbones.BACKBONES[name]
+    spec = input_spec(config)
+    assert (spec.mean, spec.std) == (entry.mean, entry.std) == ((127.5,) * 3, (127.5,) * 3)  # unchanged
+
+
+def test_a_backbone_with_its_own_normalization_reaches_the_spec(monkeypatch):
+    imagenet = dataclasses.replace(backbones.BACKBONES["mobilenet"], mean=(123.7, 116.3, 103.5),
+                                   std=(58.4, 57.1, 57.4))
+    monkeypatch.setitem(backbones.BACKBONES, "mobilenet", imagenet)
+    config = dataclasses.replace(BuildConfig(),
+                                 model=dataclasses.replace(BuildConfig().model, backbone="mobilenet"))
+    spec = input_spec(config)
+    assert (spec.mean, spec.std) == ((123.7, 116.3, 103.5), (58.4, 57.1, 57.4))
+    calibration = normalize(np.full((2, 2, 3), 255, np.uint8), spec)
+    assert np.allclose(calibration[0, 0], [(255 - 123.7) / 58.4, (255 - 116.3) / 57.1, (255 - 103.5) / 57.4])
