@@ -265,7 +265,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from build.analysis.significance import compare_predictions, format_comparison, read_predictions
+    from build.analysis.significance import compare_predictions, format_comparison
 
     if args.resamples < 100:
         raise ValueError(f"--resamples {args.resamples} is too few for a 95% interval; use 1000 or more")

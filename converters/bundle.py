@@ -23,6 +23,7 @@ from typing import Mapping
 from edge import variants as variant_table
 from edge.card import CARD_FILE, LABELS_FILE, ModelCard, ModelFile
 from edge.errors import BundleError
+from edge.interpreter import open_interpreter
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +138,8 @@ def _check_inputs(card: ModelCard, model_files: Mapping[str, str | os.PathLike],
 
 
 def _output_size(path: Path) -> int:
-    from ai_edge_litert.interpreter import Interpreter
-
     try:
-        return int(Interpreter(model_path=str(path)).get_output_details()[0]["shape"][-1])
+        return int(open_interpreter(path).get_output_details()[0]["shape"][-1])
     except (ValueError, RuntimeError) as error:
         raise BundleError(f"{path} is not a TFLite model LiteRT can open ({error}); re-export it") from error
 

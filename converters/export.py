@@ -21,6 +21,7 @@ import numpy as np
 from converters.metadata import add_metadata
 from converters.quantization import QuantizationConfig
 from converters.temperature import temperature_folded
+from edge.interpreter import TensorInfo, dequantize, open_interpreter, tensor_info
 from edge.preprocess import InputSpec
 from edge.tasks import UNSTATED_LICENSE
 
@@ -239,17 +240,15 @@ def _qat_input_range_pinned(model: Any, spec: InputSpec) -> Iterator[None]:
 
 
 def _io_details(data: bytes) -> dict[str, Any]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=data)
+    interpreter = open_interpreter(data)
     source, outputs = interpreter.get_input_details()[0], interpreter.get_output_details()
-    target = outputs[0]
-    scale, zero_point = source["quantization"]
+    source_info, target_info = tensor_info(source), tensor_info(outputs[0])
     io = {source["index"], *(details["index"] for details in outputs)}
     floats = sum(1 for t in interpreter.get_tensor_details()
                  if np.dtype(t["dtype"]) == np.float32 and t["index"] not in io)
-    return {"input_dtype": np.dtype(source["dtype"]).name, "output_dtype": np.dtype(target["dtype"]).name,
-            "input_scale": float(scale), "input_zero_point": int(zero_point), "float_tensors": floats}
+    return {"input_dtype": source_info.dtype.name, "output_dtype": target_info.dtype.name,
+            "input_scale": source_info.scale, "input_zero_point": source_info.zero_point,
+            "float_tensors": floats}
 
 
 def _warn_if_pixels_are_not_input(result: ExportResult, spec: InputSpec) -> None:
@@ -257,8 +256,9 @@ def _warn_if_pixels_are_not_input(result: ExportResult, spec: InputSpec) -> None
     # input quantization maps each pixel value p back to normalize(p) within a step.
     if result.input_dtype != "uint8":
         return
-    pixels = np.arange(256, dtype=np.float32)
-    dequantized = (pixels - result.input_zero_point) * result.input_scale
+    pixels = np.arange(256, dtype=np.uint8)
+    dequantized = dequantize(pixels, TensorInfo(pixels.shape, pixels.dtype, result.input_scale,
+                                                result.input_zero_point))
     expected = (pixels - np.float32(spec.mean[0])) / np.float32(spec.std[0])
     error_steps = float(np.max(np.abs(dequantized - expected)) / result.input_scale)
     if error_steps > 1.0:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.interpreter import open_interpreter
+
 # TFLite weight layouts -> Keras: conv OHWI -> HWIO, depthwise 1HWC -> HWC1, dense (out, in) -> (in, out).
 KERNEL_AXES = {"CONV_2D": (1, 2, 3, 0), "DEPTHWISE_CONV_2D": (1, 2, 3, 0), "FULLY_CONNECTED": (1, 0)}
 
@@ -25,9 +27,7 @@ def load_float_tflite_weights(model, path: Path) -> int:
     Raises:
         ValueError: the file holds quantized weights, or it was not converted from this architecture.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
+    interpreter = open_interpreter(path)
     interpreter.allocate_tensors()
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     # float16 files store float16 constants and turn them into float32 with a DEQUANTIZE op.

@@ -17,15 +17,15 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from edge.classifier import (METADATA_ABSTAIN_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE,
-                             METADATA_LABELS_FILE)
+from edge.labels import (METADATA_ABSTAIN_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE, METADATA_LABELS_FILE,
+                         parse_labels)
 from edge.preprocess import InputSpec
 from edge.tasks import UNSTATED_LICENSE
 
 METADATA_NAME = "TFLITE_METADATA"
 MODEL_IDENTIFIER = b"TFL3"
 METADATA_IDENTIFIER = b"M001"
-# The edge runtime reads these back without TensorFlow (edge.classifier.read_metadata_display_names).
+# The edge runtime reads these back without TensorFlow (edge.labels.read_metadata_display_names).
 LABELS_FILE = METADATA_LABELS_FILE
 DISPLAY_NAMES_FILE = METADATA_DISPLAY_NAMES_FILE
 ABSTAIN_LABELS_FILE = METADATA_ABSTAIN_LABELS_FILE
@@ -229,7 +229,8 @@ def read_metadata(model: bytes) -> TFLiteMetadata:
         raise ValueError(f"the model's metadata has no {LABELS_FILE}; packed files: {sorted(packed)}")
     return TFLiteMetadata(
         name=_text(metadata.name), version=_text(metadata.version),
-        labels=tuple(packed[LABELS_FILE]), display_names=tuple(packed.get(DISPLAY_NAMES_FILE, ())),
+        labels=parse_labels("\n".join(packed[LABELS_FILE]), f"the {LABELS_FILE} in the model's metadata"),
+        display_names=tuple(packed.get(DISPLAY_NAMES_FILE, ())),
         mean=tuple(float(v) for v in options.mean), std=tuple(float(v) for v in options.std),
         min_parser_version=_text(metadata.minParserVersion),
         heads=tuple(_text(t.name) for t in subgraph.outputTensorMetadata),

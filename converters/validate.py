@@ -24,6 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from converters.temperature import temperature_folded
+from edge.accuracy import balanced_accuracy
+from edge.interpreter import TensorInfo, dequantize, open_interpreter, quantize, tensor_info
 from edge.preprocess import InputSpec, normalize
 from edge.progress import Progress
 from edge.variants import ParityGate, from_file_name, names, variant as variant_row
@@ -184,12 +186,11 @@ def run_tflite(path: Path, pixels: np.ndarray, spec: InputSpec, *,
     Integer inputs get the normalized pixels quantized with the tensor's own scale and zero point,
     integer outputs are dequantized, so every variant is compared in probability space.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
     if not Path(path).is_file():
         raise FileNotFoundError(f"TFLite model not found: {path}")
-    interpreter = Interpreter(model_path=str(path))
+    interpreter = open_interpreter(path)
     source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    source_info, target_info = tensor_info(source), tensor_info(target)
     batch = max(1, min(batch_size, len(pixels)))
     interpreter.resize_tensor_input(source["index"], [batch, spec.height, spec.width, 3])
     interpreter.allocate_tensors()
@@ -198,39 +199,20 @@ def run_tflite(path: Path, pixels: np.ndarray, spec: InputSpec, *,
     for start in range(0, len(pixels), batch):
         chunk = pixels[start:start + batch]
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])  # fixed shape
-        interpreter.set_tensor(source["index"], _to_input(padded, spec, source))
+        interpreter.set_tensor(source["index"], _to_input(padded, spec, source_info))
         interpreter.invoke()
-        outputs.append(_from_output(interpreter.get_tensor(target["index"]), target)[:len(chunk)])
+        scores = dequantize(interpreter.get_tensor(target["index"]), target_info).astype(np.float32)
+        outputs.append(scores[:len(chunk)])
         progress.update(start + len(chunk))
     progress.close()
     num_classes = int(target["shape"][-1])
     probabilities = np.concatenate(outputs) if outputs else np.zeros((0, num_classes), np.float32)
-    return probabilities, (np.dtype(source["dtype"]).name, np.dtype(target["dtype"]).name)
+    return probabilities, (source_info.dtype.name, target_info.dtype.name)
 
 
-def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
-    """Mean recall over the classes present in ``labels`` (0.0 for no images)."""
-    classes = np.unique(labels)
-    if classes.size == 0:
-        return 0.0
-    return float(np.mean([np.mean(predicted[labels == c] == c) for c in classes]))
-
-
-def _to_input(pixels: np.ndarray, spec: InputSpec, details: dict[str, Any]) -> np.ndarray:
-    dtype = np.dtype(details["dtype"])
+def _to_input(pixels: np.ndarray, spec: InputSpec, info: TensorInfo) -> np.ndarray:
     values = normalize(pixels, spec)
-    if dtype == np.float32:
-        return values
-    scale, zero_point = details["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
-
-
-def _from_output(values: np.ndarray, details: dict[str, Any]) -> np.ndarray:
-    if np.dtype(details["dtype"]) == np.float32:
-        return values.astype(np.float32)
-    scale, zero_point = details["quantization"]
-    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    return values if info.dtype == np.float32 else quantize(values, info)
 
 
 def _check_images(images: Any, spec: InputSpec) -> np.ndarray:

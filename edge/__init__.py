@@ -23,6 +23,7 @@ _EXPORTS = {
     "SkinlesionError": "edge.errors",
     "ImageError": "edge.errors",
     "BundleError": "edge.errors",
+    "LabelsError": "edge.errors",
 }
 
 __all__ = sorted(_EXPORTS)

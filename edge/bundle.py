@@ -19,7 +19,8 @@ from pathlib import Path
 
 from edge import variants as variant_table
 from edge.card import CARD_FILE, LABELS_FILE, ModelCard
-from edge.errors import BundleError
+from edge.errors import BundleError, LabelsError
+from edge.labels import read_labels
 
 # A path, not an import: the released bundle is a folder of committed artifacts.
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "pretrained" / "ham10000"
@@ -89,7 +90,7 @@ def load_bundle(folder: str | os.PathLike, *, verify: bool = True) -> Bundle:
                           f"--bundle DIR or the name of a shipped bundle ({shipped}), or build one with "
                           "`skinlesion build`")
     card = read_card(folder / CARD_FILE)
-    labels = read_labels(folder / LABELS_FILE)
+    labels = _read_bundle_labels(folder / LABELS_FILE)
     if labels != tuple(card.labels):
         raise BundleError(f"{folder / LABELS_FILE} lists {list(labels)} but {folder / CARD_FILE} lists "
                           f"classes {card.labels}; they must match line by line — re-export the bundle")
@@ -131,11 +132,14 @@ def read_card(path: Path) -> ModelCard:
                           "from the release or upgrade skinlesion") from error
 
 
-def read_labels(path: Path) -> tuple[str, ...]:
-    """labels.txt -> class codes, one per non-empty line."""
+def _read_bundle_labels(path: Path) -> tuple[str, ...]:
+    """A bundle's labels.txt (:func:`edge.labels.read_labels`); raises BundleError naming the file."""
     if not path.is_file():
         raise BundleError(f"{path} not found: a bundle needs its labels file; restore it from the release")
-    return tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    try:
+        return read_labels(path)
+    except LabelsError as error:
+        raise BundleError(f"{error}; restore it from the release or re-export the bundle") from error
 
 
 def check_file(folder: Path, variant: str, relative: str, size: int, sha256: str) -> None:

@@ -18,8 +18,7 @@ import dataclasses
 import logging
 import os
 import threading
-import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,10 @@ import numpy as np
 
 from edge.abstain import abstain_reason
 from edge.bundle import REFERENCE, Bundle, load_bundle, resolve_bundle
-from edge.card import LABELS_FILE, ModelCard
+from edge.card import ModelCard
 from edge.errors import BundleError, SkinlesionError
 from edge.interpreter import TensorInfo, TFLiteModel, dequantize, quantize
+from edge.labels import labels_for_model, read_metadata_display_names
 from edge.preprocess import ImageSource, InputSpec, describe_source, load_image, normalize
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,6 @@ log = logging.getLogger(__name__)
 BACKENDS = ("tflite", "keras")
 KERAS_SUFFIXES = (".keras", ".h5")
 LOG_EPSILON = 1e-7  # keeps log(p) finite for a probability the model rounded to 0
-# The files the TFLite metadata writer (converters.metadata) packs into a model: codes and display names.
-METADATA_LABELS_FILE = LABELS_FILE
-METADATA_DISPLAY_NAMES_FILE = "labels_en.txt"
-METADATA_ABSTAIN_LABELS_FILE = "abstain_labels.txt"
 
 
 @dataclass(frozen=True)
@@ -150,7 +146,7 @@ class Classifier:
                 raise BundleError(f"{path} takes {self._model.input.shape[1:3]} inputs but the card of "
                                   f"{self._bundle.folder} says {self._spec.size}; re-export the bundle")
         else:
-            self._labels = _resolve_labels(path, labels, num_outputs)
+            self._labels = labels_for_model(path, labels, num_outputs)
             self._display_names = read_metadata_display_names(path, self._labels) if backend == "tflite" else {}
             self._spec = InputSpec(height=self._model.input.shape[1], width=self._model.input.shape[2])
         self._feed_pixels = self._takes_pixels_as_they_are()
@@ -252,10 +248,6 @@ class Classifier:
         pixels = self.preprocess(image)
         return self.predict_pixels(pixels, self.probabilities_from_pixels(pixels, tta=tta),
                                    source=describe_source(image))
-
-    def classify_many(self, images: Iterable[ImageSource], *, tta: bool = False) -> list[Prediction]:
-        """Classifies images in order; the first unreadable one raises ImageError naming it."""
-        return [self.classify(image, tta=tta) for image in images]
 
     def predict_pixels(self, pixels: np.ndarray, probabilities: np.ndarray, *, source: str) -> Prediction:
         """Builds the :class:`Prediction` for calibrated ``probabilities`` of ``pixels``."""
@@ -367,64 +359,6 @@ def tta_views(pixels: np.ndarray) -> list[np.ndarray]:
         rotations = [np.rot90(pixels, k) for k in range(4)]
         return [np.ascontiguousarray(v) for r in rotations for v in (r, r[:, ::-1])]
     return [np.ascontiguousarray(v) for v in (pixels, pixels[:, ::-1], pixels[::-1], pixels[::-1, ::-1])]
-
-
-def read_metadata_labels(path: Path, num_classes: int) -> list[str] | None:
-    """Labels from the label file packed in a ``.tflite``'s metadata (a zip appended to the model), if any.
-
-    The metadata writer stores associated files as zip members; a ``.txt`` member (names containing
-    ``label`` first) with one line per output is taken as the label file.
-    """
-    if not zipfile.is_zipfile(path):
-        return None
-    with zipfile.ZipFile(path) as archive:
-        names = sorted((n for n in archive.namelist() if n.lower().endswith(".txt")
-                        and n != METADATA_ABSTAIN_LABELS_FILE),
-                       key=lambda n: (n != METADATA_LABELS_FILE, "label" not in n.lower()))
-        for name in names:
-            text = archive.read(name).decode("utf-8", errors="replace")
-            lines = [line.strip() for line in text.splitlines() if line.strip()]
-            if len(lines) == num_classes:
-                return lines
-    return None
-
-
-def read_metadata_display_names(path: Path, labels: Sequence[str]) -> dict[str, str]:
-    """``{code: display name}`` from a ``.tflite``'s packed metadata files; empty when it has none.
-
-    The names count only when the packed label file lists exactly ``labels``, so a labels file passed
-    by hand that reorders the classes never gets the wrong names.
-    """
-    if not zipfile.is_zipfile(path):
-        return {}
-    with zipfile.ZipFile(path) as archive:
-        members = set(archive.namelist())
-        if not {METADATA_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE} <= members:
-            return {}
-        codes, names = ([line.strip() for line in archive.read(member).decode("utf-8", errors="replace")
-                         .splitlines() if line.strip()]
-                        for member in (METADATA_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE))
-    if codes != list(labels) or len(names) != len(codes):
-        return {}
-    return dict(zip(codes, names))
-
-
-def _resolve_labels(path: Path, labels: Sequence[str] | None, num_outputs: int) -> tuple[str, ...]:
-    if labels is not None:
-        resolved, origin = [str(label) for label in labels], "labels="
-    elif (path.parent / LABELS_FILE).is_file():
-        origin = str(path.parent / LABELS_FILE)
-        text = (path.parent / LABELS_FILE).read_text(encoding="utf-8")
-        resolved = [line.strip() for line in text.splitlines() if line.strip()]
-    else:
-        resolved, origin = (read_metadata_labels(path, num_outputs) or []), f"{path} metadata"
-        if not resolved:
-            raise SkinlesionError(f"no labels for {path}: pass labels= (--labels FILE), put a {LABELS_FILE} "
-                                  "beside the model, or use a bundle folder")
-    if len(resolved) != num_outputs:
-        raise SkinlesionError(f"{origin} gives {len(resolved)} labels but {path} outputs {num_outputs} "
-                              "scores; pass the labels file that belongs to this model")
-    return tuple(resolved)
 
 
 def _check_model_file(path: Path, backend: str) -> None:

@@ -10,22 +10,22 @@ missing or invalid model).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import importlib.metadata
 import json
 import logging
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from edge.bundle import DEFAULT_BUNDLE, load_bundle, read_card, shipped_bundles
 from edge.card import CARD_FILE
-from edge.classifier import BACKENDS, KERAS_SUFFIXES, Classifier, Prediction
+from edge.classifier import BACKENDS, KERAS_SUFFIXES, Classifier
 from edge.errors import SkinlesionError
+from edge.labels import read_labels
+from edge.output import csv_rows, format_prediction, prediction_json
 from edge.variants import names as variant_names
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
@@ -195,7 +195,9 @@ def open_model(path: str | os.PathLike, *, variant: str | None = None, labels_fi
         return Classifier(bundle, variant=variant, num_threads=threads, delegate=delegate, backend=backend)
     if variant is not None:
         raise SkinlesionError(f"--variant selects a file inside a bundle, but {path} is a single model file")
-    labels = _read_labels_file(labels_file) if labels_file else None
+    if labels_file is not None and not labels_file.is_file():
+        raise SkinlesionError(f"--labels {labels_file} not found")
+    labels = read_labels(labels_file) if labels_file else None
     backend = "keras" if path.suffix.lower() in KERAS_SUFFIXES else backend
     return Classifier(path, labels=labels, num_threads=threads, delegate=delegate, backend=backend)
 
@@ -246,7 +248,7 @@ def run_classify(args: argparse.Namespace, *, stdout: IO[str] | None = None,
                 write_row(str(path), None, str(error))
                 continue
             if args.json:
-                print(json.dumps(_json_dict(prediction, args.top_k)), file=stdout, flush=True)
+                print(json.dumps(prediction_json(prediction, args.top_k)), file=stdout, flush=True)
             else:
                 print(format_prediction(prediction, args.top_k or TEXT_TOP_K), file=stdout, flush=True)
             write_row(str(path), prediction, "")
@@ -283,17 +285,6 @@ def register_heif() -> bool:
         return False
     register_heif_opener()
     return True
-
-
-def format_prediction(prediction: Prediction, top_k: int) -> str:
-    """One text line: source, the top-k classes, malignant probability, abstain reason."""
-    classes = ", ".join(f"{c.display_name} ({c.label}) {c.score:.1%}" for c in prediction.categories[:top_k])
-    line = f"{prediction.source}: {classes}"
-    if prediction.malignant_probability is not None:
-        line += f" | malignant {prediction.malignant_probability:.1%}"
-    if prediction.abstained:
-        line += f" | NOT SURE: {prediction.abstain_reason}"
-    return line
 
 
 # -- bench ---------------------------------------------------------------------------------------------------
@@ -391,47 +382,3 @@ def run_camera_command(args: argparse.Namespace, *, frames=None,  # noqa: ANN001
 def _usage(stderr: IO[str], message: str) -> int:
     print(f"error: {message}", file=stderr)
     return EXIT_USAGE
-
-
-def _read_labels_file(path: Path) -> list[str]:
-    if not path.is_file():
-        raise SkinlesionError(f"--labels {path} not found")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _json_dict(prediction: Prediction, top_k: int | None) -> dict[str, object]:
-    data = prediction.to_dict()
-    if top_k is not None:
-        data["categories"] = data["categories"][:top_k]
-    return data
-
-
-RowWriter = Callable[[str, "Prediction | None", str], None]
-
-
-@contextlib.contextmanager
-def csv_rows(path: Path | None, labels: Sequence[str]) -> Iterator[RowWriter]:
-    """Yields ``write_row(source, prediction_or_None, error)``, flushing every row; a no-op without a path."""
-    if path is None:
-        yield lambda source, prediction, error: None
-        return
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["source", "top_label", "top_display_name", "top_score", "malignant_probability",
-                         "abstained", "abstain_reason", "error"] + [f"p_{label}" for label in labels])
-        stream.flush()
-
-        def write_row(source: str, prediction: Prediction | None, error: str) -> None:
-            if prediction is None:
-                writer.writerow([source, "", "", "", "", "", "", error] + [""] * len(labels))
-            else:
-                scores = {c.label: c.score for c in prediction.categories}
-                malignant = prediction.malignant_probability
-                top = prediction.top
-                writer.writerow([source, top.label, top.display_name, f"{top.score:.6f}",
-                                 "" if malignant is None else f"{malignant:.6f}", int(prediction.abstained),
-                                 prediction.abstain_reason or "", error]
-                                + [f"{scores[label]:.6f}" for label in labels])
-            stream.flush()
-
-        yield write_row

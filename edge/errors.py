@@ -16,3 +16,7 @@ class ImageError(SkinlesionError, ValueError):
 
 class BundleError(SkinlesionError, ValueError):
     """A model bundle is missing, inconsistent or fails its checksums."""
+
+
+class LabelsError(SkinlesionError, ValueError):
+    """A labels file is missing, empty, or has a blank or repeated line; the message names the file."""

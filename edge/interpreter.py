@@ -148,6 +148,34 @@ def load_delegate(runtime: Runtime, delegate: str) -> Any:
                               "without a delegate") from error
 
 
+def open_interpreter(model: str | os.PathLike | bytes, *, runtime: Runtime | None = None,
+                     num_threads: int | None = None, delegates: list[Any] | None = None) -> Any:
+    """The runtime's own ``Interpreter`` for a ``.tflite`` path or a model's bytes, tensors not allocated.
+
+    For tools that need more than :class:`TFLiteModel` offers (a batched input, the tensor or operator
+    list); every TFLite file the project reads is opened here, so all of them run on the same runtime.
+
+        >>> interpreter = open_interpreter("model_int8.tflite")
+        >>> interpreter.resize_tensor_input(0, [32, 224, 224, 3]); interpreter.allocate_tensors()
+
+    Args:
+        model: The file, or its bytes.
+        runtime: A runtime from :func:`find_runtime` (None: the first one installed).
+        num_threads: CPU threads (None: the runtime's default).
+        delegates: Delegates from :func:`load_delegate` (None: CPU only).
+
+    Raises:
+        SkinlesionError: No runtime is installed. The runtime's own ValueError or RuntimeError when it
+            cannot read the model.
+    """
+    runtime = runtime or find_runtime()
+    if isinstance(model, (bytes, bytearray)):
+        source = {"model_content": bytes(model)}
+    else:
+        source = {"model_path": str(model)}
+    return runtime.interpreter_class(**source, num_threads=num_threads, experimental_delegates=delegates)
+
+
 class TFLiteModel:
     """One ``.tflite`` file opened in an interpreter, with a lock so several threads may call :meth:`run`.
 
@@ -168,8 +196,8 @@ class TFLiteModel:
         self.runtime = runtime or find_runtime()
         delegates = [load_delegate(self.runtime, delegate)] if delegate else None
         try:
-            self._interpreter = self.runtime.interpreter_class(
-                model_path=str(self.path), num_threads=num_threads, experimental_delegates=delegates)
+            self._interpreter = open_interpreter(self.path, runtime=self.runtime, num_threads=num_threads,
+                                                 delegates=delegates)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise SkinlesionError(f"{self.path}: {self.runtime.name} cannot open this model ({error}); is it "
@@ -186,8 +214,8 @@ class TFLiteModel:
         self._input_index = inputs[0]["index"]
         self._output_indices = tuple(details["index"] for details in outputs)
         self._output_index = self._output_indices[0]
-        self.input = _tensor_info(inputs[0])
-        self.outputs = tuple(_tensor_info(details) for details in outputs)
+        self.input = tensor_info(inputs[0])
+        self.outputs = tuple(tensor_info(details) for details in outputs)
         self.output = self.outputs[0]
         self._lock = threading.Lock()
 
@@ -236,7 +264,9 @@ def dequantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
     return (values.astype(np.float64) - info.zero_point) * info.scale
 
 
-def _tensor_info(details: dict[str, Any]) -> TensorInfo:
+def tensor_info(details: dict[str, Any]) -> TensorInfo:
+    """The :class:`TensorInfo` of one entry of an interpreter's ``get_input_details()`` or
+    ``get_output_details()``."""
     scale, zero_point = details.get("quantization", (0.0, 0))
     return TensorInfo(shape=tuple(int(d) for d in details["shape"]), dtype=np.dtype(details["dtype"]),
                       scale=float(scale), zero_point=int(zero_point))

@@ -65,17 +65,6 @@ def set_trainable_top(model: "keras.Model", backbone: str, blocks: int, *, freez
     return sum(1 for layer in model.layers if layer.trainable and layer.weights)
 
 
-def adjust_prior(model: "keras.Model", train_prior: np.ndarray, strength: float = 1.0) -> None:
-    """Folds logit adjustment into the head: subtracts ``strength * log(train_prior)`` from the bias.
-
-    A model trained on classes drawn with ``train_prior`` then predicts as if every class were equally
-    likely, which is what balanced accuracy rewards. A negative ``strength`` undoes an adjustment.
-    Works on float models and on their quantization-aware wrappers.
-    """
-    num_classes = head_logits_layer(model).bias.shape[0]
-    shift_logits(model, prior_shift(train_prior, strength, num_classes=num_classes))
-
-
 def prior_shift(train_prior: np.ndarray, strength: float, *, num_classes: int | None = None) -> np.ndarray:
     """The (mean-centred) logit shift of logit adjustment: ``strength * log(train_prior)``."""
     prior = np.asarray(train_prior, dtype=np.float64)

@@ -28,6 +28,7 @@ from build.analysis.metrics import DEFAULT_THRESHOLD, Metrics, evaluate, label_i
 from build.analysis.plots import make_plots
 from build.analysis.report import write_report
 from edge.card import LABELS_FILE
+from edge.labels import read_labels
 from edge.preprocess import InputSpec, load_image, normalize
 from edge.progress import Progress
 from edge.tasks import known_class, task
@@ -54,37 +55,6 @@ class _Runner:
     card: Any = None  # the bundle's ModelCard, when the model came with one
 
 
-def predict_dataset(
-    model: Any,
-    frame: pd.DataFrame,
-    *,
-    variant: str | None = None,
-    tta: bool = False,
-    backend: str = "tflite",
-    labels: Sequence[str] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and abstain flags for every image of ``frame``, read as production reads them.
-
-    Args:
-        model: A bundle folder, a ``.tflite`` file, a ``.keras`` file, a loaded Keras model or an
-            ``edge.classifier.Classifier``.
-        frame: Rows with a ``path`` column (any other columns are ignored).
-        variant: Bundle variant (int8, float16, dynamic, float32); None picks the bundle's default.
-        tta: Average over flips and rotations (the Classifier's test-time augmentation).
-        backend: ``"tflite"``, or ``"keras"`` to run a bundle's float reference.
-        labels: Class codes for a bare model file without labels beside it.
-
-    Returns:
-        ``(probabilities, abstained)``: float (N, C) in the model's output order and bool (N,).
-        A Keras model has no abstain rule, so its flags are all False.
-
-    Raises:
-        ImageError: An image cannot be read; the message names it.
-    """
-    runner = _open(model, variant=variant, backend=backend, labels=labels)
-    return runner.predict(list(frame["path"]), tta)
-
-
 def evaluate_model(
     model: Any,
     frame: pd.DataFrame,
@@ -102,10 +72,14 @@ def evaluate_model(
     """Predicts ``frame``, then writes metrics.json, predictions.csv, the plots and report.md/.html.
 
     Args:
-        model: See :func:`predict_dataset`.
+        model: A bundle folder, a ``.tflite`` file, a ``.keras`` file, a loaded Keras model or an
+            ``edge.classifier.Classifier``; every image is read as production reads it.
         frame: Rows with ``path`` and ``label`` (class codes of the model), optionally age/sex/localization.
         out_dir: Output folder (created).
-        variant, tta, backend, labels: See :func:`predict_dataset`.
+        variant: Bundle variant (int8, float16, dynamic, float32); None picks the bundle's default.
+        tta: Average over flips and rotations (the Classifier's test-time augmentation).
+        backend: ``"tflite"``, or ``"keras"`` to run a bundle's float reference.
+        labels: Class codes for a bare model file without labels beside it.
         threshold: Malignant operating point; default the card's ``malignant_threshold`` or 0.5.
         title: Report heading; default names the model.
         context: Extra rows for the report's context table (data set, split...).
@@ -329,9 +303,7 @@ def _keras_runner(model: Any, path: Path | None, labels: Sequence[str] | None) -
 def _labels_beside(path: Path | None, num_outputs: int) -> tuple[str, ...]:
     """labels.txt next to a .keras file, else the HAM10000 codes when the output size says so."""
     if path is not None and (path.parent / LABELS_FILE).is_file():
-        labels = tuple(
-            line.strip() for line in (path.parent / LABELS_FILE).read_text().splitlines() if line.strip()
-        )
+        labels = read_labels(path.parent / LABELS_FILE)
         if len(labels) != num_outputs:
             raise ValueError(
                 f"{path.parent / LABELS_FILE} lists {len(labels)} labels but the model has "

@@ -24,7 +24,8 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from build.atomic import write_text_atomic
-from build.analysis.significance import balanced_accuracy, balanced_accuracy_interval
+from build.analysis.significance import balanced_accuracy_interval
+from edge.accuracy import balanced_accuracy
 
 ECE_BINS = 15
 DEFAULT_THRESHOLD = 0.5
@@ -189,7 +190,7 @@ def evaluate(
         n=len(y),
         n_per_class={code: int((y == k).sum()) for k, code in enumerate(classes)},
         accuracy=float(skm.accuracy_score(y, pred)),
-        balanced_accuracy=float(np.mean(recall[present])),
+        balanced_accuracy=balanced_accuracy(y, pred),
         per_class=per_class,
         macro=macro,
         weighted=weighted,

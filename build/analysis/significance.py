@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from edge.accuracy import balanced_accuracy
+
 RESAMPLES = 2000
 LEVEL = 0.95
 
@@ -105,12 +107,6 @@ def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, *, resamples: int = RE
                       difference=score_b - score_a, interval=_percentiles(differences, level),
                       b_better_share=float(np.mean(differences > 0)), level=level, per_class=per_class,
                       left_out=left_out if shared_only else {})
-
-
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean recall over the classes present in ``y_true``, as sklearn's, without its warning when a small
-    group's predictions name a class that group does not contain (normal, not a problem)."""
-    return float(np.mean([np.mean(y_pred[y_true == k] == k) for k in np.unique(y_true)]))
 
 
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:

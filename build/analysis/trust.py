@@ -72,30 +72,6 @@ def dermoscopy_features(images: Iterable[np.ndarray]) -> np.ndarray:
     return np.stack(rows)
 
 
-def fit_pixel_check(
-    train_pixels: Iterable[np.ndarray],
-    val_pixels: Iterable[np.ndarray],
-    *,
-    quantile: float = DEFAULT_PIXEL_QUANTILE,
-    ridge: float = DEFAULT_RIDGE,
-) -> dict[str, Any]:
-    """Fits the "is this dermoscopy?" check: training-image statistics, a validation-percentile threshold.
-
-    Args:
-        train_pixels: RGB uint8 training-split images as the model sees them (preprocessed).
-        val_pixels: Validation-split images, used only to place the threshold.
-        quantile: Share of validation images whose distance stays under the threshold.
-        ridge: Covariance regularization, relative to the mean variance.
-
-    Returns:
-        ``{"features", "mean", "inv_cov", "max_distance", "quantile", "n_train"}``, plain JSON numbers.
-    """
-    check, _ = _fit_pixel_check(
-        dermoscopy_features(train_pixels), dermoscopy_features(val_pixels), quantile=quantile, ridge=ridge
-    )
-    return check
-
-
 def fit_abstain_rule(
     train_pixels: Iterable[np.ndarray],
     val_pixels: Iterable[np.ndarray],

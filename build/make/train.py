@@ -26,6 +26,7 @@ from build.make.reproducible import (BestWeights, append_log, averaged_weights, 
                             truncate_log)
 from build.console import fit_progress, format_duration
 from build.make.strategy import make_strategy
+from edge.accuracy import balanced_accuracy
 from edge.preprocess import InputSpec
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
         ValueError: ``finish`` on a run with no completed epoch.
     """
     from models.classifier import build_model, prior_shift, set_trainable_top, shift_logits
-    from models.keras import keras, tf
+    from models.keras import tf
 
     stage = run.stage("float")
     final_path = stage / "model.keras"
@@ -325,8 +326,6 @@ def predict_probabilities(model, pixels: np.ndarray, spec: InputSpec) -> np.ndar
 
 def validation_balanced_accuracy(model, val: CachedImages, spec: InputSpec, shift: np.ndarray) -> float:
     """Balanced accuracy on the validation split, with the logit shift the saved model will have."""
-    from sklearn.metrics import balanced_accuracy_score
-
     probabilities = predict_probabilities(model, val.pixels, spec)
     corrected = np.log(probabilities + 1e-12) - shift
-    return float(balanced_accuracy_score(val.labels, corrected.argmax(axis=1)))
+    return balanced_accuracy(val.labels, corrected.argmax(axis=1))

@@ -1,13 +1,14 @@
 """Validation: parity numbers on known inputs, and a gate that stops a broken export."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
 
 from converters.export import export_tflite
 from converters.quantization import QuantizationConfig
-from converters.validate import ParityGate, ParityReport, balanced_accuracy, check_gate, validate_tflite
+from converters.validate import ParityGate, ParityReport, check_gate, validate_tflite
 from tests.conftest import TINY_LABELS, TINY_SPEC
 
 
@@ -101,12 +102,6 @@ def test_bad_inputs_are_refused_with_what_was_received(exported, tiny_keras_mode
         ParityGate.for_variant("int4")
 
 
-def test_balanced_accuracy_weights_classes_equally():
-    labels = np.array([0, 0, 0, 0, 1])
-    assert balanced_accuracy(labels, np.array([0, 0, 0, 0, 0])) == 0.5
-    assert balanced_accuracy(labels, np.array([0, 0, 1, 1, 1])) == 0.75
-
-
 def test_a_class_the_quantized_output_ties_with_the_top_counts_as_agreement():
     from converters.validate import top1_agreement
 
@@ -141,3 +136,17 @@ def test_the_variant_of_a_file_name_comes_from_the_table(monkeypatch):
     assert _variant_from_name(Path("model_int4.tflite")) == "int4"
     with pytest.raises(ValueError, match="one of int8, float16, dynamic, float32, int4"):
         _variant_from_name(Path("model_int2.tflite"))
+
+
+@pytest.mark.parametrize("name", ["float32", "int8_io_int8"])
+def test_files_are_read_through_the_edge_interpreter_whichever_runtime_it_finds(exported, validation_set,
+                                                                               monkeypatch, name):
+    from converters.validate import run_tflite
+
+    pixels = validation_set[0][:8]
+    with_litert, io_types = run_tflite(exported[name].path, pixels, TINY_SPEC)
+    for module in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"):
+        monkeypatch.setitem(sys.modules, module, None)  # as on a host with only TensorFlow's interpreter
+    with_tensorflow, io_types_tf = run_tflite(exported[name].path, pixels, TINY_SPEC)
+    assert io_types_tf == io_types
+    np.testing.assert_allclose(with_tensorflow, with_litert, atol=1e-5 if name == "float32" else 2 / 256)

@@ -11,7 +11,7 @@ import pytest
 
 from edge.classifier import Classifier
 from edge.errors import SkinlesionError
-from edge.interpreter import TensorInfo, dequantize, find_runtime, quantize
+from edge.interpreter import TensorInfo, dequantize, find_runtime, open_interpreter, quantize, tensor_info
 from tests.edge.conftest import LABELS, solid
 
 
@@ -86,3 +86,27 @@ def test_quantize_round_trips_within_half_a_step():
     restored = dequantize(quantize(values, info), info)
     np.testing.assert_allclose(restored, values, atol=0.025 + 1e-9)
     assert quantize(np.array([100.0]), info)[0] == 127  # saturates instead of wrapping around
+
+
+def test_quantize_saturates_at_both_ends_of_uint8():
+    info = TensorInfo(shape=(5,), dtype=np.dtype(np.uint8), scale=1 / 127.5, zero_point=128)
+    quantized = quantize(np.array([-5.0, -1.0, 0.0, 1.0, 5.0]), info)
+    assert quantized.dtype == np.uint8
+    assert quantized.tolist() == [0, 0, 128, 255, 255]
+    np.testing.assert_allclose(dequantize(quantized, info)[1:4], [-128 / 127.5, 0.0, 127 / 127.5])
+
+
+def test_a_float_tensor_dequantizes_to_itself():
+    info = TensorInfo(shape=(2,), dtype=np.dtype(np.float32))
+    values = np.array([0.25, 0.75], np.float32)
+    assert not info.quantized
+    np.testing.assert_array_equal(dequantize(values, info), values)
+
+
+def test_open_interpreter_reads_a_path_or_bytes_alike(tiny_models):
+    by_path = open_interpreter(tiny_models.int8)
+    by_bytes = open_interpreter(tiny_models.int8.read_bytes())
+    for interpreter in (by_path, by_bytes):
+        interpreter.allocate_tensors()
+    assert tensor_info(by_path.get_input_details()[0]) == tensor_info(by_bytes.get_input_details()[0])
+    assert tensor_info(by_path.get_output_details()[0]).quantized

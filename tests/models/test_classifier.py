@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="the classifier needs TensorFlow (the [build] extra)")
 
-from models.classifier import (HEAD_LAYERS, ModelConfig, adjust_prior, build_model,  # noqa: E402
-                               head_logits_layer, set_trainable_top)
+from models.classifier import (HEAD_LAYERS, ModelConfig, build_model, head_logits_layer,  # noqa: E402
+                               prior_shift, set_trainable_top, shift_logits)
 from models.keras import keras  # noqa: E402
 
 TINY = ModelConfig(backbone="small_cnn", alpha=0.25, image_size=32, weights="none", dropout=0.2, l2=1e-4)
@@ -61,7 +61,7 @@ def test_prior_correction_shifts_odds_by_the_prior_ratio(tiny_model):
     x = images()
     before = tiny_model.predict(x, verbose=0)
     prior = np.array([0.7, 0.2, 0.07, 0.03])
-    adjust_prior(tiny_model, prior, strength=1.0)
+    shift_logits(tiny_model, prior_shift(prior, 1.0))
     after = tiny_model.predict(x, verbose=0)
     # log(p_i / p_0) grows by log(prior_0 / prior_i): rarer classes gain exactly their prior ratio.
     gained = np.log(after / after[:, :1]) - np.log(before / before[:, :1])
@@ -73,25 +73,33 @@ def test_prior_correction_is_undone_by_minus_strength(tiny_model):
     original = bias.numpy().copy()
     before = tiny_model.predict(images(), verbose=0)
     prior = np.array([0.5, 0.3, 0.15, 0.05])
-    adjust_prior(tiny_model, prior, strength=0.7)
+    shift_logits(tiny_model, prior_shift(prior, 0.7))
     assert not np.allclose(bias.numpy(), original)
-    adjust_prior(tiny_model, prior, strength=-0.7)
+    shift_logits(tiny_model, prior_shift(prior, -0.7))
     np.testing.assert_allclose(bias.numpy(), original, atol=1e-6)
     np.testing.assert_allclose(tiny_model.predict(images(), verbose=0), before, atol=1e-6)
 
 
 def test_an_equal_prior_changes_no_prediction(tiny_model):
     before = tiny_model.predict(images(), verbose=0)
-    adjust_prior(tiny_model, np.full(4, 0.25), strength=1.0)
+    shift_logits(tiny_model, prior_shift(np.full(4, 0.25), 1.0))
     after = tiny_model.predict(images(), verbose=0)
     np.testing.assert_array_equal(after.argmax(axis=1), before.argmax(axis=1))
     np.testing.assert_allclose(after, before, atol=1e-6)
 
 
 @pytest.mark.parametrize("prior", [[0.5, 0.5], [0.5, 0.5, 0.0, 0.0], [0.4, 0.3, 0.3, -0.1]])
-def test_prior_must_be_one_positive_number_per_class(tiny_model, prior):
+def test_prior_must_be_one_positive_number_per_class(prior):
     with pytest.raises(ValueError, match="train_prior must be 4 positive numbers"):
-        adjust_prior(tiny_model, np.array(prior))
+        prior_shift(np.array(prior), 1.0, num_classes=4)
+
+
+def test_a_shift_that_does_not_fit_the_head_is_refused(tiny_model):
+    bias = head_logits_layer(tiny_model).bias.numpy().copy()
+    for shift in (prior_shift(np.array([0.5, 0.5]), 1.0), np.array([0.0, 0.0, np.inf, 0.0])):
+        with pytest.raises(ValueError, match="a logit shift must be 4 finite numbers"):
+            shift_logits(tiny_model, shift)
+    np.testing.assert_array_equal(head_logits_layer(tiny_model).bias.numpy(), bias)
 
 
 def test_head_logits_layer_explains_a_foreign_model():

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from build.analysis.evaluate import METRICS_FILE, PREDICTIONS_FILE, evaluate_model, predict_dataset
+from build.analysis.evaluate import METRICS_FILE, PREDICTIONS_FILE, evaluate_model
 from build.analysis.report import REPORT_HTML, REPORT_MD
 from edge.card import CARD_FILE
 from tests.conftest import TINY_COLOURS, TINY_LABELS
@@ -43,19 +43,27 @@ def labelled_folder(tmp_path_factory) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_keras_model_predicts_every_image_in_output_order(tiny_keras_model, labelled_folder):
-    probabilities, abstained = predict_dataset(tiny_keras_model, labelled_folder, labels=TINY_LABELS)
+def _predictions(model, frame, out_dir, **options) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, abstained) per image, as evaluate_model's predictions.csv records them."""
+    evaluate_model(model, frame, out_dir, **options)
+    table = pd.read_csv(out_dir / PREDICTIONS_FILE)
+    assert list(table["image_id"]) == list(frame["image_id"])
+    return table[[f"p_{code}" for code in TINY_LABELS]].to_numpy(), table["abstained"].to_numpy()
+
+
+def test_keras_model_predicts_every_image_in_output_order(tiny_keras_model, labelled_folder, tmp_path):
+    probabilities, abstained = _predictions(tiny_keras_model, labelled_folder, tmp_path, labels=TINY_LABELS)
     assert probabilities.shape == (12, 3) and not abstained.any()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert [TINY_LABELS[i] for i in probabilities.argmax(axis=1)] == list(labelled_folder["label"])
 
 
-def test_bundle_matches_keras_reference_and_tta(tiny_bundle, tiny_keras_model, labelled_folder):
-    reference, _ = predict_dataset(tiny_keras_model, labelled_folder, labels=TINY_LABELS)
-    bundle, abstained = predict_dataset(tiny_bundle, labelled_folder, variant="float32")
+def test_bundle_matches_keras_reference_and_tta(tiny_bundle, tiny_keras_model, labelled_folder, tmp_path):
+    reference, _ = _predictions(tiny_keras_model, labelled_folder, tmp_path / "keras", labels=TINY_LABELS)
+    bundle, abstained = _predictions(tiny_bundle, labelled_folder, tmp_path / "bundle", variant="float32")
     assert abstained.dtype == bool and len(abstained) == 12
     np.testing.assert_allclose(bundle, reference, atol=1e-3)
-    with_tta, _ = predict_dataset(tiny_bundle, labelled_folder, variant="float32", tta=True)
+    with_tta, _ = _predictions(tiny_bundle, labelled_folder, tmp_path / "tta", variant="float32", tta=True)
     assert np.array_equal(with_tta.argmax(axis=1), bundle.argmax(axis=1))
 
 

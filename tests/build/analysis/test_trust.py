@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build.analysis.trust import acceptance_rate, fit_abstain_rule, fit_pixel_check, measure_abstain, synthetic_images
+from build.analysis.trust import acceptance_rate, fit_abstain_rule, measure_abstain, synthetic_images
 from edge.abstain import FEATURE_NAMES, abstain_reason, image_features
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared"
@@ -39,8 +39,9 @@ def lesions() -> dict[str, list[np.ndarray]]:
 
 
 def test_pixel_check_answers_lesions_and_refuses_noise_and_flat(lesions):
-    check = fit_pixel_check(lesions["train"], lesions["val"], quantile=0.95)
-    rule = {"pixel_check": check}
+    # Without validation probabilities the rule is the pixel check alone.
+    rule = fit_abstain_rule(lesions["train"], lesions["val"], None, accept_rate=0.95, pixel_quantile=0.95)
+    assert rule["min_confidence"] is None
     assert acceptance_rate(rule, lesions["test"]) >= 0.85
     synthetic = synthetic_images(10, SIZE, seed=3)
     for kind, images in synthetic.items():
@@ -91,7 +92,7 @@ def test_features_do_not_depend_much_on_input_size(lesions):
 
 def test_too_few_training_images_is_a_clear_error(lesions):
     with pytest.raises(ValueError, match="too few"):
-        fit_pixel_check(lesions["train"][:10], lesions["val"])
+        fit_abstain_rule(lesions["train"][:10], lesions["val"], None)
 
 
 @pytest.mark.shared_data

@@ -14,7 +14,7 @@ from build.make.qat import apply_qat, calibrate_ranges, quantize_aware  # noqa: 
 from build.make.run import start_run  # noqa: E402
 from build.make.train import train_float  # noqa: E402
 from models.backbones import BACKBONES  # noqa: E402
-from models.classifier import ModelConfig, adjust_prior, build_model, head_logits_layer  # noqa: E402
+from models.classifier import ModelConfig, build_model, head_logits_layer, prior_shift, shift_logits  # noqa: E402
 from models.keras import keras  # noqa: E402
 from tests.build.make.test_train import read_log, tiny_config, write_synthetic_dataset  # noqa: E402
 
@@ -108,9 +108,9 @@ def test_prior_correction_round_trips_on_a_qat_model():
     model = quantize_aware(build_model(SMALL["small_cnn"], num_classes=3))
     bias = head_logits_layer(model).bias
     original = bias.numpy().copy()
-    adjust_prior(model, np.array([0.6, 0.3, 0.1]), strength=1.0)
+    shift_logits(model, prior_shift(np.array([0.6, 0.3, 0.1]), 1.0))
     assert not np.allclose(bias.numpy(), original)
-    adjust_prior(model, np.array([0.6, 0.3, 0.1]), strength=-1.0)
+    shift_logits(model, prior_shift(np.array([0.6, 0.3, 0.1]), -1.0))
     np.testing.assert_allclose(bias.numpy(), original, atol=1e-6)
 
 
