@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 Builder = Callable[..., "keras.Model"]
 # Keras Applications' "tf" mode: 0..255 -> -1..1, what the MobileNet weights were trained on.
 MINUS_ONE_TO_ONE = (127.5, 127.5, 127.5)
+# Keras Applications' "caffe" mode, what the ResNet50 ImageNet weights were trained on: BGR pixels minus the
+# ImageNet means, unscaled. Listed in RGB order: the stem's kernel is flipped to take RGB (build_resnet50), so
+# the runtime's one preprocessing stays a per-channel mean and std.
+CAFFE_RGB_MEAN = (123.68, 116.779, 103.939)
+UNSCALED = (1.0, 1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,13 @@ def build_resnet50(input_shape: tuple[int, int, int], weights: str | None, alpha
     weight_file = resolve_weights(weights, "resnet50", alpha=alpha, size=min(input_shape[:2]))
     from models.keras import keras
 
-    return keras.applications.ResNet50(input_shape=input_shape, include_top=False, weights=weight_file)
+    model = keras.applications.ResNet50(input_shape=input_shape, include_top=False, weights=weight_file)
+    if weight_file is not None:
+        # The weights read BGR; reversing the stem kernel's input channels makes the same network read RGB.
+        stem = model.get_layer("conv1_conv")
+        kernel, bias = stem.get_weights()
+        stem.set_weights([kernel[:, :, ::-1, :], bias])
+    return model
 
 
 def build_small_cnn(input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0) -> "keras.Model":
@@ -103,9 +114,7 @@ def build_small_cnn(input_shape: tuple[int, int, int], weights: str | None, alph
 BACKBONES: dict[str, Backbone] = {
     "mobilenet_v2": Backbone(build_mobilenet_v2, block_prefix="block_", min_size=96),
     "mobilenet": Backbone(build_mobilenet, block_prefix="conv_dw_"),
-    # Keras Applications' ResNet50 weights expect caffe-style BGR inputs (no RGB mean/std says that); the
-    # build has always fed it -1..1 like the others, and keeps doing so until the difference is measured.
-    "resnet50": Backbone(build_resnet50, block_prefix="conv"),  # stages conv1..conv5
+    "resnet50": Backbone(build_resnet50, block_prefix="conv", mean=CAFFE_RGB_MEAN, std=UNSCALED),  # conv1..conv5
     "small_cnn": Backbone(build_small_cnn, block_prefix="stage", min_size=8),  # three 2x poolings
 }
 

@@ -157,7 +157,24 @@ def test_shared_imagenet_035_weights_load_into_mobilenet_v2():
 def test_each_entry_declares_the_input_it_was_built_for(name):
     entry = BACKBONES[name]
     shape = SMALL_BUILDS[name][0]
-    assert entry.min_size <= shape[0] and (entry.mean, entry.std) == ((127.5,) * 3, (127.5,) * 3)
+    # Keras Applications' preprocessing mode for each family's ImageNet weights: "tf" (-1..1) or "caffe".
+    expected = ((123.68, 116.779, 103.939), (1.0,) * 3) if name == "resnet50" else ((127.5,) * 3, (127.5,) * 3)
+    assert entry.min_size <= shape[0] and (entry.mean, entry.std) == expected
     too_small = (entry.min_size - 1, entry.min_size - 1, 3)
     with pytest.raises(ValueError, match=rf"{name} needs inputs of at least {entry.min_size}x{entry.min_size}"):
         entry(too_small, "none", alpha=SMALL_BUILDS[name][1])
+
+
+def test_resnet50_reads_rgb_pixels_normalized_as_its_card_says_like_keras_reads_caffe_bgr(tmp_path):
+    # Keras' ResNet50 ImageNet weights expect BGR pixels minus the ImageNet means ("caffe" mode). Ours
+    # takes RGB through the card's per-channel mean and std: both must give the same features.
+    reference = keras.applications.ResNet50(input_shape=(32, 32, 3), include_top=False, weights=None)
+    weight_file = tmp_path / "resnet50_no_top.h5"
+    reference.save_weights(str(weight_file))
+    ours = BACKBONES["resnet50"]((32, 32, 3), str(weight_file))
+
+    rgb = np.random.default_rng(0).integers(0, 256, size=(2, 32, 32, 3)).astype(np.float32)
+    entry = BACKBONES["resnet50"]
+    ours_in = (rgb - np.array(entry.mean, np.float32)) / np.array(entry.std, np.float32)
+    caffe_in = keras.applications.resnet50.preprocess_input(rgb.copy())
+    np.testing.assert_allclose(ours(ours_in).numpy(), reference(caffe_in).numpy(), rtol=1e-4, atol=1e-3)
