@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from build.atomic import write_text_atomic
+from build.stage_configs import SplitConfig
 
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "summary.json"  # what a stage wrote before RESULT_FILE existed; still written, for people
@@ -146,6 +147,39 @@ class ExportResult:
         path = folder / RESULT_FILE
         write_text_atomic(path, json.dumps(data, indent=2) + "\n")
         return path
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    """The split a bundle was built on, as its card records it (``training.split``, written from
+    ``build.make.run.split_summary``), so ``skinlesion evaluate --split val`` re-derives its images.
+
+    Attributes:
+        seed: Seed of the split.
+        fractions: Train, val and test shares.
+        data_fingerprint: Fingerprint of the images split (None on early cards).
+        duplicate_lesions_merged: Whether HAM10000's duplicate lesions were merged before splitting
+            (cards written before the merge lack the key: False).
+    """
+
+    seed: int
+    fractions: tuple[float, ...]
+    data_fingerprint: str | None = None
+    duplicate_lesions_merged: bool = False
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> SplitRecord | None:
+        """The record in a bundle's ``model_card.json``, or None when it holds no split."""
+        split = card.get("training", {}).get("split")
+        if not split:
+            return None
+        return cls(seed=split["seed"], fractions=tuple(split["fractions"]),
+                   data_fingerprint=split.get("data_fingerprint"),
+                   duplicate_lesions_merged=split.get("duplicate_lesions_merged", False))
+
+    def split_config(self) -> SplitConfig:
+        """The split config that re-derives the bundle's split."""
+        return SplitConfig(seed=self.seed, fractions=self.fractions)
 
 
 def read_float(root: Path, *, needed_by: str) -> FloatResult:

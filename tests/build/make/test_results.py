@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from build.console import timed_stage
-from build.make.results import (CARD_FLOAT_KEYS, CARD_QAT_KEYS, ExportResult, FloatResult, QatResult, read_float,
-                                read_qat)
+from build.make.results import (CARD_FLOAT_KEYS, CARD_QAT_KEYS, ExportResult, FloatResult, QatResult, SplitRecord,
+                                read_float, read_qat)
+from build.stage_configs import SplitConfig
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -86,6 +87,16 @@ def test_a_bundles_card_gives_back_the_float_record_it_was_written_from(tmp_path
     assert recorded.logit_shift == (0.5, -0.5) and recorded.best_epoch == 4
     assert recorded.card_record() == floated.card_record()
     assert FloatResult.from_card({"training": {}}, tmp_path / "x.tflite") is None
+
+
+def test_a_bundles_card_gives_back_its_split_and_old_cards_split_without_merging_lesions():
+    split = {"seed": 7, "fractions": [0.7, 0.2, 0.1], "data_fingerprint": "abc", "duplicate_lesions_merged": True}
+    recorded = SplitRecord.from_card({"training": {"split": split}})
+    assert recorded.split_config() == SplitConfig(seed=7, fractions=(0.7, 0.2, 0.1))
+    assert recorded.data_fingerprint == "abc" and recorded.duplicate_lesions_merged
+    old = SplitRecord.from_card({"training": {"split": {"seed": 42, "fractions": [0.8, 0.1, 0.1]}}})
+    assert not old.duplicate_lesions_merged and old.data_fingerprint is None
+    assert SplitRecord.from_card({"training": {}}) is None and SplitRecord.from_card({}) is None
 
 
 def test_the_export_record_says_what_was_made_and_the_exit_status(tmp_path):
