@@ -161,8 +161,9 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
     write_text_atomic(stage / SUMMARY_FILE, json.dumps(summary, indent=2))
     result = FloatResult(path=final_path, classes=tuple(classes), logit_shift=tuple(shift.tolist()),
                          best=state["best"], best_epoch=state["best_epoch"], epoch=state["epoch"],
-                         seconds=state["seconds"], steps_per_epoch=steps, seconds_per_epoch=summary["seconds_per_epoch"],
-                         deterministic=cfg.deterministic, schedule=summary["schedule"],
+                         seconds=state["seconds"], steps_per_epoch=steps,
+                         seconds_per_epoch=summary["seconds_per_epoch"], deterministic=cfg.deterministic,
+                         schedule=summary["schedule"],
                          finished_early=bool(state.get("finished_early")))
     result.save()  # last: a run killed before this line trains nothing again, and reads its summary
     log.info("float: best val balanced accuracy %.4f at epoch %d", state["best"], state["best_epoch"])

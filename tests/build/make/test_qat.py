@@ -127,7 +127,8 @@ def test_a_nested_model_is_refused_with_advice():
 def test_qat_stage_needs_the_float_model_first(tmp_path):
     config = tiny_config(tmp_path / "data")
     run = start_run(tmp_path / "runs" / "no-float", config, resume=False)
-    with pytest.raises(FileNotFoundError, match=r"qat needs the float model .*float[/\\]model.keras; run `skinlesion train"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"qat needs the float model .*float[/\\]model.keras; run `skinlesion train"):
         read_float(run.root, needed_by="qat")
     # The command says so before it reads any data (there is none here).
     from build.build import run_stage
