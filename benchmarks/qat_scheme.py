@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from build.config import BuildConfig
 from build.make.pipeline import calibration_sample
-from build.make.run import Run, cached_split, class_names, input_spec, prepare_split
+from build.make.context import RunContext, prepare
+from build.make.results import read_float
+from build.make.run import Run
 
-FLOAT_FILES = ("model.keras", "best.weights.npz", "state.json", "log.csv", "summary.json")
+FLOAT_FILES = ("model.keras", "best.weights.npz", "state.json", "log.csv", "summary.json", "result.json")
 SCHEMES = ("ptq", "stock", "per-channel", "distilled")
 # The weight of the float model's predictions in each QAT scheme's target; the rest learn from the labels.
 DISTILLATION = {"distilled": 1.0}
@@ -53,23 +54,24 @@ def copy_float_stage(source: Run, target: Path) -> Run:
     return Run(target)
 
 
-def int8_file(run: Run, config: BuildConfig, scheme: str, train, classes: list[str]) -> Path:
-    """Trains (QAT schemes) and exports one int8 candidate inside ``run``."""
+def int8_file(ctx: RunContext, scheme: str, train) -> Path:
+    """Trains (QAT schemes) and exports one int8 candidate inside ``ctx.run``."""
     from build.make.qat import apply_qat
     from converters.export import export_tflite, load_keras_model
     from converters.quantization import QuantizationConfig
 
-    spec = input_spec(config)
+    config, spec, root = ctx.config, ctx.spec, ctx.run.root
     if scheme == "ptq":
-        source = load_keras_model(run.root / "float" / "model.keras")
+        source = load_keras_model(root / "float" / "model.keras")
         quantization = QuantizationConfig.for_int8(
             calibration_sample(train, spec, config.export.calibration_images, config.train.seed))
     else:
         qat = dataclasses.replace(config.qat, distillation=DISTILLATION.get(scheme, 0.0))
-        source = load_keras_model(apply_qat(run, dataclasses.replace(config, qat=qat),
-                                            quantize=quantizers()[scheme]))
+        source = load_keras_model(apply_qat(ctx.with_config(dataclasses.replace(config, qat=qat)),
+                                            read_float(root, needed_by="qat"), quantize=quantizers()[scheme]).path)
         quantization = QuantizationConfig.for_int8(None)
-    return export_tflite(source, run.root / "model_int8.tflite", quantization, input_spec=spec, labels=classes).path
+    return export_tflite(source, root / "model_int8.tflite", quantization, input_spec=spec,
+                         labels=list(ctx.classes)).path
 
 
 def compare_schemes(run_dir: Path, out: Path, *, steps: int, learning_rate: float,
@@ -85,14 +87,13 @@ def compare_schemes(run_dir: Path, out: Path, *, steps: int, learning_rate: floa
     config = source.load_config()
     config = dataclasses.replace(config, qat=dataclasses.replace(config.qat, enabled=True, epochs=1,
                                                                   steps_per_epoch=steps, learning_rate=learning_rate))
-    frame = prepare_split(source, config)
-    classes = class_names(config, frame)
-    spec = input_spec(config)
-    train, val, test = (cached_split(source, frame, split, classes, spec) for split in ("train", "val", "test"))
+    ctx = prepare(source, config)
+    spec = ctx.spec
+    train, val, test = (ctx.images(split) for split in ("train", "val", "test"))
     rows = []
     for scheme in schemes:
         run = copy_float_stage(source, out / scheme)
-        path = int8_file(run, config, scheme, train, classes)
+        path = int8_file(dataclasses.replace(ctx, run=run), scheme, train)
         parity = validate_tflite(path, float_path, np.asarray(val.pixels), val.labels, input_spec=spec,
                                  variant="int8")
         test_probs, _ = run_tflite(path, np.asarray(test.pixels), spec)

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from build.make.datasets import LABEL_MAPS, SplitConfig
-from build.make.pipeline import AugmentConfig, BalanceConfig
+from build.stage_configs import LABEL_MAPS, AugmentConfig, BalanceConfig, SplitConfig
 from edge.tasks import TASKS
 from edge.variants import ParityGate, names as variant_names
 from models.config import ModelConfig

@@ -27,6 +27,8 @@ from build.atomic import write_text_atomic
 from build.analysis.metrics import DEFAULT_THRESHOLD, Metrics, evaluate, label_indices
 from build.analysis.plots import make_plots
 from build.analysis.report import write_report
+from build.make.results import SplitRecord
+from build.stage_configs import SplitConfig
 from edge.card import LABELS_FILE
 from edge.labels import read_labels
 from edge.preprocess import InputSpec, load_image, normalize
@@ -175,7 +177,7 @@ def images_to_evaluate(model: str | os.PathLike, data: str | os.PathLike, *, spl
     recorded = _bundle_split(model)
     # Cards written before the build merged HAM10000's duplicate lesions split without the merge.
     frame = load_dataset(data, label_map=label_map,
-                         merge_duplicate_lesions=recorded.get("duplicate_lesions_merged", not recorded))
+                         merge_duplicate_lesions=recorded.duplicate_lesions_merged if recorded else True)
     if split is None:
         return frame
     if split not in SPLITS:
@@ -185,30 +187,27 @@ def images_to_evaluate(model: str | os.PathLike, data: str | os.PathLike, *, spl
     return frame[frame["split"] == split].reset_index(drop=True)
 
 
-def _bundle_split(model: str | os.PathLike) -> dict[str, Any]:
-    """The split a bundle's card recorded (seed, fractions, data fingerprint), or {} for other models."""
+def _bundle_split(model: str | os.PathLike) -> SplitRecord | None:
+    """The split a bundle's card recorded (seed, fractions, data fingerprint), or None for other models."""
     card_file = Path(model) / "model_card.json"
     if not card_file.is_file():
-        return {}
-    return json.loads(card_file.read_text()).get("training", {}).get("split", {})
+        return None
+    return SplitRecord.from_card(json.loads(card_file.read_text()))
 
 
-def _split_config(model: str | os.PathLike, split_seed: int | None):
+def _split_config(model: str | os.PathLike, split_seed: int | None) -> SplitConfig:
     """The bundle's own split (so ``--split val`` re-derives its validation images), else the default."""
-    from build.make.datasets import SplitConfig
-
     recorded = _bundle_split(model)
     if split_seed is not None:
-        return SplitConfig(seed=split_seed, fractions=tuple(recorded.get("fractions", SplitConfig().fractions)))
-    if recorded:
-        return SplitConfig(seed=recorded["seed"], fractions=tuple(recorded["fractions"]))
-    return SplitConfig()
+        return SplitConfig(seed=split_seed, fractions=recorded.fractions if recorded else SplitConfig().fractions)
+    return recorded.split_config() if recorded else SplitConfig()
 
 
 def _warn_if_other_data(model: str | os.PathLike, frame: pd.DataFrame) -> None:
     from build.make.datasets import fingerprint
 
-    expected = _bundle_split(model).get("data_fingerprint")
+    recorded = _bundle_split(model)
+    expected = recorded.data_fingerprint if recorded else None
     if expected and fingerprint(frame) != expected:
         LOGGER.warning("the data differ from what %s was built on (fingerprint %s, card %s): the split will "
                        "not match the card's", model, fingerprint(frame), expected)

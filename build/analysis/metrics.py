@@ -25,9 +25,10 @@ from sklearn import metrics as skm
 
 from build.atomic import write_text_atomic
 from build.analysis.significance import balanced_accuracy_interval
+# Calibration error is computed where the temperature is fitted (the build's lower layer); the report reads it here.
+from build.make.calibration import ECE_BINS, expected_calibration_error, reliability_bins  # noqa: F401
 from edge.accuracy import balanced_accuracy
 
-ECE_BINS = 15
 DEFAULT_THRESHOLD = 0.5
 AGE_BANDS = ((0, 30, "<30"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 75, "60-74"), (75, math.inf, "75+"))
 # Metadata columns the subgroup table reads, with the name a reader sees.
@@ -221,35 +222,6 @@ def label_indices(y_true: Sequence[int] | Sequence[str] | np.ndarray, classes: S
             "(e.g. with a label map) or evaluate a model trained on them"
         )
     return np.array([lookup[str(v)] for v in values], dtype=np.int64)
-
-
-def expected_calibration_error(
-    probabilities: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS
-) -> float:
-    """Mean |accuracy - confidence| of the top class over equal-width bins, weighted by bin size."""
-    confidence, accuracy, counts = reliability_bins(probabilities, y_true, n_bins)
-    total = counts.sum()
-    filled = counts > 0
-    return float(np.sum(counts[filled] * np.abs(accuracy[filled] - confidence[filled])) / total)
-
-
-def reliability_bins(
-    probabilities: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per confidence bin: mean top probability, accuracy and count (empty bins hold NaN and 0).
-
-    Bins are (k/n, (k+1)/n]; a confidence of exactly 0 falls in the first bin.
-    """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    y_true = np.asarray(y_true)
-    top = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == y_true
-    bins = np.clip(np.ceil(top * n_bins).astype(int) - 1, 0, n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins).astype(np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = np.bincount(bins, weights=top, minlength=n_bins) / counts
-        accuracy = np.bincount(bins, weights=correct.astype(float), minlength=n_bins) / counts
-    return confidence, accuracy, counts
 
 
 def age_band(age: float | None) -> str | None:

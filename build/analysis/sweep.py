@@ -136,6 +136,7 @@ def sweep(run_dir: str | Path, base_config: BuildConfig, *, trials: int, seed: i
         ValueError: ``trials`` < 1, or a trial folder holds a run with a different config (another
             base config or seed was swept into the same ``run_dir``).
     """
+    from build.make.context import prepare
     from build.make.train import train_float
     from models.keras import keras
 
@@ -154,7 +155,7 @@ def sweep(run_dir: str | Path, base_config: BuildConfig, *, trials: int, seed: i
         else:
             log.info("sweep: trial %d/%d: %s", trial + 1, trials, _describe(config))
             started = time.perf_counter()
-            train_float(run, config)
+            train_float(prepare(run, config))
             seconds = time.perf_counter() - started
             trained.append(seconds)
             log.info("sweep: trial %d done in %.0f s; sweep ETA %s", trial, seconds,

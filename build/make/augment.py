@@ -10,78 +10,11 @@ on any machine and after a resume (``build.make.pipeline.training_dataset`` call
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 
+from build.stage_configs import AugmentConfig
 from edge.preprocess import InputSpec
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Random augmentation applied to training images (all ranges symmetric around "no change").
-
-    Attributes:
-        flip: Random horizontal and vertical flips (dermoscopy has no up or left).
-        rotate_90: Random multiples of 90 degrees (square inputs only).
-        rotation: Extra random rotation, in degrees, up to this value.
-        shift: Random translation, as a fraction of the side.
-        zoom: Random zoom in or out, as a fraction (0.2 = 0.8x..1.2x).
-        brightness: Random brightness change, as a fraction of 255.
-        contrast: Random contrast factor range (0.2 = 0.8x..1.2x).
-        saturation: Random saturation factor range.
-        hue: Random hue shift (fraction of the colour wheel).
-        noise: Standard deviation of Gaussian pixel noise, in 0..255 units.
-        crop_area: Random-resized crop: range of the crop's area as a fraction of the source image
-            ((1, 1) = the whole image, the runtime's framing). See ``build.make.framing.random_crop``.
-        crop_aspect: Range of the crop's aspect (width / height in source pixels), drawn log-uniformly;
-            empty = the source's own aspect.
-        resample_filters: Filters drawn per image to resize the crop (``build.make.framing.FILTERS``:
-            Pillow's, and ``point`` for the unantialiased bilinear of GPU runtimes); empty = bilinear.
-        blur: Largest Gaussian blur radius (px at the model's size), applied to half the images.
-        jpeg: Share of images re-compressed as JPEG, at a quality drawn from ``jpeg_quality``.
-        jpeg_quality: Range of that JPEG quality (inclusive).
-    """
-
-    flip: bool = True
-    rotate_90: bool = True
-    rotation: float = 20.0
-    shift: float = 0.08
-    zoom: float = 0.15
-    brightness: float = 0.1
-    contrast: float = 0.15
-    saturation: float = 0.15
-    hue: float = 0.02
-    noise: float = 3.0
-    crop_area: tuple[float, float] = (1.0, 1.0)
-    crop_aspect: tuple[float, ...] = ()
-    resample_filters: tuple[str, ...] = ()
-    blur: float = 0.0
-    jpeg: float = 0.0
-    jpeg_quality: tuple[int, int] = (60, 95)
-
-    def __post_init__(self) -> None:
-        from build.make.framing import FILTERS
-
-        if len(self.crop_area) != 2 or not 0 < self.crop_area[0] <= self.crop_area[1] <= 1:
-            raise ValueError(f"augment.crop_area must be [low, high] with 0 < low <= high <= 1, got {self.crop_area}")
-        if self.crop_aspect and (len(self.crop_aspect) != 2 or not 0 < self.crop_aspect[0] <= self.crop_aspect[1]):
-            raise ValueError(f"augment.crop_aspect must be [] or [low, high] with 0 < low <= high, "
-                             f"got {self.crop_aspect}")
-        unknown = sorted(set(self.resample_filters) - set(FILTERS))
-        if unknown:
-            raise ValueError(f"augment.resample_filters: unknown {unknown}; choose from {sorted(FILTERS)}")
-        if not 0 <= self.jpeg <= 1 or len(self.jpeg_quality) != 2 or not 1 <= self.jpeg_quality[0] \
-                <= self.jpeg_quality[1] <= 100:
-            raise ValueError(f"augment.jpeg must be a share in [0, 1] and jpeg_quality [low, high] in 1..100, got "
-                             f"{self.jpeg} and {self.jpeg_quality}")
-
-    @property
-    def frames(self) -> bool:
-        """Whether training images are framed (cropped, resampled, degraded) per batch."""
-        return (self.crop_area != (1.0, 1.0) or bool(self.crop_aspect) or bool(self.resample_filters)
-                or bool(self.blur) or bool(self.jpeg))
-
 
 
 def make_augmenter(config: AugmentConfig, spec: InputSpec, *, seed: int):

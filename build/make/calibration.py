@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
-from build.analysis.metrics import expected_calibration_error
 from edge.classifier import LOG_EPSILON
 
 # Searching log T in this range covers T from ~0.05 to ~20, far beyond any sane model.
 LOG_T_BOUNDS = (-3.0, 3.0)
+ECE_BINS = 15
 
 
 @dataclass(frozen=True)
@@ -168,3 +168,32 @@ def _check(probs_or_logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.n
     if not np.isfinite(logits).all():
         raise ValueError("outputs contain NaN or inf; the model output is broken")
     return logits, y
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS
+) -> float:
+    """Mean |accuracy - confidence| of the top class over equal-width bins, weighted by bin size."""
+    confidence, accuracy, counts = reliability_bins(probabilities, y_true, n_bins)
+    total = counts.sum()
+    filled = counts > 0
+    return float(np.sum(counts[filled] * np.abs(accuracy[filled] - confidence[filled])) / total)
+
+
+def reliability_bins(
+    probabilities: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per confidence bin: mean top probability, accuracy and count (empty bins hold NaN and 0).
+
+    Bins are (k/n, (k+1)/n]; a confidence of exactly 0 falls in the first bin.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    top = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y_true
+    bins = np.clip(np.ceil(top * n_bins).astype(int) - 1, 0, n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.bincount(bins, weights=top, minlength=n_bins) / counts
+        accuracy = np.bincount(bins, weights=correct.astype(float), minlength=n_bins) / counts
+    return confidence, accuracy, counts

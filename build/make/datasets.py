@@ -23,46 +23,16 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from build.stage_configs import LABEL_MAPS, SplitConfig  # noqa: F401 (SplitConfig re-exported)
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic")
 DUPLICATE_LESIONS = "duplicate_lesions.csv"  # beside HAM10000_metadata.csv: pairs of ids of one lesion
 COLUMNS = ["path", "image_id", "label", "group", "source", "age", "sex", "localization", "dx_type"]
 METADATA = ("age", "sex", "localization", "dx_type")
 SPLITS = ("train", "val", "test")
 
-# The ISIC archive's 9 names onto HAM10000 codes. Squamous cell carcinoma joins akiec (HAM's akiec
-# includes Bowen's disease, an intraepithelial SCC); both keratosis kinds are HAM's bkl.
-ISIC_ARCHIVE_TO_HAM = {
-    "actinic keratosis": "akiec",
-    "squamous cell carcinoma": "akiec",
-    "basal cell carcinoma": "bcc",
-    "pigmented benign keratosis": "bkl",
-    "seborrheic keratosis": "bkl",
-    "dermatofibroma": "df",
-    "melanoma": "mel",
-    "nevus": "nv",
-    "vascular lesion": "vasc",
-}
-LABEL_MAPS = {"isic-archive": ISIC_ARCHIVE_TO_HAM}
 ISIC2018_COLUMNS = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "BKL": "bkl", "DF": "df",
                     "VASC": "vasc"}
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """How a data set is divided.
-
-    Attributes:
-        fractions: Share of images for train, val and test; must sum to 1.
-        seed: Seed of the shuffle; the same seed and data give the same split.
-    """
-
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1) > 1e-6:
-            raise ValueError(f"split fractions must be three non-negative numbers summing to 1, "
-                             f"got {self.fractions}")
 
 
 @dataclass(frozen=True)

@@ -20,25 +20,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageFilter
 
+from build.stage_configs import FILTERS
 from edge.preprocess import RESAMPLE, InputSpec, crop_box
 
 if TYPE_CHECKING:
-    from build.make.augment import AugmentConfig
+    from build.stage_configs import AugmentConfig
 
 # The canvas' long side over the model's input side: HAM10000's 200x150 images stay at full
 # resolution for a 160 px model, so a close-up crop still has real detail.
 CANVAS_MARGIN = 1.25
-# Pillow's filters antialias when shrinking; "point" samples bilinearly at the output pixels' centres
-# with no antialiasing, the way GPU texture sampling (and MediaPipe Tasks' resize) does it.
-FILTERS = {
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-    "nearest": Image.Resampling.NEAREST,
-    "point": None,
-}
 
 
 def canvas_side(spec: InputSpec) -> int:

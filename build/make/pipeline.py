@@ -12,39 +12,17 @@ from here too, as before the split::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
-from build.make.augment import AugmentConfig, make_augmenter
+from build.make.augment import make_augmenter
 from build.make.cache import CachedImages, build_cache, build_source_cache
+from build.stage_configs import AugmentConfig, BalanceConfig
 from edge.preprocess import InputSpec
 
 __all__ = ["AugmentConfig", "BalanceConfig", "CachedImages", "build_cache", "build_source_cache",
            "calibration_sample", "class_loss_weights", "class_sampling_weights", "evaluation_batches",
            "make_augmenter", "training_dataset"]
-
-
-@dataclass(frozen=True)
-class BalanceConfig:
-    """How classes are balanced during training.
-
-    Attributes:
-        mode: ``"oversample"`` draws classes with probability proportional to count**power
-            (power 0 = fully balanced, 1 = natural frequencies), ``"undersample"`` caps every class at
-            ``max_per_class`` images per epoch, ``"class_weight"`` keeps natural sampling and weights
-            the loss by inverse frequency, ``"none"`` does nothing.
-        power: Exponent of the class counts for ``oversample``.
-        max_per_class: Cap for ``undersample`` (0 = the smallest class count).
-    """
-
-    mode: str = "oversample"
-    power: float = 0.5
-    max_per_class: int = 0
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("oversample", "undersample", "class_weight", "none"):
-            raise ValueError(f"balance mode must be oversample|undersample|class_weight|none, got {self.mode!r}")
 
 
 

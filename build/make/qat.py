@@ -10,16 +10,16 @@ import json
 import logging
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 
-from build.config import BuildConfig
+from build.atomic import write_text_atomic
+from build.console import fit_progress, timed_stage
+from build.make.context import RunContext
 from build.make.pipeline import calibration_sample, training_dataset
-from build.make.run import Run, cached_split, class_names, input_spec, prepare_split, training_images, write_text_atomic
-from build.make.reproducible import (BestWeights, append_log, load_state, load_weights, make_reproducible, reseed_layers,
-                            save_model_atomic, save_weights_atomic, truncate_log)
-from build.console import fit_progress
+from build.make.reproducible import (BestWeights, append_log, load_state, load_weights, make_reproducible,
+                                     reseed_layers, save_model_atomic, save_weights_atomic, truncate_log)
+from build.make.results import SUMMARY_FILE, FloatResult, QatResult, read_qat
 from build.make.train import float_decision_shift, training_prior, validation_balanced_accuracy
 from converters.export import load_keras_model
 from edge.preprocess import normalize
@@ -120,8 +120,10 @@ def _range_kind(variable) -> str:
     return "observed" if name in _OBSERVED_RANGES or _INPUT_RANGE.fullmatch(name) else "other"
 
 
-def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware, finish: bool = False) -> Path:
-    """Fine-tunes the float model of ``run`` with fake quantization; returns the QAT model path.
+@timed_stage("qat")
+def apply_qat(ctx: RunContext, floated: FloatResult, *, quantize=quantize_aware, finish: bool = False) -> QatResult:
+    """Fine-tunes the float model (``floated``, the float stage's result) with fake quantization; returns
+    the QAT stage's record, also saved as ``qat/result.json``.
 
     The float model's decision shift is taken out before training (the training data is drawn with
     the sampling prior) and folded back into the quantized head afterwards. ``quantize`` wraps the
@@ -132,27 +134,22 @@ def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware, finish:
     from models.classifier import shift_logits
     from models.keras import keras, tf
 
-    stage = run.stage("qat")
+    config, classes, spec = ctx.config, ctx.classes, ctx.spec
+    stage = ctx.run.stage("qat")
     # HDF5: tfmot 0.8.1 cannot read back the .keras files it writes for QAT layers.
     final_path = stage / "model.h5"
     if final_path.exists():
         log.info("qat: %s exists, skipping", final_path)
-        return final_path
-    float_path = run.root / "float" / "model.keras"
-    if not float_path.exists():
-        raise FileNotFoundError(f"qat needs the float model {float_path}; run `skinlesion train {run.root}` first")
+        return read_qat(ctx.run.root, needed_by="qat")
     started = time.perf_counter()
-    frame = prepare_split(run, config)
-    classes = class_names(config, frame)
-    spec = input_spec(config)
-    train, val = training_images(run, frame, classes, config), cached_split(run, frame, "val", classes, spec)
+    train, val = ctx.train, ctx.val
     cfg, qcfg = config.train, config.qat
     prior = training_prior(train.labels, len(classes), cfg)
     steps = qcfg.steps_per_epoch or cfg.steps_per_epoch or max(1, len(train.labels) // cfg.batch_size)
 
     make_reproducible(cfg.seed, deterministic=cfg.deterministic)
-    float_model = load_keras_model(float_path)
-    shift = float_decision_shift(run, config, prior)
+    float_model = load_keras_model(floated.path)
+    shift = float_decision_shift(floated, cfg, prior)
     shift_logits(float_model, -shift)
     freeze_batchnorm_statistics(float_model)
     model = quantize(float_model)
@@ -216,8 +213,12 @@ def apply_qat(run: Run, config: BuildConfig, *, quantize=quantize_aware, finish:
     # Measured again on the final weights: the shift moves the logits' range.
     calibrate_ranges(model, calibration)
     save_model_atomic(model, final_path)
-    write_text_atomic(stage / "summary.json", json.dumps(
+    write_text_atomic(stage / SUMMARY_FILE, json.dumps(
         {**state, "steps_per_epoch": steps, "wall_seconds": time.perf_counter() - started}, indent=2))
-    log.info("qat: val balanced accuracy %.4f (epoch %d) -> %s", state["best"], state["best_epoch"], final_path)
-    return final_path
+    result = QatResult(path=final_path, best=state["best"], best_epoch=state["best_epoch"], epoch=state["epoch"],
+                       seconds=state["seconds"], steps_per_epoch=steps,
+                       finished_early=bool(state.get("finished_early")))
+    result.save()
+    log.info("qat: val balanced accuracy %.4f (epoch %d)", state["best"], state["best_epoch"])
+    return result
 

@@ -4,9 +4,10 @@
       config.json        the resolved BuildConfig; --resume refuses changed data/model/train settings
       split.csv          image_id, path, label, group, split (+ metadata): the exact images of each split
       float/             checkpoints/<phase>/, best.weights.npz, last.weights.npz, log.csv, state.json,
-                         model.keras (the float reference)
-      qat/               checkpoints/, best.weights.npz, log.csv, state.json, model.h5 (quantization-aware)
-      export/            model_<variant>.tflite, qat/ and ptq/ int8 candidates, parity.json, report/
+                         model.keras (the float reference), summary.json, result.json (build.make.results)
+      qat/               checkpoints/, best.weights.npz, log.csv, state.json, model.h5 (quantization-aware),
+                         summary.json, result.json
+      export/            model_<variant>.tflite, qat/ and ptq/ int8 candidates, parity.json, report/, result.json
       bundle/            the model bundle (see converters.bundle and edge.card)
       cache/             decoded uint8 images (~1.3 GB for HAM10000 at 160 px); `--cache-dir DIR` puts them
                          elsewhere, e.g. one folder that runs with the same data and input size share
@@ -19,13 +20,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from build.atomic import write_text_atomic, write_with
 from build.config import BuildConfig
 from build.make.datasets import add_to_training, fingerprint, load_dataset, merge_datasets, split_by_group
-from build.make.pipeline import CachedImages, build_cache, build_source_cache
 from edge.preprocess import InputSpec
 from edge.tasks import task as task_row
 from models.backbones import BACKBONES
@@ -166,24 +165,6 @@ def split_summary(frame: pd.DataFrame, config: BuildConfig) -> dict:
         summary["training_only"] = {"sources": list(config.data.train_only_sources),
                                     "images": int(train_only.sum())}
     return summary
-
-
-def cached_split(run: Run, frame: pd.DataFrame, split: str, classes: list[str], spec: InputSpec, *,
-                 source_aspect: bool = False) -> CachedImages:
-    """The decoded images of one split: at the model's input as the runtime frames them, or with
-    ``source_aspect`` at their own aspect for training crops (``build.make.framing``)."""
-    part = frame[frame["split"] == split]
-    index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([index[l] for l in part["label"]], dtype=np.int32)
-    if source_aspect:
-        pixels, sizes = build_source_cache(list(part["path"]), spec, run.cache_dir)
-        return CachedImages(pixels=pixels, labels=labels, sizes=sizes)
-    return CachedImages(pixels=build_cache(list(part["path"]), spec, run.cache_dir), labels=labels)
-
-
-def training_images(run: Run, frame: pd.DataFrame, classes: list[str], config: BuildConfig) -> CachedImages:
-    """The training split as the training stages read it: at its source aspect when training frames it."""
-    return cached_split(run, frame, "train", classes, input_spec(config), source_aspect=config.train.augment.frames)
 
 
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:

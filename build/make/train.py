@@ -17,14 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+from build.atomic import write_text_atomic
 from build.config import BuildConfig, TrainConfig
+from build.console import fit_progress, format_duration, timed_stage
+from build.make.context import RunContext
 from build.make.pipeline import (CachedImages, class_loss_weights, class_sampling_weights, evaluation_batches,
-                            training_dataset)
-from build.make.run import Run, cached_split, class_names, input_spec, prepare_split, training_images, write_text_atomic
+                                 training_dataset)
 from build.make.reproducible import (BestWeights, append_log, averaged_weights, load_state, load_weights,
-                            make_reproducible, reseed_layers, save_model_atomic, save_weights_atomic,
-                            truncate_log)
-from build.console import fit_progress, format_duration
+                                     make_reproducible, reseed_layers, save_model_atomic, save_weights_atomic,
+                                     truncate_log)
+from build.make.results import SUMMARY_FILE, FloatResult, read_float
 from build.make.strategy import make_strategy
 from edge.accuracy import balanced_accuracy
 from edge.preprocess import InputSpec
@@ -32,11 +34,13 @@ from edge.preprocess import InputSpec
 log = logging.getLogger(__name__)
 
 
-def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
-    """Trains the float model of ``run`` (or finishes an interrupted training) and returns its path.
+@timed_stage("float")
+def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
+    """Trains the float model of ``ctx.run`` (or finishes an interrupted training); returns its record,
+    also saved as ``float/result.json``.
 
     The saved model has its decision shift folded into its head (see :func:`decision_shift`); the
-    shift is recorded in ``summary.json`` so that QAT can take it out and put it back.
+    result records the shift so that QAT can take it out and put it back.
 
     Args:
         finish: End an interrupted training now, at its best completed epoch, instead of running the
@@ -48,16 +52,14 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
     from models.classifier import build_model, prior_shift, set_trainable_top, shift_logits
     from models.keras import tf
 
-    stage = run.stage("float")
+    config, classes, spec = ctx.config, list(ctx.classes), ctx.spec
+    stage = ctx.run.stage("float")
     final_path = stage / "model.keras"
     if final_path.exists():
         log.info("float: %s exists, skipping training", final_path)
-        return final_path
+        return read_float(ctx.run.root, needed_by="float")
     started = time.perf_counter()
-    frame = prepare_split(run, config)
-    classes = class_names(config, frame)
-    spec = input_spec(config)
-    train, val = training_images(run, frame, classes, config), cached_split(run, frame, "val", classes, spec)
+    train, val = ctx.train, ctx.val
     prior = training_prior(train.labels, len(classes), config.train)
     cfg = config.train
     steps = cfg.steps_per_epoch or max(1, len(train.labels) // cfg.batch_size)
@@ -157,11 +159,17 @@ def train_float(run: Run, config: BuildConfig, *, finish: bool = False) -> Path:
                             "unfreeze_blocks": cfg.unfreeze_blocks, "batch_size": cfg.batch_size},
                "seconds_per_epoch": state["seconds"] / max(1, state["epoch"]),
                "wall_seconds": time.perf_counter() - started}
-    write_text_atomic(stage / "summary.json", json.dumps(summary, indent=2))
-    log.info("float: best val balanced accuracy %.4f at epoch %d -> %s", state["best"], state["best_epoch"],
-             final_path)
+    write_text_atomic(stage / SUMMARY_FILE, json.dumps(summary, indent=2))
+    result = FloatResult(path=final_path, classes=tuple(classes), logit_shift=tuple(shift.tolist()),
+                         best=state["best"], best_epoch=state["best_epoch"], epoch=state["epoch"],
+                         seconds=state["seconds"], steps_per_epoch=steps,
+                         seconds_per_epoch=summary["seconds_per_epoch"], deterministic=cfg.deterministic,
+                         schedule=summary["schedule"],
+                         finished_early=bool(state.get("finished_early")))
+    result.save()  # last: a run killed before this line trains nothing again, and reads its summary
+    log.info("float: best val balanced accuracy %.4f at epoch %d", state["best"], state["best_epoch"])
     warn_if_at_chance(state["best"], len(classes), "float")
-    return final_path
+    return result
 
 
 CHANCE_MARGIN = 0.05  # balanced accuracy within this of 1 / classes is guessing, given a small split's noise
@@ -236,7 +244,8 @@ def recorded_logit_shift(tflite_path: Path) -> np.ndarray | None:
     card_path = tflite_path.parent / "model_card.json"
     if not card_path.is_file():
         return None
-    shift = json.loads(card_path.read_text()).get("training", {}).get("float", {}).get("logit_shift")
+    recorded = FloatResult.from_card(json.loads(card_path.read_text()), tflite_path)
+    shift = recorded.logit_shift if recorded is not None else None
     return None if shift is None else np.asarray(shift, dtype=np.float64)
 
 
@@ -265,15 +274,13 @@ def decision_shift(model, val: CachedImages, spec: InputSpec, prior: np.ndarray,
     return shift
 
 
-def float_decision_shift(run: Run, config: BuildConfig, prior: np.ndarray) -> np.ndarray:
-    """The shift folded into ``run``'s float model (runs saved before it was recorded used the prior)."""
+def float_decision_shift(floated: FloatResult, cfg: TrainConfig, prior: np.ndarray) -> np.ndarray:
+    """The shift folded into the float model (runs saved before it was recorded used the prior's)."""
     from models.classifier import prior_shift
 
-    summary_path = run.root / "float" / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    if "logit_shift" in summary:
-        return np.asarray(summary["logit_shift"], dtype=np.float64)
-    return prior_shift(prior, config.train.prior_correction)
+    if floated.logit_shift is not None:
+        return np.asarray(floated.logit_shift, dtype=np.float64)
+    return prior_shift(prior, cfg.prior_correction)
 
 
 def training_prior(labels: np.ndarray, num_classes: int, cfg: TrainConfig) -> np.ndarray:

@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("tensorflow_model_optimization", reason="QAT needs tensorflow-model-optimization")
 
 from benchmarks.qat_scheme import SCHEMES, main  # noqa: E402
+from build.make.context import prepare  # noqa: E402
 from build.make.run import start_run  # noqa: E402
 from build.make.train import train_float  # noqa: E402
 from tests.build.make.test_train import tiny_config, write_synthetic_dataset  # noqa: E402
@@ -18,7 +19,7 @@ from tests.build.make.test_train import tiny_config, write_synthetic_dataset  # 
 def test_every_scheme_gets_a_validated_int8_file(tmp_path, capsys):
     config = tiny_config(write_synthetic_dataset(tmp_path / "data"), "train.epochs=1")
     run = start_run(tmp_path / "runs" / "tiny", config, resume=False)
-    train_float(run, config)
+    train_float(prepare(run, config))
 
     status = main([str(run.root), "--steps", "2", "--out", str(tmp_path / "schemes"),
                    "--json", str(tmp_path / "rows.json")])

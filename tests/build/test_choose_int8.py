@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from build.build import choose_int8
+from build.make.export import choose_int8
 from converters.validate import ParityGate
 
 

@@ -114,10 +114,15 @@ def test_a_failed_gate_is_the_last_thing_the_build_says(tmp_path, capsys, monkey
     import build.make.qat
     import build.make.train
 
+    from build.make.results import ExportResult, FloatResult, QatResult
+
     data = write_synthetic_dataset(tmp_path / "data", n_per_class=4)
-    monkeypatch.setattr(build.make.train, "train_float", lambda run, config, finish=False: run.root / "float")
-    monkeypatch.setattr(build.make.qat, "apply_qat", lambda run, config, finish=False: run.root / "qat")
-    monkeypatch.setattr(build_module, "export_run", lambda run, config, publish=None: 1)
+    monkeypatch.setattr(build.make.train, "train_float",
+                        lambda ctx, finish=False: FloatResult(ctx.run.root / "float" / "model.keras"))
+    monkeypatch.setattr(build.make.qat, "apply_qat",
+                        lambda ctx, floated, finish=False: QatResult(ctx.run.root / "qat" / "model.h5"))
+    monkeypatch.setattr(build_module, "export_run", lambda ctx, floated, quantized, publish=None: ExportResult(
+        passed=False, parity=ctx.run.root / "export" / "parity.json"))
 
     status = main(["build", "--config", str(TINY_TOML), "--data", str(data), "--run", str(tmp_path / "run"),
                    "--publish", str(tmp_path / "published")])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from build.make.calibration import apply_temperature, calibrate, fit_balanced_shift, fit_temperature, softmax
-from build.analysis.metrics import expected_calibration_error
+from build.make.calibration import expected_calibration_error
 from edge.classifier import apply_temperature as runtime_apply_temperature
 
 

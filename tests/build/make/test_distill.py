@@ -12,6 +12,7 @@ pytest.importorskip("tensorflow_model_optimization", reason="QAT needs tensorflo
 from build.config import QatConfig  # noqa: E402
 from build.make.distill import Distiller  # noqa: E402
 from build.make.qat import apply_qat, quantize_aware  # noqa: E402
+from build.make.context import prepare  # noqa: E402
 from build.make.run import start_run  # noqa: E402
 from build.make.train import train_float  # noqa: E402
 from models.classifier import ModelConfig, build_model  # noqa: E402
@@ -68,10 +69,12 @@ def test_qat_stage_distils_when_configured(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     config = tiny_config(write_synthetic_dataset(tmp_path / "data"), "train.epochs=1", "qat.distillation=1.0")
     run = start_run(tmp_path / "runs" / "distilled", config, resume=False)
-    float_path = train_float(run, config)
+    ctx = prepare(run, config)
+    floated = train_float(ctx)
+    float_path = floated.path
     float_bytes = float_path.read_bytes()
 
-    path = apply_qat(run, config)
+    path = apply_qat(ctx, floated).path
 
     assert path.is_file() and float_path.read_bytes() == float_bytes
     # The Distiller trained, reporting agreement with the teacher in the QAT progress lines.

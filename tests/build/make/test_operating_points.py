@@ -48,7 +48,7 @@ def test_operating_points_need_both_groups():
 
 def test_the_card_gets_the_points_and_its_threshold_is_the_screening_one():
     pytest.importorskip("tensorflow", reason="the build needs TensorFlow (the [build] extra)")
-    from build.build import _operating_points
+    from build.make.export import operating_point_fields
     from edge.card import ModelCard
     from edge.tasks import HAM10000_CLASSES
     from edge.preprocess import InputSpec
@@ -60,13 +60,13 @@ def test_the_card_gets_the_points_and_its_threshold_is_the_screening_one():
     probabilities[np.arange(300), labels] += 1.0  # the model leans towards the truth
     probabilities /= probabilities.sum(axis=1, keepdims=True)
 
-    fields = _operating_points(card, probabilities, labels)
+    fields = operating_point_fields(card, probabilities, labels)
 
     assert fields["malignant_threshold"] == fields["operating_points"]["screening"]["threshold"]
     assert fields["operating_points"]["screening"]["sensitivity"] >= 0.90
     msid = ModelCard(name="m", version="1", created="", task="m", classes=(HAM10000_CLASSES[2],) * 2,
                      input=InputSpec(height=32, width=32))
-    assert _operating_points(msid, probabilities[:, :2], labels % 2) == {}
+    assert operating_point_fields(msid, probabilities[:, :2], labels % 2) == {}
     # Validation images without a malignant one (a small export.validation_images): no points, no crash.
     benign = np.isin(labels, [2, 3, 5, 6])
-    assert _operating_points(card, probabilities[benign], labels[benign]) == {}
+    assert operating_point_fields(card, probabilities[benign], labels[benign]) == {}

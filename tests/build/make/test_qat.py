@@ -10,7 +10,9 @@ import pytest
 
 pytest.importorskip("tensorflow_model_optimization", reason="QAT needs tensorflow-model-optimization")
 
+from build.make.context import prepare  # noqa: E402
 from build.make.qat import apply_qat, calibrate_ranges, quantize_aware  # noqa: E402
+from build.make.results import read_float  # noqa: E402
 from build.make.run import start_run  # noqa: E402
 from build.make.train import train_float  # noqa: E402
 from models.backbones import BACKBONES  # noqa: E402
@@ -125,8 +127,14 @@ def test_a_nested_model_is_refused_with_advice():
 def test_qat_stage_needs_the_float_model_first(tmp_path):
     config = tiny_config(tmp_path / "data")
     run = start_run(tmp_path / "runs" / "no-float", config, resume=False)
+    with pytest.raises(FileNotFoundError,
+                       match=r"qat needs the float model .*float[/\\]model.keras; run `skinlesion train"):
+        read_float(run.root, needed_by="qat")
+    # The command says so before it reads any data (there is none here).
+    from build.build import run_stage
+
     with pytest.raises(FileNotFoundError, match=r"float[/\\]model.keras; run `skinlesion train"):
-        apply_qat(run, config)
+        run_stage(run.root, "qat")
 
 
 @pytest.mark.slow
@@ -135,8 +143,9 @@ def test_qat_stage_fine_tunes_the_float_model_of_a_run(tmp_path):
 
     config = tiny_config(write_synthetic_dataset(tmp_path / "data"), "train.epochs=1", "qat.epochs=2")
     run = start_run(tmp_path / "runs" / "tiny", config, resume=False)
-    train_float(run, config)
-    path = apply_qat(run, config)
+    ctx = prepare(run, config)
+    floated = train_float(ctx)
+    path = apply_qat(ctx, floated).path
 
     assert path == run.root / "qat" / "model.h5"
     model = load_keras_model(path)
@@ -154,21 +163,59 @@ def test_qat_stage_fine_tunes_the_float_model_of_a_run(tmp_path):
     np.testing.assert_allclose(head_logits_layer(model).bias.numpy(), float_bias, atol=0.05)
 
     modified = path.stat().st_mtime_ns
-    assert apply_qat(run, config) == path and path.stat().st_mtime_ns == modified
+    assert apply_qat(ctx, floated).path == path and path.stat().st_mtime_ns == modified
 
 
 @pytest.mark.slow
 def test_an_interrupted_qat_is_finished_at_its_best_completed_epoch(tmp_path):
     config = tiny_config(write_synthetic_dataset(tmp_path / "data"), "train.epochs=1", "qat.epochs=1")
     run = start_run(tmp_path / "runs" / "tiny", config, resume=False)
-    train_float(run, config)
-    apply_qat(run, config)
+    ctx = prepare(run, config)
+    floated = train_float(ctx)
+    apply_qat(ctx, floated)
     # As if a 3-epoch QAT had been stopped after its first epoch: the model file is not written yet.
     (run.root / "qat" / "model.h5").unlink()
     planned = dataclasses.replace(config, qat=dataclasses.replace(config.qat, epochs=3))
 
-    path = apply_qat(run, planned, finish=True)
+    path = apply_qat(ctx.with_config(planned), floated, finish=True).path
 
     assert path.is_file() and [int(r["epoch"]) for r in read_log(run.root / "qat" / "log.csv")] == [1]
     state = json.loads((run.root / "qat" / "state.json").read_text())
     assert state["epoch"] == 1 and state["finished_early"]
+
+
+@pytest.mark.slow
+def test_a_run_folder_made_before_the_stage_records_still_trains_on_and_exports(tmp_path):
+    import shutil
+
+    from build.build import run_stage
+    from converters.export import load_keras_model
+
+    # Gates any tiny model passes: what is checked here is that the old folder exports, not its numbers.
+    config = tiny_config(write_synthetic_dataset(tmp_path / "data"), "train.epochs=1", "qat.epochs=1",
+                         "export.int8_min_agreement=0.0", "export.int8_max_drop_points=100.0",
+                         "export.float_min_agreement=0.0")
+    run = start_run(tmp_path / "runs" / "new", config, resume=False)
+    floated = train_float(prepare(run, config))
+    # The folder as the code before float/result.json left it: summary.json alone records the stage.
+    old = tmp_path / "runs" / "old"
+    shutil.copytree(run.root, old)
+    (old / "float" / "result.json").unlink()
+
+    ctx = prepare(start_run(old, config, resume=True), config)
+    again = train_float(ctx)  # nothing left to train: the record is read back from summary.json
+    assert again == dataclasses.replace(floated, path=old / "float" / "model.keras")
+    assert len(again.logit_shift) == 3
+    quantized = apply_qat(ctx, again)
+    # QAT took the recorded shift out and folded the same shift back in.
+    float_bias = head_logits_layer(load_keras_model(again.path)).bias.numpy()
+    np.testing.assert_allclose(head_logits_layer(load_keras_model(quantized.path)).bias.numpy(), float_bias,
+                               atol=0.05)
+
+    (old / "qat" / "result.json").unlink()  # an old QAT stage, too
+    assert run_stage(old, "export") == 0
+    card = json.loads((old / "bundle" / "model_card.json").read_text())
+    assert card["training"]["float"] == json.loads(json.dumps(floated.card_record()))
+    assert card["training"]["float"]["logit_shift"] == list(floated.logit_shift)
+    assert card["training"]["qat"] == quantized.card_record()
+    assert json.loads((old / "export" / "result.json").read_text())["bundle"] == str(old / "bundle")

@@ -19,6 +19,7 @@ pytest.importorskip("tensorflow", reason="training needs TensorFlow (the [build]
 
 from build.config import BuildConfig, TrainConfig, load_config  # noqa: E402
 from build.make.pipeline import BalanceConfig  # noqa: E402
+from build.make.context import prepare  # noqa: E402
 from build.make.run import start_run  # noqa: E402
 from build.make.train import freeze_batchnorm, learning_rate_at, make_optimizer, train_float, training_prior  # noqa: E402
 from tests.conftest import TINY_LABELS, tiny_training_set  # noqa: E402
@@ -92,7 +93,7 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     config = tiny_config(write_synthetic_dataset(root / "data"))
     run = start_run(root / "runs" / "tiny", config, resume=False)
-    return run, config, train_float(run, config)
+    return run, config, train_float(prepare(run, config)).path
 
 
 def test_training_writes_a_model_a_log_and_its_state(trained_run):
@@ -117,7 +118,7 @@ def test_training_writes_a_model_a_log_and_its_state(trained_run):
 def test_a_finished_run_is_not_trained_again(trained_run):
     run, config, model_path = trained_run
     modified = model_path.stat().st_mtime_ns
-    assert train_float(run, config) == model_path
+    assert train_float(prepare(run, config)).path == model_path
     assert model_path.stat().st_mtime_ns == modified
 
 
@@ -137,7 +138,7 @@ def test_a_warm_started_run_starts_from_the_earlier_runs_weights(trained_run, tm
     warm = dataclasses.replace(config, train=dataclasses.replace(
         config.train, init_from=str(run.root / "float" / "best.weights.npz"), head_epochs=0, epochs=1,
         learning_rate=0.0, warmup_epochs=0))
-    continued = train_float(start_run(tmp_path / "warm", warm, resume=False), warm)
+    continued = train_float(prepare(start_run(tmp_path / "warm", warm, resume=False), warm)).path
     for before, after in zip(load_keras_model(model_path).get_weights(),
                              load_keras_model(continued).get_weights()):
         np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
@@ -164,7 +165,7 @@ def test_a_run_continues_from_a_bundles_float_file(trained_run, tmp_path, releas
                                input_spec=input_spec(config), labels=classes).path
     warm = dataclasses.replace(config, train=dataclasses.replace(
         config.train, init_from=str(float_file), head_epochs=0, epochs=1, learning_rate=0.0, warmup_epochs=0))
-    continued = train_float(start_run(tmp_path / "warm", warm, resume=False), warm)
+    continued = train_float(prepare(start_run(tmp_path / "warm", warm, resume=False), warm)).path
 
     # Nothing trained (rate 0): the continued model is the run's own, with its own decision shift again.
     images = np.random.default_rng(0).uniform(-1, 1, (6, 32, 32, 3)).astype(np.float32)
@@ -177,7 +178,7 @@ def test_a_warm_start_from_a_missing_file_says_what_to_pass(trained_run, tmp_pat
     missing = str(tmp_path / "nope.npz")
     warm = dataclasses.replace(config, train=dataclasses.replace(config.train, init_from=missing))
     with pytest.raises(FileNotFoundError, match=r"init_from: .*nope.npz.*best.weights.npz"):
-        train_float(start_run(tmp_path / "warm", warm, resume=False), warm)
+        train_float(prepare(start_run(tmp_path / "warm", warm, resume=False), warm))
 
 
 
@@ -192,7 +193,7 @@ def test_a_class_shift_fitted_on_validation_is_folded_into_the_head_and_recorded
         config.train, init_from=str(run.root / "float" / "best.weights.npz"), head_epochs=0, epochs=1,
         learning_rate=0.0, warmup_epochs=0, fit_class_bias=True))
     shifted_run = start_run(tmp_path / "fitted", fitted, resume=False)
-    saved = load_keras_model(train_float(shifted_run, fitted))
+    saved = load_keras_model(train_float(prepare(shifted_run, fitted)).path)
 
     summary = json.loads((shifted_run.root / "float" / "summary.json").read_text())
     shift = np.array(summary["logit_shift"])
@@ -235,6 +236,7 @@ if int(os.environ.get("LOGICAL_CPUS", "0")):
 
 import build.make.train as train_module
 from build.config import load_config
+from build.make.context import prepare
 from build.make.run import start_run
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -255,7 +257,7 @@ def write_maybe_pausing(path, text):
 
 train_module.write_text_atomic = write_maybe_pausing
 config = load_config(sys.argv[1], sys.argv[3:])
-train_module.train_float(start_run(sys.argv[2], config, resume=True), config)
+train_module.train_float(prepare(start_run(sys.argv[2], config, resume=True), config))
 """
 
 
@@ -345,7 +347,7 @@ def test_an_interrupted_run_can_be_finished_at_its_best_epoch(tmp_path):
     config = tiny_config(data, "train.epochs=3")
     best = dict(np.load(stage / "best.weights.npz"))
 
-    model_path = train_float(start_run(run_dir, config, resume=True), config, finish=True)
+    model_path = train_float(prepare(start_run(run_dir, config, resume=True), config), finish=True).path
 
     assert [int(r["epoch"]) for r in read_log(stage / "log.csv")] == [1, 2]  # nothing trained after the request
     state = json.loads((stage / "state.json").read_text())
@@ -362,6 +364,7 @@ def test_an_interrupted_run_can_be_finished_at_its_best_epoch(tmp_path):
 def test_finishing_a_run_that_has_not_completed_an_epoch_says_what_to_do(tmp_path):
     config = tiny_config(write_synthetic_dataset(tmp_path / "data"))
     run = start_run(tmp_path / "runs" / "fresh", config, resume=False)
+    ctx = prepare(run, config)
     with pytest.raises(ValueError, match="no epoch has completed yet"):
-        train_float(run, config, finish=True)
+        train_float(ctx, finish=True)
     assert not (run.root / "float" / "model.keras").exists()

@@ -1,0 +1,302 @@
+"""The export stage's pieces: every TFLite variant written and validated against the float model, the
+shipped int8 file chosen, the parity gates, and the calibrated files with the abstain head inside.
+
+``build.build.export_run`` strings them together with the evaluation and writes the bundle::
+
+    >>> checked = export_checked(ctx, floated, quantized, out, val_pixels, val_labels)
+    >>> calibrated = export_calibrated(ctx, checked, floated, quantized, out, val_pixels, val_labels)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from build.atomic import write_text_atomic
+from build.config import BuildConfig
+from build.make.card import code_version
+from build.make.context import RunContext
+from build.make.datasets import fingerprint
+from build.make.framing import runtime_view
+from build.make.operating_points import fit_operating_points
+from build.make.pipeline import calibration_sample
+from build.make.results import FloatResult, QatResult
+from build.make.reuse import ExportRecord, export_key, file_digest
+from edge.card import ModelCard
+from edge.tasks import task as task_row
+from edge.variants import candidates, variant as variant_row
+
+log = logging.getLogger(__name__)
+
+SHIPPED_INT8 = "int8"  # the variant a phone gets; calibration and the abstain rule are fitted on it
+PARITY_FILE = "parity.json"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The exported files, their parity reports (``int8`` = the chosen candidate) and the gates they missed."""
+
+    files: dict[str, Path]
+    reports: dict[str, dict]
+    failures: list[str]
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """The shipped files exported again with the temperature and abstain head inside, and their reports.
+
+    Attributes:
+        files: Shipped variant -> file.
+        heads: Variant -> the AbstainHead inside its file (absent where none could be fitted).
+        final: The file the card's abstain rule and operating points are fitted on (int8, else the first).
+        calibration: The fitted temperature and what it did (``build.make.calibration.CalibrationResult``).
+        sample: Indices of the training images the abstain rule and heads learned from.
+        reports: Parity reports of every variant, the shipped ones measured again at the temperature.
+        failures: Gates the calibrated files missed.
+    """
+
+    files: dict[str, Path]
+    heads: dict[str, Any]
+    final: Path
+    calibration: Any
+    sample: np.ndarray
+    reports: dict[str, dict]
+    failures: list[str]
+
+
+def export_checked(ctx: RunContext, floated: FloatResult, quantized: QatResult | None, out: Path,
+                   val_pixels: np.ndarray, val_labels: np.ndarray) -> Checked:
+    """Exports every planned variant (reusing those unchanged since the last export), validates each
+    against the float model, chooses the shipped int8 file and gates every shipped variant.
+    Writes ``parity.json`` (before the gates, so a failure leaves the measured reports)."""
+    from converters.validate import ParityReport, check_gate, validate_tflite
+
+    config, spec = ctx.config, ctx.spec
+    float_path, qat_path = floated.path, quantized.path if quantized is not None else None
+    record = ExportRecord(out)
+    sources = {"float": file_digest(float_path), "qat": file_digest(qat_path) if qat_path is not None else None}
+    keys = {variant: export_key(variant=variant, source=sources["qat" if variant == "int8-qat" else "float"],
+                                export=dataclasses.asdict(config.export), seed=config.train.seed,
+                                validation=fingerprint(ctx.frame[ctx.frame["split"] == "val"]), n=len(val_labels),
+                                code=code_version())
+            for variant in _planned_variants(config)}
+    done = {variant: found for variant in keys if (found := record.reusable(variant, keys[variant]))}
+    files = {**export_variants(float_path, qat_path, out, ctx, skip=set(done)),
+             **{variant: path for variant, (path, _) in done.items()}}
+    reports = {}
+    for variant, path in files.items():
+        if variant in done:
+            reports[variant] = done[variant][1]
+            continue
+        reports[variant] = validate_tflite(path, float_path, val_pixels, val_labels, input_spec=spec,
+                                           variant=_gate_name(variant)).to_dict()
+        record.record(variant, keys[variant], path, reports[variant])
+    if "int8-qat" in files and "qat_model" not in reports["int8-qat"]:
+        # Against the model it was converted from: what conversion alone changed (the float model is a
+        # step further away, since QAT trained on). The card keeps both.
+        own = validate_tflite(files["int8-qat"], qat_path, val_pixels, val_labels, input_spec=spec, variant="int8")
+        reports["int8-qat"]["qat_model"] = {"top1_agreement": own.top1_agreement,
+                                            "balanced_accuracy": own.balanced_accuracy_reference,
+                                            "balanced_accuracy_delta": own.balanced_accuracy_delta}
+        log.info("int8 from QAT against its QAT model: top-1 agreement %.4f, balanced accuracy %+.2f pt",
+                 own.top1_agreement, 100 * own.balanced_accuracy_delta)
+        record.record("int8-qat", keys["int8-qat"], files["int8-qat"], reports["int8-qat"])
+    write_text_atomic(out / PARITY_FILE, json.dumps(reports, indent=2) + "\n")
+    _log_parity(reports)
+    if "int8" in config.export.variants:
+        source = choose_int8(reports, config.export.int8_source, _gate(config, "int8"))
+        files["int8"], reports["int8"] = files[f"int8-{source}"], {**reports[f"int8-{source}"], "source": source}
+        log.info("int8 ships from %s (top-1 agreement %.4f)", source.upper(), reports["int8"]["top1_agreement"])
+    failures = []
+    for variant in config.export.variants:
+        gate = _gate(config, variant)
+        missed = check_gate(ParityReport.from_dict(reports[variant]), gate)
+        reports[variant] = {**reports[variant], "gate": dataclasses.asdict(gate), "passed": not missed}
+        failures += missed
+    return Checked(files, reports, failures)
+
+
+def export_calibrated(ctx: RunContext, checked: Checked, floated: FloatResult, quantized: QatResult | None,
+                      out: Path, val_pixels: np.ndarray, val_labels: np.ndarray) -> Calibrated:
+    """Fits the temperature on the shipped int8 file's validation outputs, exports the shipped variants
+    again with the temperature and the abstain head inside (``out/final``), and gates them again against
+    the float model at the same temperature. Writes ``parity.json`` again."""
+    from build.make.calibration import calibrate
+    from converters.validate import check_gate, run_tflite, validate_tflite
+
+    config, spec, train = ctx.config, ctx.spec, ctx.train
+    reports, failures = dict(checked.reports), []
+    shipped = {v: checked.files[v] for v in config.export.variants}
+    val_probs, _ = run_tflite(shipped[SHIPPED_INT8] if SHIPPED_INT8 in shipped else next(iter(shipped.values())),
+                              val_pixels, spec)
+    calibration = calibrate(val_probs, val_labels)
+    sample = np.random.default_rng(0).choice(len(train.labels), size=min(3000, len(train.labels)), replace=False)
+    # The shipped files are exported again with the temperature and the abstain head inside, so a phone
+    # (MediaPipe Tasks) returns calibrated scores and "I can't tell" with no code of ours; they are gated
+    # again against the float model at the same temperature.
+    sources = {v: (quantized.path if v == "int8" and reports["int8"].get("source") == "qat" else floated.path)
+               for v in shipped}
+    shipped, heads, final = export_safe_variants(sources, out / "final", ctx, sample, val_pixels,
+                                                 temperature=calibration.temperature)
+    for variant, path in shipped.items():
+        report = validate_tflite(path, sources[variant], val_pixels, val_labels, input_spec=spec,
+                                 variant=variant, temperature=calibration.temperature)
+        gate = _gate(config, variant)
+        missed = check_gate(report, gate)
+        reports[variant] = {**report.to_dict(), "source": reports[variant].get("source"),
+                            **({"qat_model": reports[variant]["qat_model"]} if "qat_model" in reports[variant] else {}),
+                            "gate": dataclasses.asdict(gate), "passed": not missed,
+                            "temperature": calibration.temperature, "abstain_head": variant in heads}
+        failures += missed
+    write_text_atomic(out / PARITY_FILE, json.dumps(reports, indent=2) + "\n")
+    return Calibrated(shipped, heads, final, calibration, sample, reports, failures)
+
+
+def _metadata(ctx: RunContext) -> dict[str, Any]:
+    """What every exported file carries: input spec, labels with display names, name and license."""
+    task = task_row(ctx.config.data.task)
+    return dict(input_spec=ctx.spec, labels=list(ctx.classes),
+                display_names=[task.class_info(c).display_name for c in ctx.classes],
+                name=ctx.config.name, license=task.license)
+
+
+def operating_point_fields(card: ModelCard, calibrated: np.ndarray, labels: np.ndarray) -> dict:
+    """The card fields the validation operating points set: ``operating_points`` and, at the screening
+    point, ``malignant_threshold``. None for a task without malignant classes."""
+    malignant = card.malignant_indices
+    if not malignant:
+        return {}
+    try:
+        points = fit_operating_points(calibrated[:, malignant].sum(axis=1), np.isin(labels, malignant))
+    except ValueError as error:  # e.g. a validation subset (export.validation_images) with no malignant image
+        log.warning("no operating points in this bundle: %s; the card keeps its default threshold", error)
+        return {}
+    screening = points["screening"]
+    log.info("operating points: screening %.3f (sensitivity %.3f, specificity %.3f), high %.3f (specificity %.3f)",
+             screening["threshold"], screening["sensitivity"], screening["specificity"],
+             points["high"]["threshold"], points["high"]["specificity"])
+    return {"operating_points": points, "malignant_threshold": screening["threshold"]}
+
+
+def _planned_variants(config: BuildConfig) -> list[str]:
+    """The files :func:`export_variants` writes for ``config``, in order: the variants that ship as they are,
+    then the candidates of those that ship one of several (``edge.variants.candidates``)."""
+    planned = [v for v in (*config.export.variants, *config.export.also_validate) if not candidates(v)]
+    for name in config.export.variants:
+        planned += [row.name for row in candidates(name) if row.source != "qat" or config.qat.enabled]
+    return planned
+
+
+def export_variants(float_path: Path, qat_path: Path | None, out: Path, ctx: RunContext, *,
+                    skip: set[str] = frozenset()) -> dict[str, Path]:
+    """Writes the configured float variants and two int8 candidates: ``int8-qat`` (from the QAT model)
+    and ``int8-ptq`` (post-training quantization of the float model), so the report shows what QAT
+    bought and :func:`choose_int8` can ship the one that follows the float model more closely. Variants
+    in ``skip`` (unchanged since the last export, see ``build.make.reuse``) are left as they are."""
+    from converters.export import export_tflite
+    from converters.quantization import for_variant
+
+    config, spec = ctx.config, ctx.spec
+    common = _metadata(ctx)
+    calibration = calibration_sample(ctx.train, spec, config.export.calibration_images, config.train.seed)
+    files = {}
+    for variant in _planned_variants(config):
+        row = variant_row(variant)
+        source = qat_path if row.source == "qat" else float_path
+        if source is not None and variant not in skip:
+            # A QAT model carries its ranges; a float model is calibrated on training images.
+            quantization = for_variant(variant, None if row.source == "qat" else calibration)
+            files[variant] = export_tflite(source, out / row.file, quantization, **common).path
+    return files
+
+
+def export_safe_variants(sources: dict[str, Path], out: Path, ctx: RunContext, sample: np.ndarray,
+                         val_pixels: np.ndarray, *, temperature: float) -> tuple[dict[str, Path], dict, Path]:
+    """Exports each shipped variant from its source model with ``temperature`` folded into the head and
+    the abstain head (fitted on that source model's features) as a second output.
+
+    Returns:
+        ``(files, heads, int8_or_first)``: variant -> file, variant -> fitted AbstainHead (absent where the
+        head could not be fitted: too few images), and the file the card's rule is fitted on.
+    """
+    from converters.abstain_head import fit_abstain_head
+    from converters.export import export_tflite, is_qat_model, load_keras_model
+    from converters.quantization import for_variant, needs_calibration
+
+    config, spec, train = ctx.config, ctx.spec, ctx.train
+    common = {**_metadata(ctx), "temperature": temperature}
+    task = task_row(config.data.task)
+    fitted: dict[Path, tuple[bool, object]] = {}
+    files, heads = {}, {}
+    for variant, source in sources.items():
+        if source not in fitted:
+            model = load_keras_model(source)
+            try:
+                head = fit_abstain_head(
+                    model, (runtime_view(train.source(i), spec) for i in np.sort(sample)), list(val_pixels),
+                    input_spec=spec, labels=(task.abstain_label, "other"))
+            except ValueError as error:
+                log.warning("no abstain head in %s files: %s", source.name, error)
+                head = None
+            fitted[source] = (is_qat_model(model), head)
+        qat, head = fitted[source]
+        calibration = (calibration_sample(train, spec, config.export.calibration_images, config.train.seed)
+                       if needs_calibration(variant) and not qat else None)
+        files[variant] = export_tflite(source, out / variant_row(variant).file,
+                                       for_variant(variant, calibration), abstain_head=head, **common).path
+        if head is not None:
+            heads[variant] = head
+    final = files.get(SHIPPED_INT8, next(iter(files.values())))
+    return files, heads, final
+
+
+def choose_int8(reports: dict[str, dict], policy: str, gate=None) -> str:
+    """Which int8 candidate ships: ``qat``, ``ptq``, or ``best``: one that passes ``gate`` if any does,
+    then the higher top-1 agreement with the float model (QAT on a tie). A short QAT run can trail
+    post-training quantization, and the gate judges the file, not the recipe."""
+    from converters.validate import ParityReport, check_gate
+
+    available = [source for source in ("qat", "ptq") if f"int8-{source}" in reports]
+    if policy in ("qat", "ptq"):
+        if policy not in available:
+            raise ValueError(f"export.int8_source = {policy!r}, but there is no {policy.upper()} int8 file "
+                             f"(qat.enabled = false?); use 'best' or 'ptq'")
+        return policy
+
+    def rank(source: str) -> tuple[bool, float, bool]:
+        report = reports[f"int8-{source}"]
+        passes = gate is None or not check_gate(ParityReport.from_dict(report), gate)
+        return passes, report["top1_agreement"], source == "qat"
+
+    return max(available, key=rank)
+
+
+def _gate_name(variant: str) -> str:
+    """The variant whose validation and gate a file gets: a candidate's (``int8-qat`` -> ``int8``)."""
+    return variant_row(variant).quantization
+
+
+def _gate(config: BuildConfig, variant: str):
+    from converters.validate import ParityGate
+
+    gate = ParityGate.for_variant(variant)
+    if variant == "int8":
+        return dataclasses.replace(gate, min_top1_agreement=config.export.int8_min_agreement,
+                                   max_balanced_accuracy_drop=config.export.int8_max_drop_points)
+    if variant in ("float16", "float32"):
+        return dataclasses.replace(gate, min_top1_agreement=config.export.float_min_agreement)
+    return gate
+
+
+def _log_parity(reports: dict) -> None:
+    """The parity reports as a table, one log line per variant."""
+    log.info("%-10s %9s %8s %8s %7s", "variant", "agreement", "max|dp|", "bal.acc", "delta")
+    for variant, r in reports.items():
+        log.info("%-10s %9.4f %8.4f %8.4f %+6.2fpt", variant, r["top1_agreement"], r["max_abs_diff"],
+                 r["balanced_accuracy_tflite"], 100 * r["balanced_accuracy_delta"])
