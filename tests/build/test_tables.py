@@ -12,7 +12,10 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="build configs import the model registry (the [build] extra)")
 
-from build import build as build_module  # noqa: E402
+from build.make import card as card_module  # noqa: E402
+from build.make import export as export_stage  # noqa: E402
+from build.make.context import RunContext  # noqa: E402
+from build.make.results import FloatResult  # noqa: E402
 from build.analysis.evaluate import _known_malignant  # noqa: E402
 from build.config import BuildConfig, ExportConfig, load_config  # noqa: E402
 from build.make.run import Run, class_names, input_spec  # noqa: E402
@@ -30,6 +33,11 @@ def config_with(**export) -> BuildConfig:
     return dataclasses.replace(BuildConfig(), export=ExportConfig(**export))
 
 
+def context(config: BuildConfig, classes: list[str]) -> SimpleNamespace:
+    """What export reads of a run's context, without decoding any images."""
+    return SimpleNamespace(config=config, classes=tuple(classes), spec=input_spec(config), train=None)
+
+
 def fake_export(monkeypatch) -> list[dict]:
     """Replaces the converter with a recorder of what the build asked for."""
     calls = []
@@ -39,7 +47,7 @@ def fake_export(monkeypatch) -> list[dict]:
         return SimpleNamespace(path=Path(path))
 
     monkeypatch.setattr(export_module, "export_tflite", export_tflite)
-    monkeypatch.setattr(build_module, "calibration_sample", lambda *args: ["calibration pixels"])
+    monkeypatch.setattr(export_stage, "calibration_sample", lambda *args: ["calibration pixels"])
     return calls
 
 
@@ -50,22 +58,22 @@ def test_export_defaults_and_gates_come_from_the_variant_table():
     assert export.variants == variants.names()
     assert export.int8_min_agreement == ParityGate.for_variant("int8").min_top1_agreement
     assert export.float_min_agreement == ParityGate.for_variant("float16").min_top1_agreement
-    assert build_module._gate(BuildConfig(), "dynamic") == ParityGate.for_variant("dynamic")
-    assert build_module._gate_name("int8-ptq") == "int8"
+    assert export_stage._gate(BuildConfig(), "dynamic") == ParityGate.for_variant("dynamic")
+    assert export_stage._gate_name("int8-ptq") == "int8"
     with pytest.raises(ValueError, match=r"export.also_validate: unknown variant\(s\) \['int4'\]; known: int8"):
         ExportConfig(also_validate=("int4",))
 
 
 def test_planned_variants_follow_the_table(monkeypatch):
     config = config_with(variants=("int8", "float16"), also_validate=("float32",))
-    assert build_module._planned_variants(config) == ["float16", "float32", "int8-qat", "int8-ptq"]
+    assert export_stage._planned_variants(config) == ["float16", "float32", "int8-qat", "int8-ptq"]
     no_qat = dataclasses.replace(config, qat=dataclasses.replace(config.qat, enabled=False))
-    assert build_module._planned_variants(no_qat) == ["float16", "float32", "int8-ptq"]
+    assert export_stage._planned_variants(no_qat) == ["float16", "float32", "int8-ptq"]
     # A third int8 candidate is one more row: the plan (and so the export and the choice) sees it.
     distilled = Variant("int8-distilled", "distilled/model_int8.tflite", "int8 from a distilled QAT model",
                         ParityGate.for_variant("int8"), quantization="int8", source="qat", shipped=False)
     monkeypatch.setattr(variants, "VARIANTS", (*variants.VARIANTS, distilled))
-    assert build_module._planned_variants(config)[-3:] == ["int8-qat", "int8-ptq", "int8-distilled"]
+    assert export_stage._planned_variants(config)[-3:] == ["int8-qat", "int8-ptq", "int8-distilled"]
 
 
 def test_export_writes_each_row_s_file_with_its_factory_and_the_task_s_facts(monkeypatch, tmp_path):
@@ -74,7 +82,7 @@ def test_export_writes_each_row_s_file_with_its_factory_and_the_task_s_facts(mon
     monkeypatch.setattr(variants, "VARIANTS", (*variants.VARIANTS, int4))
     config = config_with(variants=("int8", "int4"))
     float_path, qat_path = tmp_path / "float.keras", tmp_path / "qat.h5"
-    files = build_module.export_variants(float_path, qat_path, tmp_path, config, ["mel", "nv", "zz"], train=None)
+    files = export_stage.export_variants(float_path, qat_path, tmp_path, context(config, ["mel", "nv", "zz"]))
 
     assert list(files) == ["int4", "int8-qat", "int8-ptq"]
     assert [c["path"].relative_to(tmp_path).as_posix() for c in calls] == [
@@ -90,7 +98,7 @@ def test_export_writes_each_row_s_file_with_its_factory_and_the_task_s_facts(mon
 def test_unchanged_variants_are_not_exported_again(monkeypatch, tmp_path):
     calls = fake_export(monkeypatch)
     config = config_with(variants=("int8", "float16"))
-    files = build_module.export_variants(tmp_path / "f.keras", None, tmp_path, config, ["mel"], train=None,
+    files = export_stage.export_variants(tmp_path / "f.keras", None, tmp_path, context(config, ["mel"]),
                                          skip={"float16"})
     assert list(files) == ["int8-ptq"] and len(calls) == 1
 
@@ -114,8 +122,9 @@ def test_data_task_chooses_the_card_s_classes_licence_and_wording(monkeypatch, t
     classes = class_names(config, frame)
     assert classes == ["b", "a"]  # the task's fixed classes, in its order, not the data's sorted labels
 
-    card = build_module.make_card(config, frame, classes, temperature=1.0, abstain={}, validation={},
-                                  seconds=1.0, run=Run(tmp_path))
+    ctx = RunContext(Run(tmp_path), config, frame, tuple(classes), input_spec(config))
+    card = card_module.make_card(ctx, FloatResult(tmp_path / "model.keras"), None, temperature=1.0, abstain={},
+                                 validation={}, seconds=1.0)
     assert card.task == "demo photos, 2 classes"
     assert card.display_names == {"b": "Bad spot", "a": "A spot"} and card.malignant_indices == [0]
     assert (card.license, card.intended_use, card.limitations) == ("Demo licence", "Demonstrations only.",
