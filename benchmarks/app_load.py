@@ -144,7 +144,9 @@ class _GradioClientUser:
     def classify(self, image: Path) -> dict:
         from gradio_client import handle_file
 
-        return self.client.submit(handle_file(str(image)), api_name="/classify").result(timeout=REQUEST_TIMEOUT_S)
+        return self.client.submit(handle_file(str(image)), api_name="/classify").result(
+            timeout=REQUEST_TIMEOUT_S
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -163,7 +165,9 @@ class _HttpUser:
             uploaded = self.http.post("gradio_api/upload", files={"files": (image.name, file, "image/jpeg")})
         uploaded.raise_for_status()
         payload = {"path": uploaded.json()[0], "orig_name": image.name, "meta": {"_type": "gradio.FileData"}}
-        call = self.http.post("gradio_api/call/classify", json={"data": [payload, None]})  # None: default model
+        call = self.http.post(
+            "gradio_api/call/classify", json={"data": [payload, None]}
+        )  # None: default model
         call.raise_for_status()
         stream = self.http.get(f"gradio_api/call/classify/{call.json()['event_id']}")
         stream.raise_for_status()
@@ -183,18 +187,31 @@ class _HttpUser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle to serve (default: %(default)s)")
+    parser.add_argument(
+        "--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle to serve (default: %(default)s)"
+    )
     parser.add_argument("--url", default=None, help="load an already running demo instead (loopback only)")
     parser.add_argument("--users", type=int, default=LoadConfig.users)
     parser.add_argument("--requests", type=int, default=LoadConfig.requests)
-    parser.add_argument("--image", type=Path, default=None, help="photo to upload (default: a synthetic 600x450 JPEG)")
+    parser.add_argument(
+        "--image", type=Path, default=None, help="photo to upload (default: a synthetic 600x450 JPEG)"
+    )
     parser.add_argument("--concurrency", type=int, default=None, help="the launched demo's concurrency limit")
-    parser.add_argument("--transport", choices=TRANSPORTS, default="client",
-                        help="gradio_client, or Gradio's HTTP API through httpx (default: %(default)s)")
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="client",
+        help="gradio_client, or Gradio's HTTP API through httpx (default: %(default)s)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args(argv)
-    config = LoadConfig(users=args.users, requests=args.requests, image=args.image, concurrency=args.concurrency,
-                        transport=args.transport)
+    config = LoadConfig(
+        users=args.users,
+        requests=args.requests,
+        image=args.image,
+        concurrency=args.concurrency,
+        transport=args.transport,
+    )
 
     with tempfile.TemporaryDirectory() as scratch:
         image = config.image or _synthetic_photo(Path(scratch) / "spot.jpg")
@@ -203,9 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = _run_against_launched_demo(args.bundle, config, image)
 
-    print(f"{result.transport}: {result.users} users x {result.requests} requests: {result.errors} errors, "
-          f"p50 {result.p50_ms:.1f} ms, p95 {result.p95_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-          f"max {result.max_ms:.1f} ms, {result.throughput_rps:.1f} requests/s over {result.wall_s:.1f} s")
+    print(
+        f"{result.transport}: {result.users} users x {result.requests} requests: {result.errors} errors, "
+        f"p50 {result.p50_ms:.1f} ms, p95 {result.p95_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+        f"max {result.max_ms:.1f} ms, {result.throughput_rps:.1f} requests/s over {result.wall_s:.1f} s"
+    )
     for message in result.first_errors:
         print(f"  error: {message}")
     print(json.dumps(result.to_dict()))
@@ -221,15 +240,31 @@ def _run_against_launched_demo(bundle: Path, config: LoadConfig, image: Path) ->
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "gradio_app", "--bundle", str(bundle), "--host", "127.0.0.1",
-               "--port", str(port), "--no-explain"]
+    command = [
+        sys.executable,
+        "-m",
+        "gradio_app",
+        "--bundle",
+        str(bundle),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-explain",
+    ]
     if config.concurrency is not None:
         command += ["--concurrency", str(config.concurrency)]
     url = f"http://127.0.0.1:{port}/"
     # A file, not a pipe: a pipe nobody reads would block the server once its buffer fills.
     log = tempfile.TemporaryFile(mode="w+")
-    server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    server = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+    )
     try:
         _wait_until_serving(url, server, log)
         run_load(url, dataclasses.replace(config, users=1, requests=2), image)  # warm-up, not reported
@@ -266,11 +301,20 @@ def _summarise(config: LoadConfig, latencies: list[float], errors: list[str], wa
     def percentile(q: float) -> float:
         return float(np.percentile(ordered, q))
 
-    return LoadResult(transport=config.transport, users=config.users, requests=config.requests, errors=len(errors),
-                      first_errors=tuple(dict.fromkeys(errors))[:5], wall_s=wall,
-                      throughput_rps=len(latencies) / wall if wall > 0 else 0.0,
-                      p50_ms=percentile(50), p95_ms=percentile(95), p99_ms=percentile(99), max_ms=ordered[-1],
-                      mean_ms=statistics.fmean(ordered))
+    return LoadResult(
+        transport=config.transport,
+        users=config.users,
+        requests=config.requests,
+        errors=len(errors),
+        first_errors=tuple(dict.fromkeys(errors))[:5],
+        wall_s=wall,
+        throughput_rps=len(latencies) / wall if wall > 0 else 0.0,
+        p50_ms=percentile(50),
+        p95_ms=percentile(95),
+        p99_ms=percentile(99),
+        max_ms=ordered[-1],
+        mean_ms=statistics.fmean(ordered),
+    )
 
 
 def _synthetic_photo(path: Path) -> Path:

@@ -122,8 +122,15 @@ class _RssSampler:
             self._sample()
 
 
-def measure_case(bundles: list[Path], image: Path, case: str, uploads: int, after_s: float, warm_up: Path,
-                 concurrency: int | None = None) -> MemoryResult:
+def measure_case(
+    bundles: list[Path],
+    image: Path,
+    case: str,
+    uploads: int,
+    after_s: float,
+    warm_up: Path,
+    concurrency: int | None = None,
+) -> MemoryResult:
     """Starts a demo on ``bundles`` (none: its default), sends ``uploads`` copies of ``image`` at once,
     and samples its memory."""
     with socket.socket() as probe:
@@ -136,8 +143,14 @@ def measure_case(bundles: list[Path], image: Path, case: str, uploads: int, afte
         command += ["--concurrency", str(concurrency)]
     url = f"http://127.0.0.1:{port}/"
     log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe nobody reads
-    server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    server = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+    )
     with tempfile.TemporaryDirectory(prefix="app-memory-") as scratch:
         copies = []
         for index in range(uploads):
@@ -178,25 +191,50 @@ def measure_case(bundles: list[Path], image: Path, case: str, uploads: int, afte
             except subprocess.TimeoutExpired:
                 server.kill()
             log.close()
-    return MemoryResult(case=case, file_mb=image.stat().st_size / 1e6, uploads=uploads, errors=len(errors),
-                        first_errors=tuple(dict.fromkeys(errors))[:3], baseline_mb=baseline,
-                        peak_mb=max(peak, peak_after), peak_after_mb=peak_after, end_mb=end, after_s=after_s,
-                        seconds=seconds)
+    return MemoryResult(
+        case=case,
+        file_mb=image.stat().st_size / 1e6,
+        uploads=uploads,
+        errors=len(errors),
+        first_errors=tuple(dict.fromkeys(errors))[:3],
+        baseline_mb=baseline,
+        peak_mb=max(peak, peak_after),
+        peak_after_mb=peak_after,
+        end_mb=end,
+        after_s=after_s,
+        seconds=seconds,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="example: python -m benchmarks.app_memory --uploads 8 --after 30")
-    parser.add_argument("--bundle", type=Path, action="append", default=[],
-                        help="bundle to serve, repeatable (default: the demo's own, every bundle under "
-                             f"{DEFAULT_BUNDLE.parent})")
-    parser.add_argument("--uploads", type=int, default=8,
-                        help="clients uploading at once (default: %(default)s)")
-    parser.add_argument("--after", type=float, default=30.0,
-                        help="seconds to keep sampling after the last answer (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="example: python -m benchmarks.app_memory --uploads 8 --after 30",
+    )
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        action="append",
+        default=[],
+        help="bundle to serve, repeatable (default: the demo's own, every bundle under "
+        f"{DEFAULT_BUNDLE.parent})",
+    )
+    parser.add_argument(
+        "--uploads", type=int, default=8, help="clients uploading at once (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--after",
+        type=float,
+        default=30.0,
+        help="seconds to keep sampling after the last answer (default: %(default)s)",
+    )
     parser.add_argument("--concurrency", type=int, default=None, help="the demo's concurrency limit")
-    parser.add_argument("--bound-mb", type=float, default=BOUND_MB,
-                        help="peak the demo must stay under, in MB (default: %(default)s)")
+    parser.add_argument(
+        "--bound-mb",
+        type=float,
+        default=BOUND_MB,
+        help="peak the demo must stay under, in MB (default: %(default)s)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     if args.uploads < 1 or args.after < 0:
@@ -207,16 +245,20 @@ def main(argv: list[str] | None = None) -> int:
         warm_up = _synthetic_photo(Path(scratch) / "warm_up.jpg")
         for case in CASES:
             image = write_case(case, Path(scratch))
-            result = measure_case(args.bundle, image, case.name, args.uploads, args.after, warm_up,
-                                  args.concurrency)
+            result = measure_case(
+                args.bundle, image, case.name, args.uploads, args.after, warm_up, args.concurrency
+            )
             results.append(result)
             verdict = "ok" if result.peak_mb <= args.bound_mb else f"OVER the {args.bound_mb:.0f} MB bound"
             added = result.peak_mb - result.baseline_mb
-            print(f"{result.case} ({result.file_mb:.1f} MB file) x {result.uploads} at once: baseline "
-                  f"{result.baseline_mb:.0f} MB, peak {result.peak_mb:.0f} MB (+{added:.0f}), "
-                  f"{result.after_s:.0f} s after: peak {result.peak_after_mb:.0f} MB, "
-                  f"end {result.end_mb:.0f} MB; {result.errors} errors, answered in {result.seconds:.1f} s; "
-                  f"{verdict}", flush=True)
+            print(
+                f"{result.case} ({result.file_mb:.1f} MB file) x {result.uploads} at once: baseline "
+                f"{result.baseline_mb:.0f} MB, peak {result.peak_mb:.0f} MB (+{added:.0f}), "
+                f"{result.after_s:.0f} s after: peak {result.peak_after_mb:.0f} MB, "
+                f"end {result.end_mb:.0f} MB; {result.errors} errors, answered in {result.seconds:.1f} s; "
+                f"{verdict}",
+                flush=True,
+            )
             for message in result.first_errors:
                 print(f"  error: {message}")
     print(json.dumps([result.to_dict() for result in results]))

@@ -102,8 +102,14 @@ def write_case(case: Case, folder: Path) -> Path:
     for top in range(0, height, 1024):
         h = min(1024, height - top)
         y = np.linspace(top, top + h - 1, h, dtype=np.float32)[:, None] * (255 / max(height - 1, 1))
-        strip = np.stack([np.broadcast_to(x, (h, width)), np.broadcast_to(y, (h, width)),
-                          np.full((h, width), 128, np.float32)], axis=-1)
+        strip = np.stack(
+            [
+                np.broadcast_to(x, (h, width)),
+                np.broadcast_to(y, (h, width)),
+                np.full((h, width), 128, np.float32),
+            ],
+            axis=-1,
+        )
         rows.append(strip.astype(np.uint8))
     options = dict(case.options)
     image = Image.fromarray(np.concatenate(rows))
@@ -114,35 +120,53 @@ def write_case(case: Case, folder: Path) -> Path:
 
 def measure(path: Path, size: int, concurrent: int) -> dict:
     """Runs the decode in a child process and returns its JSON line."""
-    result = subprocess.run([sys.executable, "-c", CHILD, str(path), str(size), str(concurrent)],
-                            cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(size), str(concurrent)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"child failed on {path}: {result.stderr.strip()[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="example: python -m benchmarks.decode_memory --concurrent 8")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="example: python -m benchmarks.decode_memory --concurrent 8",
+    )
     parser.add_argument("--size", type=int, default=224, help="target side in pixels (default: 224)")
-    parser.add_argument("--concurrent", type=int, default=1, help="decodes at once in one process (default: 1)")
+    parser.add_argument(
+        "--concurrent", type=int, default=1, help="decodes at once in one process (default: 1)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object per case")
     args = parser.parse_args(argv)
     from edge.preprocess import DEFAULT_MAX_DECODE_BYTES  # noqa: PLC0415 - the parent needs only the bound
 
-    print(f"bound: decoding adds at most {DEFAULT_MAX_DECODE_BYTES / 2**20:.0f} MiB "
-          f"({DEFAULT_MAX_DECODE_BYTES / 1e6:.0f} MB) to a process, for any number of concurrent decodes")
+    print(
+        f"bound: decoding adds at most {DEFAULT_MAX_DECODE_BYTES / 2**20:.0f} MiB "
+        f"({DEFAULT_MAX_DECODE_BYTES / 1e6:.0f} MB) to a process, for any number of concurrent decodes"
+    )
     with tempfile.TemporaryDirectory(prefix="decode-memory-") as tmp:
         for case in CASES:
             path = write_case(case, Path(tmp))
-            row = {"case": case.name, "file_kb": round(path.stat().st_size / 1024, 1),
-                   **measure(path, args.size, args.concurrent)}
+            row = {
+                "case": case.name,
+                "file_kb": round(path.stat().st_size / 1024, 1),
+                **measure(path, args.size, args.concurrent),
+            }
             if args.json:
                 print(json.dumps(row))
             else:
-                print(f"{row['case']:>14}  file {row['file_kb']:>8.1f} kB  baseline {row['baseline_mb']:6.1f} MB  "
-                      f"peak {row['peak_mb']:6.1f} MB  (+{row['added_mb']:6.1f} MB, x{args.concurrent})  "
-                      f"{'; '.join(row['result'])}", flush=True)
+                print(
+                    f"{row['case']:>14}  file {row['file_kb']:>8.1f} kB  baseline {row['baseline_mb']:6.1f} MB  "
+                    f"peak {row['peak_mb']:6.1f} MB  (+{row['added_mb']:6.1f} MB, x{args.concurrent})  "
+                    f"{'; '.join(row['result'])}",
+                    flush=True,
+                )
     return 0
 
 

@@ -44,8 +44,12 @@ print(json.dumps({{"seconds_per_step": (time.perf_counter() - started) / steps}}
 
 def seconds_per_step(deterministic: bool, args: argparse.Namespace) -> float:
     settings = json.dumps([deterministic, args.size, args.alpha, args.steps, args.batch])
-    done = subprocess.run([sys.executable, "-c", WORKER.format(repo=str(REPO)), settings], capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER.format(repo=str(REPO)), settings],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds_per_step"]
 
 
@@ -58,7 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     default = seconds_per_step(False, args)
     deterministic = seconds_per_step(True, args)
-    print(f"MobileNetV2-{args.alpha} at {args.size} px, batch {args.batch}, {args.steps} steps, full fine-tune")
+    print(
+        f"MobileNetV2-{args.alpha} at {args.size} px, batch {args.batch}, {args.steps} steps, full fine-tune"
+    )
     print(f"  default kernels:       {default:.3f} s/step")
     print(f"  deterministic kernels: {deterministic:.3f} s/step")
     print(f"  ratio deterministic / default: {deterministic / default:.2f}x")

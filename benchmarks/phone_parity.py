@@ -23,7 +23,9 @@ DEFAULT_IMAGES = SHARED / "ham10000-fullres-sample" / "images"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def mediapipe_scores(model_path: Path, images: list, labels: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+def mediapipe_scores(
+    model_path: Path, images: list, labels: list[str]
+) -> tuple[np.ndarray, np.ndarray | None]:
     """MediaPipe's class scores (N, C) in ``labels`` order and its abstain head's "other" score (N,) or None.
 
     ``images`` are file paths (decoded by MediaPipe) or uint8 RGB arrays.
@@ -31,13 +33,17 @@ def mediapipe_scores(model_path: Path, images: list, labels: list[str]) -> tuple
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
-    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(model_path)),
-                                            max_results=-1)
+    options = vision.ImageClassifierOptions(
+        base_options=BaseOptions(model_asset_path=str(model_path)), max_results=-1
+    )
     scores, others = [], []
     with vision.ImageClassifier.create_from_options(options) as classifier:
         for image in images:
-            picture = (mp.Image.create_from_file(str(image)) if isinstance(image, (str, Path))
-                       else mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
+            picture = (
+                mp.Image.create_from_file(str(image))
+                if isinstance(image, (str, Path))
+                else mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+            )
             heads = classifier.classify(picture).classifications
             by_name = {c.category_name: c.score for c in heads[0].categories}
             scores.append([by_name.get(label, 0.0) for label in labels])
@@ -74,38 +80,53 @@ def parity(bundle: Path, variant: str | None, images: list[Path], *, pre_resized
         if temperature != 1.0:
             recalibrated = apply_temperature(scores, temperature)
             result["max_abs_gap_if_the_phone_applied_the_temperature"] = float(
-                np.abs(recalibrated - edge_probs).max())
+                np.abs(recalibrated - edge_probs).max()
+            )
         if others is not None and edge_other[0] is not None:
-            result["abstain_head_agreement"] = float(np.mean((others >= refuse_at)
-                                                             == (np.asarray(edge_other) >= refuse_at)))
+            result["abstain_head_agreement"] = float(
+                np.mean((others >= refuse_at) == (np.asarray(edge_other) >= refuse_at))
+            )
             result["mediapipe_refused"] = float(np.mean(others >= refuse_at))
         return result
 
-    report = {"bundle": str(bundle), "variant": classifier.variant, "images": len(images),
-              "temperature_in_graph": temperature == 1.0, "abstain_head_in_graph": classifier.has_abstain_head,
-              "mediapipe_on_the_photo": compare(*mediapipe_scores(classifier.model_path, images, labels))}
+    report = {
+        "bundle": str(bundle),
+        "variant": classifier.variant,
+        "images": len(images),
+        "temperature_in_graph": temperature == 1.0,
+        "abstain_head_in_graph": classifier.has_abstain_head,
+        "mediapipe_on_the_photo": compare(*mediapipe_scores(classifier.model_path, images, labels)),
+    }
     if pre_resized:
         pixels = [classifier.preprocess(path) for path in images]
-        report["mediapipe_on_runtime_pixels"] = compare(*mediapipe_scores(classifier.model_path, pixels, labels))
+        report["mediapipe_on_runtime_pixels"] = compare(
+            *mediapipe_scores(classifier.model_path, pixels, labels)
+        )
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.phone_parity",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.phone_parity", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("bundle", type=Path, help="bundle folder (e.g. models/pretrained/ham10000)")
     parser.add_argument("--variant", default="int8", help="bundle variant to run (default: int8)")
-    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES,
-                        help="folder of photos (default: ../shared/data/ham10000-fullres-sample/images)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=DEFAULT_IMAGES,
+        help="folder of photos (default: ../shared/data/ham10000-fullres-sample/images)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="use only the first N photos (0: all)")
-    parser.add_argument("--pre-resized", action="store_true",
-                        help="also feed MediaPipe the runtime's preprocessed pixels")
+    parser.add_argument(
+        "--pre-resized", action="store_true", help="also feed MediaPipe the runtime's preprocessed pixels"
+    )
     args = parser.parse_args(argv)
     if not args.images.is_dir():
         parser.error(f"--images {args.images} is not a folder of photos")
     images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if args.limit:
-        images = images[:args.limit]
+        images = images[: args.limit]
     if not images:
         parser.error(f"no .jpg/.png photos in {args.images}")
     started = time.perf_counter()

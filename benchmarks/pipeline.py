@@ -102,8 +102,9 @@ def run_benchmark(config: BenchConfig) -> PipelineBenchmark:
     spec = InputSpec(height=config.size, width=config.size)
     augment = AugmentConfig()
     # The seed's five: rotation, shift, zoom, flips, brightness; no quarter turns, colour or noise.
-    seed_five = dataclasses.replace(augment, rotate_90=False, contrast=0.0, saturation=0.0, hue=0.0,
-                                    noise=0.0)
+    seed_five = dataclasses.replace(
+        augment, rotate_90=False, contrast=0.0, saturation=0.0, hue=0.0, noise=0.0
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as scratch:
         cache_dir = Path(config.cache_dir or scratch)
@@ -112,14 +113,24 @@ def run_benchmark(config: BenchConfig) -> PipelineBenchmark:
         pixels = build_cache(list(frame["path"]), spec, cache_dir)
         cache_seconds = time.perf_counter() - started
         reused = Path(pixels.filename) in existed
-        print(f"cache: {len(frame):,} images at {config.size}x{config.size} "
-              f"{'reused' if reused else 'built'} in {cache_seconds:.1f} s", flush=True)
+        print(
+            f"cache: {len(frame):,} images at {config.size}x{config.size} "
+            f"{'reused' if reused else 'built'} in {cache_seconds:.1f} s",
+            flush=True,
+        )
 
         cached = CachedImages(pixels=pixels, labels=labels)
         timings = []
         for augmentation in (augment, seed_five):
-            dataset = training_dataset(cached, spec, num_classes=len(classes), batch_size=config.batch_size,
-                                       augment=augmentation, balance=BalanceConfig(), seed=config.seed)
+            dataset = training_dataset(
+                cached,
+                spec,
+                num_classes=len(classes),
+                batch_size=config.batch_size,
+                augment=augmentation,
+                balance=BalanceConfig(),
+                seed=config.seed,
+            )
             timings.append(_time_batches(iter(dataset), config, lambda batch: batch[0].numpy()))
         ours, ours_five = timings
         # Timed one after the other, not in turns: a live tf.data iterator keeps working ahead in the
@@ -129,22 +140,31 @@ def run_benchmark(config: BenchConfig) -> PipelineBenchmark:
 
     seed = _time_batches(_seed_style_batches(frame, config, augment), config, lambda batch: batch[0])
     images = config.batches * config.batch_size
-    ours_result = Throughput("ours: cache + tf.data, default augmentations", images / ours, ours,
-                             config.batches)
-    five_result = Throughput("ours: cache + tf.data, the seed's 5 augmentations", images / ours_five,
-                             ours_five, config.batches)
+    ours_result = Throughput(
+        "ours: cache + tf.data, default augmentations", images / ours, ours, config.batches
+    )
+    five_result = Throughput(
+        "ours: cache + tf.data, the seed's 5 augmentations", images / ours_five, ours_five, config.batches
+    )
     seed_result = Throughput("seed-style ImageDataGenerator", images / seed, seed, config.batches)
     for result in (ours_result, five_result, seed_result):
-        print(f"{result.name}: {result.images_per_second:,.0f} images/s "
-              f"({config.batches} batches of {config.batch_size} in {result.seconds:.1f} s)", flush=True)
-    return PipelineBenchmark(config=config, ours=ours_result, ours_seed_augmentations=five_result,
-                             seed_style=seed_result,
-                             speedup=ours_result.images_per_second / seed_result.images_per_second,
-                             speedup_same_augmentations=five_result.images_per_second
-                             / seed_result.images_per_second,
-                             cache_build_seconds=cache_seconds, cache_reused=reused,
-                             cpu_count=os.cpu_count() or 1,
-                             load_average_at_start=tuple(round(x, 2) for x in load))
+        print(
+            f"{result.name}: {result.images_per_second:,.0f} images/s "
+            f"({config.batches} batches of {config.batch_size} in {result.seconds:.1f} s)",
+            flush=True,
+        )
+    return PipelineBenchmark(
+        config=config,
+        ours=ours_result,
+        ours_seed_augmentations=five_result,
+        seed_style=seed_result,
+        speedup=ours_result.images_per_second / seed_result.images_per_second,
+        speedup_same_augmentations=five_result.images_per_second / seed_result.images_per_second,
+        cache_build_seconds=cache_seconds,
+        cache_reused=reused,
+        cpu_count=os.cpu_count() or 1,
+        load_average_at_start=tuple(round(x, 2) for x in load),
+    )
 
 
 def _seed_style_batches(frame, config: BenchConfig, augment: AugmentConfig):
@@ -152,14 +172,28 @@ def _seed_style_batches(frame, config: BenchConfig, augment: AugmentConfig):
     from models.keras import keras
 
     generator = keras.preprocessing.image.ImageDataGenerator(
-        rotation_range=augment.rotation, width_shift_range=augment.shift, height_shift_range=augment.shift,
-        zoom_range=augment.zoom, horizontal_flip=augment.flip, vertical_flip=augment.flip,
-        brightness_range=(1 - augment.brightness, 1 + augment.brightness), fill_mode="reflect",
-        preprocessing_function=lambda x: x / 127.5 - 1.0)
-    return generator.flow_from_dataframe(frame, x_col="path", y_col="label",
-                                         target_size=(config.size, config.size),
-                                         batch_size=config.batch_size, class_mode="categorical", shuffle=True,
-                                         seed=config.seed, interpolation="bilinear", validate_filenames=False)
+        rotation_range=augment.rotation,
+        width_shift_range=augment.shift,
+        height_shift_range=augment.shift,
+        zoom_range=augment.zoom,
+        horizontal_flip=augment.flip,
+        vertical_flip=augment.flip,
+        brightness_range=(1 - augment.brightness, 1 + augment.brightness),
+        fill_mode="reflect",
+        preprocessing_function=lambda x: x / 127.5 - 1.0,
+    )
+    return generator.flow_from_dataframe(
+        frame,
+        x_col="path",
+        y_col="label",
+        target_size=(config.size, config.size),
+        batch_size=config.batch_size,
+        class_mode="categorical",
+        shuffle=True,
+        seed=config.seed,
+        interpolation="bilinear",
+        validate_filenames=False,
+    )
 
 
 def _time_batches(batches, config: BenchConfig, materialize) -> float:
@@ -178,21 +212,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=defaults.data, help="data set root (default: the shared HAM10000)")
     for field in ("images", "size", "batch_size", "batches", "warmup", "seed"):
         parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field))
-    parser.add_argument("--cache-dir", default="",
-                        help="reuse a cache folder (default: a fresh temporary one)")
+    parser.add_argument(
+        "--cache-dir", default="", help="reuse a cache folder (default: a fresh temporary one)"
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     if not Path(args.data).exists():
-        print(f"data set not found: {args.data}; pass --data ROOT "
-              "(HAM10000 lives in ../shared/data/ham10000)",
-              file=sys.stderr)
+        print(
+            f"data set not found: {args.data}; pass --data ROOT (HAM10000 lives in ../shared/data/ham10000)",
+            file=sys.stderr,
+        )
         return 2
-    config = BenchConfig(data=args.data, images=args.images, size=args.size, batch_size=args.batch_size,
-                         batches=args.batches, warmup=args.warmup, cache_dir=args.cache_dir, seed=args.seed)
+    config = BenchConfig(
+        data=args.data,
+        images=args.images,
+        size=args.size,
+        batch_size=args.batch_size,
+        batches=args.batches,
+        warmup=args.warmup,
+        cache_dir=args.cache_dir,
+        seed=args.seed,
+    )
     result = run_benchmark(config)
-    print(f"speed-up: {result.speedup:.1f}x with our default augmentations, "
-          f"{result.speedup_same_augmentations:.1f}x with the same five as the seed "
-          f"({result.cpu_count} CPUs, load average {result.load_average_at_start[0]:.1f} at start)")
+    print(
+        f"speed-up: {result.speedup:.1f}x with our default augmentations, "
+        f"{result.speedup_same_augmentations:.1f}x with the same five as the seed "
+        f"({result.cpu_count} CPUs, load average {result.load_average_at_start[0]:.1f} at start)"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_name(f".{args.json.name}.tmp{os.getpid()}")

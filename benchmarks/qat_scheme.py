@@ -38,8 +38,11 @@ def quantizers() -> dict:
 
     from build.make.qat import quantize_aware
 
-    return {"stock": tfmot.quantization.keras.quantize_model, "per-channel": quantize_aware,
-            "distilled": quantize_aware}
+    return {
+        "stock": tfmot.quantization.keras.quantize_model,
+        "per-channel": quantize_aware,
+        "distilled": quantize_aware,
+    }
 
 
 def copy_float_stage(source: Run, target: Path) -> Run:
@@ -64,29 +67,43 @@ def int8_file(ctx: RunContext, scheme: str, train) -> Path:
     if scheme == "ptq":
         source = load_keras_model(root / "float" / "model.keras")
         quantization = QuantizationConfig.for_int8(
-            calibration_sample(train, spec, config.export.calibration_images, config.train.seed))
+            calibration_sample(train, spec, config.export.calibration_images, config.train.seed)
+        )
     else:
         qat = dataclasses.replace(config.qat, distillation=DISTILLATION.get(scheme, 0.0))
-        source = load_keras_model(apply_qat(ctx.with_config(dataclasses.replace(config, qat=qat)),
-                                            read_float(root, needed_by="qat"), quantize=quantizers()[scheme]).path)
+        source = load_keras_model(
+            apply_qat(
+                ctx.with_config(dataclasses.replace(config, qat=qat)),
+                read_float(root, needed_by="qat"),
+                quantize=quantizers()[scheme],
+            ).path
+        )
         quantization = QuantizationConfig.for_int8(None)
-    return export_tflite(source, root / "model_int8.tflite", quantization, input_spec=spec,
-                         labels=list(ctx.classes)).path
+    return export_tflite(
+        source, root / "model_int8.tflite", quantization, input_spec=spec, labels=list(ctx.classes)
+    ).path
 
 
-def compare_schemes(run_dir: Path, out: Path, *, steps: int, learning_rate: float,
-                    schemes: tuple[str, ...] = SCHEMES) -> list[dict]:
+def compare_schemes(
+    run_dir: Path, out: Path, *, steps: int, learning_rate: float, schemes: tuple[str, ...] = SCHEMES
+) -> list[dict]:
     """One row per scheme: parity with the float model on validation, balanced accuracy on val and test."""
     from converters.validate import balanced_accuracy, run_tflite, validate_tflite
 
     source = Run(run_dir)
     float_path = source.root / "float" / "model.keras"
     if not float_path.exists():
-        raise FileNotFoundError(f"{float_path} not found; train the float model first "
-                                f"(`skinlesion build --config ... --run {run_dir}`)")
+        raise FileNotFoundError(
+            f"{float_path} not found; train the float model first "
+            f"(`skinlesion build --config ... --run {run_dir}`)"
+        )
     config = source.load_config()
-    config = dataclasses.replace(config, qat=dataclasses.replace(config.qat, enabled=True, epochs=1,
-                                                                  steps_per_epoch=steps, learning_rate=learning_rate))
+    config = dataclasses.replace(
+        config,
+        qat=dataclasses.replace(
+            config.qat, enabled=True, epochs=1, steps_per_epoch=steps, learning_rate=learning_rate
+        ),
+    )
     ctx = prepare(source, config)
     spec = ctx.spec
     train, val, test = (ctx.images(split) for split in ("train", "val", "test"))
@@ -94,33 +111,48 @@ def compare_schemes(run_dir: Path, out: Path, *, steps: int, learning_rate: floa
     for scheme in schemes:
         run = copy_float_stage(source, out / scheme)
         path = int8_file(dataclasses.replace(ctx, run=run), scheme, train)
-        parity = validate_tflite(path, float_path, np.asarray(val.pixels), val.labels, input_spec=spec,
-                                 variant="int8")
+        parity = validate_tflite(
+            path, float_path, np.asarray(val.pixels), val.labels, input_spec=spec, variant="int8"
+        )
         test_probs, _ = run_tflite(path, np.asarray(test.pixels), spec)
-        rows.append({"scheme": scheme, "top1_agreement": parity.top1_agreement,
-                     "mean_abs_diff": parity.mean_abs_diff, "mean_kl": parity.mean_kl,
-                     "val_balanced_accuracy_float": parity.balanced_accuracy_reference,
-                     "val_balanced_accuracy": parity.balanced_accuracy_tflite,
-                     "test_balanced_accuracy": balanced_accuracy(test.labels, test_probs.argmax(axis=1)),
-                     "file": str(path)})
+        rows.append(
+            {
+                "scheme": scheme,
+                "top1_agreement": parity.top1_agreement,
+                "mean_abs_diff": parity.mean_abs_diff,
+                "mean_kl": parity.mean_kl,
+                "val_balanced_accuracy_float": parity.balanced_accuracy_reference,
+                "val_balanced_accuracy": parity.balanced_accuracy_tflite,
+                "test_balanced_accuracy": balanced_accuracy(test.labels, test_probs.argmax(axis=1)),
+                "file": str(path),
+            }
+        )
         print(format_row(rows[-1]), flush=True)
     return rows
 
 
 def format_row(row: dict) -> str:
     delta = 100 * (row["val_balanced_accuracy"] - row["val_balanced_accuracy_float"])
-    return (f"{row['scheme']:12s} agreement {100 * row['top1_agreement']:5.1f} %  mean |dp| "
-            f"{row['mean_abs_diff']:.3f}  mean KL {row['mean_kl']:.3f}  val {row['val_balanced_accuracy']:.3f} "
-            f"({delta:+.1f} pt)  test {row['test_balanced_accuracy']:.3f}")
+    return (
+        f"{row['scheme']:12s} agreement {100 * row['top1_agreement']:5.1f} %  mean |dp| "
+        f"{row['mean_abs_diff']:.3f}  mean KL {row['mean_kl']:.3f}  val {row['val_balanced_accuracy']:.3f} "
+        f"({delta:+.1f} pt)  test {row['test_balanced_accuracy']:.3f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.qat_scheme", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.qat_scheme", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("run", type=Path, help="a run folder with a trained float model")
     parser.add_argument("--steps", type=int, default=250, help="QAT steps per scheme")
     parser.add_argument("--learning-rate", type=float, default=2e-5)
-    parser.add_argument("--schemes", default=",".join(SCHEMES), help=f"comma-separated, from {', '.join(SCHEMES)}")
-    parser.add_argument("--out", type=Path, help="where the per-scheme run folders go (default: RUN-qat-scheme)")
+    parser.add_argument(
+        "--schemes", default=",".join(SCHEMES), help=f"comma-separated, from {', '.join(SCHEMES)}"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="where the per-scheme run folders go (default: RUN-qat-scheme)"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
     schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
@@ -130,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or args.run.with_name(args.run.name + "-qat-scheme")
     try:
-        rows = compare_schemes(args.run, out, steps=args.steps, learning_rate=args.learning_rate, schemes=schemes)
+        rows = compare_schemes(
+            args.run, out, steps=args.steps, learning_rate=args.learning_rate, schemes=schemes
+        )
     except FileNotFoundError as error:
         print(error, file=sys.stderr)
         return 2

@@ -26,7 +26,9 @@ def abstain_rates(bundle: Path, data: Path) -> dict:
 
     classifier = Classifier(bundle)
     recorded = classifier.card.training.get("split", {})
-    split = SplitConfig(seed=recorded.get("seed", 42), fractions=tuple(recorded.get("fractions", (0.8, 0.1, 0.1))))
+    split = SplitConfig(
+        seed=recorded.get("seed", 42), fractions=tuple(recorded.get("fractions", (0.8, 0.1, 0.1)))
+    )
     ham = split_by_group(load_dataset(data / "ham10000"), split)
     refused = lambda images: float(np.mean([classifier.classify(image).abstained for image in images]))  # noqa: E731
     result = {}
@@ -37,9 +39,12 @@ def abstain_rates(bundle: Path, data: Path) -> dict:
     result["msid_refused"] = refused(msid["path"])
     synthetic = [image for images in synthetic_images(20).values() for image in images]
     result["synthetic_refused"] = refused(synthetic)
-    result["n"] = {"ham10000_val": int((ham["split"] == "val").sum()),
-                   "ham10000_test": int((ham["split"] == "test").sum()), "msid": len(msid),
-                   "synthetic": len(synthetic)}
+    result["n"] = {
+        "ham10000_val": int((ham["split"] == "val").sum()),
+        "ham10000_test": int((ham["split"] == "test").sum()),
+        "msid": len(msid),
+        "synthetic": len(synthetic),
+    }
     return result
 
 
@@ -63,8 +68,12 @@ def gradcam_share(reference: Path, bundle: Path, data: Path) -> dict:
             shares.append(lesion_mass_share(heat, mask))
             areas.append(float(mask.mean()))
     shares, areas = np.array(shares), np.array(areas)
-    return {"images": len(shares), "heat_inside_lesion": float(shares.mean()), "lesion_area": float(areas.mean()),
-            "images_with_more_heat_than_area": float(np.mean(shares > areas))}
+    return {
+        "images": len(shares),
+        "heat_inside_lesion": float(shares.mean()),
+        "lesion_area": float(areas.mean()),
+        "images_with_more_heat_than_area": float(np.mean(shares > areas)),
+    }
 
 
 def main() -> None:

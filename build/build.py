@@ -24,9 +24,15 @@ from build.make.run import Run, start_run
 log = logging.getLogger(__name__)
 
 
-def build_all(run_dir: str | Path, config: BuildConfig, *, resume: bool = False,
-              publish: str | Path | None = None, finish_training: bool = False,
-              cache_dir: str | Path | None = None) -> int:
+def build_all(
+    run_dir: str | Path,
+    config: BuildConfig,
+    *,
+    resume: bool = False,
+    publish: str | Path | None = None,
+    finish_training: bool = False,
+    cache_dir: str | Path | None = None,
+) -> int:
     """Runs every stage; returns the exit status (non-zero when the parity gate fails).
 
     ``finish_training`` (with ``resume``) ends the interrupted training, float or QAT, at its best completed
@@ -47,13 +53,21 @@ def build_all(run_dir: str | Path, config: BuildConfig, *, resume: bool = False,
     minutes = (time.perf_counter() - started) / 60
     # The CLI's last words, on stdout whatever the log level.
     if not exported.passed:
-        print(f"build FAILED after {minutes:.1f} min: a parity gate failed (see {exported.parity});"
-              " nothing was published")
+        print(
+            f"build FAILED after {minutes:.1f} min: a parity gate failed (see {exported.parity});"
+            " nothing was published"
+        )
         return exported.status
-    where = f"; published to {publish}" if publish else "; not published (pass --publish DIR, or `skinlesion publish`)"
+    where = (
+        f"; published to {publish}"
+        if publish
+        else "; not published (pass --publish DIR, or `skinlesion publish`)"
+    )
     chance = _at_chance(floated)
-    print(f"build finished in {minutes:.1f} min: bundle {exported.bundle}{where}"
-          + (f"\nWARNING: {chance}" if chance else ""))
+    print(
+        f"build finished in {minutes:.1f} min: bundle {exported.bundle}{where}"
+        + (f"\nWARNING: {chance}" if chance else "")
+    )
     return exported.status
 
 
@@ -64,12 +78,15 @@ def _at_chance(floated: FloatResult) -> str:
     classes, best = floated.classes, floated.best
     if not classes or best is None or not is_at_chance(best, len(classes)):
         return ""
-    return (f"validation balanced accuracy {best:.3f} is at chance level ({1 / len(classes):.3f} for "
-            f"{len(classes)} classes): the bundle works, but its model has learned nothing useful")
+    return (
+        f"validation balanced accuracy {best:.3f} is at chance level ({1 / len(classes):.3f} for "
+        f"{len(classes)} classes): the bundle works, but its model has learned nothing useful"
+    )
 
 
-def run_stage(run_dir: str | Path, stage: str, *, publish: str | Path | None = None,
-              cache_dir: str | Path | None = None) -> int:
+def run_stage(
+    run_dir: str | Path, stage: str, *, publish: str | Path | None = None, cache_dir: str | Path | None = None
+) -> int:
     """``skinlesion train|qat|export RUN``: one stage on an existing run folder; returns the exit status."""
     from build.make import qat, train
 
@@ -91,16 +108,22 @@ def run_stage(run_dir: str | Path, stage: str, *, publish: str | Path | None = N
 
 
 @timed_stage("export")
-def export_run(ctx: RunContext, floated: FloatResult, quantized: QatResult | None, *,
-               publish: str | Path | None = None) -> ExportResult:
+def export_run(
+    ctx: RunContext, floated: FloatResult, quantized: QatResult | None, *, publish: str | Path | None = None
+) -> ExportResult:
     """Exports every variant, validates each against the float model, calibrates, fits the abstain rule,
     evaluates and writes the bundle; returns the stage's record (also ``export/result.json``). A failing
     parity gate writes the reports and publishes nothing."""
     from build.analysis.evaluate import evaluate_model
     from build.analysis.trust import fit_abstain_rule
     from build.make.card import make_card
-    from build.make.export import (PARITY_FILE, SHIPPED_INT8, export_calibrated, export_checked,
-                                   operating_point_fields)
+    from build.make.export import (
+        PARITY_FILE,
+        SHIPPED_INT8,
+        export_calibrated,
+        export_checked,
+        operating_point_fields,
+    )
     from build.make.framing import runtime_view
     from converters.bundle import write_bundle
     from converters.validate import run_tflite
@@ -119,21 +142,29 @@ def export_run(ctx: RunContext, floated: FloatResult, quantized: QatResult | Non
 
     checked = export_checked(ctx, floated, quantized, out, val_pixels, val_labels)
     if checked.failures:
-        log.error("parity gate FAILED; nothing published:\n  %s\nreports: %s", "\n  ".join(checked.failures),
-                  out / PARITY_FILE)
+        log.error(
+            "parity gate FAILED; nothing published:\n  %s\nreports: %s",
+            "\n  ".join(checked.failures),
+            out / PARITY_FILE,
+        )
         return finish(ExportResult(passed=False, parity=out / PARITY_FILE))
     calibrated = export_calibrated(ctx, checked, floated, quantized, out, val_pixels, val_labels)
     if calibrated.failures:
-        log.error("parity gate of the calibrated files FAILED; nothing published:\n  %s",
-                  "\n  ".join(calibrated.failures))
+        log.error(
+            "parity gate of the calibrated files FAILED; nothing published:\n  %s",
+            "\n  ".join(calibrated.failures),
+        )
         return finish(ExportResult(passed=False, parity=out / PARITY_FILE))
     shipped, heads, calibration = calibrated.files, calibrated.heads, calibrated.calibration
     probabilities, _ = run_tflite(calibrated.final, val_pixels, spec)  # the temperature is in the graph now
     try:
         # The rule learns what the runtime's input looks like, so it reads training images framed as the
         # runtime frames them (a source-aspect cache holds them with a canvas margin).
-        abstain = fit_abstain_rule((runtime_view(ctx.train.source(i), spec) for i in np.sort(calibrated.sample)),
-                                   list(val_pixels), probabilities)
+        abstain = fit_abstain_rule(
+            (runtime_view(ctx.train.source(i), spec) for i in np.sort(calibrated.sample)),
+            list(val_pixels),
+            probabilities,
+        )
         log.info("abstain rule accepts %.1f%% of validation images", 100 * abstain["val_accepted"])
     except ValueError as error:  # e.g. too few training images to model what the data look like
         abstain = {}
@@ -142,14 +173,27 @@ def export_run(ctx: RunContext, floated: FloatResult, quantized: QatResult | Non
         # The runtime asks the file's own head (the pixel check stays as the fallback for old files and as
         # the demo's explanation of what looks unusual).
         abstain = {**abstain, "head": heads.get(SHIPPED_INT8, next(iter(heads.values()))).to_card()}
-    log.info("calibration: T=%.3f, ECE %.4f -> %.4f", calibration.temperature, calibration.ece_before,
-             calibration.ece_after)
+    log.info(
+        "calibration: T=%.3f, ECE %.4f -> %.4f",
+        calibration.temperature,
+        calibration.ece_before,
+        calibration.ece_after,
+    )
 
-    card = make_card(ctx, floated, quantized, temperature=calibration.temperature, abstain=abstain,
-                     validation=calibrated.reports, seconds=time.perf_counter() - started)
-    card = dataclasses.replace(card, training={**card.training,
-                                               "calibration": {**calibration.to_dict(), "in_graph": True}},
-                               **operating_point_fields(card, probabilities, val_labels))
+    card = make_card(
+        ctx,
+        floated,
+        quantized,
+        temperature=calibration.temperature,
+        abstain=abstain,
+        validation=calibrated.reports,
+        seconds=time.perf_counter() - started,
+    )
+    card = dataclasses.replace(
+        card,
+        training={**card.training, "calibration": {**calibration.to_dict(), "in_graph": True}},
+        **operating_point_fields(card, probabilities, val_labels),
+    )
     staging = write_bundle(out / "unevaluated-bundle", card, shipped, reference=floated.path)
     metrics = {}
     report_dir = out / "report"
@@ -158,10 +202,15 @@ def export_run(ctx: RunContext, floated: FloatResult, quantized: QatResult | Non
         if part.empty:
             continue
         target = report_dir if split == "val" else out / f"report-{split}"
-        result = evaluate_model(staging, part, target, variant=SHIPPED_INT8 if SHIPPED_INT8 in shipped else None,
-                                title=f"{config.name} on the {split} split",
-                                context={"data": ", ".join(config.data.sources), "split": split},
-                                training_log=run.root / "float" / "log.csv")
+        result = evaluate_model(
+            staging,
+            part,
+            target,
+            variant=SHIPPED_INT8 if SHIPPED_INT8 in shipped else None,
+            title=f"{config.name} on the {split} split",
+            context={"data": ", ".join(config.data.sources), "split": split},
+            training_log=run.root / "float" / "log.csv",
+        )
         metrics[split] = result.to_dict()
     card = dataclasses.replace(card, metrics=metrics)
     bundle = write_bundle(run.root / "bundle", card, shipped, reference=floated.path, report_dir=report_dir)
@@ -171,12 +220,23 @@ def export_run(ctx: RunContext, floated: FloatResult, quantized: QatResult | Non
         # The release carries the shipped variants but not the float reference (kept in the run's bundle).
         published = write_bundle(Path(publish), card, shipped, report_dir=report_dir)
         log.info("published: %s (%s)", published, ", ".join(shipped))
-    return finish(ExportResult(passed=True, parity=out / PARITY_FILE, bundle=bundle, published=published,
-                               variants=tuple(shipped)))
+    return finish(
+        ExportResult(
+            passed=True, parity=out / PARITY_FILE, bundle=bundle, published=published, variants=tuple(shipped)
+        )
+    )
 
 
-def validate_command(model: Path, reference: Path, data: str, *, label_map: str | None = None,
-                     run_dir: Path | None = None, split: str | None = None, limit: int = 0) -> int:
+def validate_command(
+    model: Path,
+    reference: Path,
+    data: str,
+    *,
+    label_map: str | None = None,
+    run_dir: Path | None = None,
+    split: str | None = None,
+    limit: int = 0,
+) -> int:
     """``skinlesion validate``: parity of one TFLite file against its float reference on any data set."""
     from build.make.datasets import load_dataset
     from build.make.pipeline import build_cache
@@ -190,8 +250,10 @@ def validate_command(model: Path, reference: Path, data: str, *, label_map: str 
     else:
         card_dir = model.parent if (model.parent / "model_card.json").exists() else None
         if card_dir is None:
-            raise ValueError(f"{model}: pass --run RUN (or keep the .tflite inside its bundle) so the input "
-                             "size, normalization and class order are known")
+            raise ValueError(
+                f"{model}: pass --run RUN (or keep the .tflite inside its bundle) so the input "
+                "size, normalization and class order are known"
+            )
         bundle_card = load_bundle(card_dir).card
         spec, classes, cache_dir = bundle_card.input, bundle_card.labels, Path("runs/cache")
         frame = load_dataset(data, label_map=label_map)

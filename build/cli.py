@@ -35,7 +35,7 @@ EXAMPLES = {
     "export": "skinlesion export runs/ham10000 --publish models/pretrained/ham10000",
     "publish": "skinlesion publish runs/ham10000/bundle models/pretrained/ham10000",
     "validate": "skinlesion validate runs/ham10000/bundle/model_int8.tflite --reference "
-                "runs/ham10000/bundle/reference.keras --data ../shared/data/ham10000 --run runs/ham10000 --split val",
+    "runs/ham10000/bundle/reference.keras --data ../shared/data/ham10000 --run runs/ham10000 --split val",
     "evaluate": "skinlesion evaluate ham10000 --data ../shared/data/ham10000-fullres-sample",
     "compare": "skinlesion compare runs/eval-a runs/eval-b",
     "sweep": "skinlesion sweep --config build/configs/tiny.toml --trials 4",
@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except ModuleNotFoundError as error:
-        command = " ".join(["skinlesion", args.command] + ([args.data_command] if args.command == "data" else []))
+        command = " ".join(
+            ["skinlesion", args.command] + ([args.data_command] if args.command == "data" else [])
+        )
         return _missing_extra(error, command)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -87,58 +89,100 @@ def _add_command(commands: argparse._SubParsersAction, name: str, help_text: str
     """A subcommand whose --help says what it does and ends with an example."""
     from edge.cli import example_epilog
 
-    return commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                               epilog=example_epilog(EXAMPLES[name]),
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    return commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text[0].upper() + help_text[1:] + ".",
+        epilog=example_epilog(EXAMPLES[name]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from edge.cli import add_bench_args, add_classify_args, add_version_arg, example_epilog
     from edge.variants import names as variant_names
 
-    parser = argparse.ArgumentParser(prog="skinlesion", description=__doc__.split("\n\n")[0],
-                                     epilog=example_epilog(EXAMPLES["skinlesion"]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="skinlesion",
+        description=__doc__.split("\n\n")[0],
+        epilog=example_epilog(EXAMPLES["skinlesion"]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_version_arg(parser)
-    parser.add_argument("--verbose", action="store_true",
-                        help="also show TensorFlow's own log lines (hidden by default)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show TensorFlow's own log lines (hidden by default)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    data = _add_command(commands, "data", "inspect data sets").add_subparsers(dest="data_command", required=True)
+    data = _add_command(commands, "data", "inspect data sets").add_subparsers(
+        dest="data_command", required=True
+    )
     summary = _add_command(data, "summary", "counts, lesions, metadata plots and association rules")
-    summary.add_argument("data", nargs="+", help="data sets (HAM10000 root, ISIC CSV, labels.csv folder, "
-                         "class folders); later ones are de-duplicated against earlier ones")
-    summary.add_argument("--label-map", action="append", default=[], metavar="SOURCE=MAP",
-                         help="label map for a source, e.g. ../shared/data/isic-archive-9class=isic-archive "
-                              "(sources named isic-archive* get it automatically)")
-    summary.add_argument("--out", type=Path, default=Path("runs/data-summary"), help="where plots and rules go")
+    summary.add_argument(
+        "data",
+        nargs="+",
+        help="data sets (HAM10000 root, ISIC CSV, labels.csv folder, "
+        "class folders); later ones are de-duplicated against earlier ones",
+    )
+    summary.add_argument(
+        "--label-map",
+        action="append",
+        default=[],
+        metavar="SOURCE=MAP",
+        help="label map for a source, e.g. ../shared/data/isic-archive-9class=isic-archive "
+        "(sources named isic-archive* get it automatically)",
+    )
+    summary.add_argument(
+        "--out", type=Path, default=Path("runs/data-summary"), help="where plots and rules go"
+    )
     summary.add_argument("--seed", type=int, default=42, help="split seed")
     summary.set_defaults(run=run_data_summary)
 
     build = _add_command(commands, "build", "the whole build, from data to a validated bundle")
     _add_build_args(build)
     _add_cache_arg(build)
-    build.add_argument("--publish", type=Path, metavar="DIR",
-                       help="also write the bundle here (e.g. models/pretrained/ham10000), atomically")
-    build.add_argument("--finish-training", action="store_true",
-                       help="with --resume: end the interrupted training (float or QAT) at its best "
-                            "completed epoch instead of running the remaining epochs, then go on")
+    build.add_argument(
+        "--publish",
+        type=Path,
+        metavar="DIR",
+        help="also write the bundle here (e.g. models/pretrained/ham10000), atomically",
+    )
+    build.add_argument(
+        "--finish-training",
+        action="store_true",
+        help="with --resume: end the interrupted training (float or QAT) at its best "
+        "completed epoch instead of running the remaining epochs, then go on",
+    )
     build.set_defaults(run=run_build)
 
-    for name, help_text in (("train", "float training (both phases)"), ("qat", "quantization-aware training"),
-                            ("export", "TFLite export, validation against the float model, calibration, "
-                                       "evaluation and the bundle")):
+    for name, help_text in (
+        ("train", "float training (both phases)"),
+        ("qat", "quantization-aware training"),
+        (
+            "export",
+            "TFLite export, validation against the float model, calibration, evaluation and the bundle",
+        ),
+    ):
         stage = _add_command(commands, name, help_text)
-        stage.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder made by `skinlesion build`")
+        stage.add_argument(
+            "run_dir", type=Path, metavar="RUN", help="a run folder made by `skinlesion build`"
+        )
         _add_cache_arg(stage)
         if name == "export":
             stage.add_argument("--publish", type=Path, metavar="DIR", help="also write the bundle here")
         stage.set_defaults(run=run_stage, stage=name)
 
     publish = _add_command(commands, "publish", "release a built bundle without exporting it again")
-    publish.add_argument("bundle", type=Path, metavar="BUNDLE", help="a run's bundle (e.g. runs/ham10000/bundle)")
-    publish.add_argument("folder", type=Path, metavar="DIR", help="where the release goes (e.g. "
-                         "models/pretrained/ham10000); replaced atomically, without the float reference")
+    publish.add_argument(
+        "bundle", type=Path, metavar="BUNDLE", help="a run's bundle (e.g. runs/ham10000/bundle)"
+    )
+    publish.add_argument(
+        "folder",
+        type=Path,
+        metavar="DIR",
+        help="where the release goes (e.g. "
+        "models/pretrained/ham10000); replaced atomically, without the float reference",
+    )
     publish.set_defaults(run=run_publish)
 
     validate = _add_command(commands, "validate", "parity of a TFLite file against its float reference")
@@ -147,31 +191,48 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--data", required=True, help="a labelled data set (any supported layout)")
     validate.add_argument("--label-map", default=None, help="built-in label map for the data (isic-archive)")
     validate.add_argument("--split", default=None, help="only this split of a run's split.csv (with --run)")
-    validate.add_argument("--run", dest="run_dir", type=Path, default=None,
-                          help="run folder whose split.csv selects images")
+    validate.add_argument(
+        "--run", dest="run_dir", type=Path, default=None, help="run folder whose split.csv selects images"
+    )
     validate.add_argument("--limit", type=int, default=0, help="at most this many images (0 = all)")
     validate.set_defaults(run=run_validate)
 
     evaluate = _add_command(commands, "evaluate", "metrics, plots and a report on any labelled data set")
-    evaluate.add_argument("model", type=Path, metavar="MODEL",
-                          help="a bundle folder or a shipped bundle's name (ham10000, msid), .tflite or .keras")
+    evaluate.add_argument(
+        "model",
+        type=Path,
+        metavar="MODEL",
+        help="a bundle folder or a shipped bundle's name (ham10000, msid), .tflite or .keras",
+    )
     evaluate.add_argument("--data", required=True, help="a labelled data set (any supported layout)")
     evaluate.add_argument("--label-map", default=None, help="built-in label map for the data (isic-archive)")
-    evaluate.add_argument("--split", default=None, choices=("train", "val", "test"),
-                          help="re-derive this split from the bundle card's seed and fractions")
-    evaluate.add_argument("--variant", default=None,
-                          help=f"bundle variant: {', '.join(variant_names())} (default: int8)")
+    evaluate.add_argument(
+        "--split",
+        default=None,
+        choices=("train", "val", "test"),
+        help="re-derive this split from the bundle card's seed and fractions",
+    )
+    evaluate.add_argument(
+        "--variant", default=None, help=f"bundle variant: {', '.join(variant_names())} (default: int8)"
+    )
     evaluate.add_argument("--tta", action="store_true", help="average over flips and rotations")
     evaluate.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval-<model>)")
     evaluate.set_defaults(run=run_evaluate)
 
     compare = _add_command(commands, "compare", "is model B really better than A? (paired bootstrap)")
-    compare.add_argument("a", metavar="A", help="`skinlesion evaluate` --out folder or predictions.csv; join "
-                         "several with + to pool them (e.g. runs/eval-a-val+runs/eval-a-test)")
+    compare.add_argument(
+        "a",
+        metavar="A",
+        help="`skinlesion evaluate` --out folder or predictions.csv; join "
+        "several with + to pool them (e.g. runs/eval-a-val+runs/eval-a-test)",
+    )
     compare.add_argument("b", metavar="B", help="the same for the other model, on the same images")
-    compare.add_argument("--shared-only", action="store_true",
-                         help="compare on the images both evaluations hold (e.g. releases whose splits differ "
-                              "by a few images), and say how many were left out")
+    compare.add_argument(
+        "--shared-only",
+        action="store_true",
+        help="compare on the images both evaluations hold (e.g. releases whose splits differ "
+        "by a few images), and say how many were left out",
+    )
     compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     compare.set_defaults(run=run_compare)
 
@@ -191,23 +252,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_cache_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
-                        help="where decoded images are cached (default: RUN/cache, ~1.3 GB for HAM10000); "
-                             "runs with the same data and input size can share one folder")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where decoded images are cached (default: RUN/cache, ~1.3 GB for HAM10000); "
+        "runs with the same data and input size can share one folder",
+    )
 
 
 def _add_build_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("build/configs/ham10000.toml"),
-                        help="a TOML build config (default: build/configs/ham10000.toml)")
-    parser.add_argument("--data", nargs="+", default=None,
-                        help="data sources, replacing the config's data.sources")
-    parser.add_argument("--run", dest="run_dir", type=Path, default=None, metavar="DIR",
-                        help="run folder (default: runs/<config name>)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("build/configs/ham10000.toml"),
+        help="a TOML build config (default: build/configs/ham10000.toml)",
+    )
+    parser.add_argument(
+        "--data", nargs="+", default=None, help="data sources, replacing the config's data.sources"
+    )
+    parser.add_argument(
+        "--run",
+        dest="run_dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run folder (default: runs/<config name>)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --run")
-    parser.add_argument("--strategy", choices=("auto", "one", "mirrored", "multiworker"), default=None,
-                        help="tf.distribute strategy (default: the config's)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    parser.add_argument(
+        "--strategy",
+        choices=("auto", "one", "mirrored", "multiworker"),
+        default=None,
+        help="tf.distribute strategy (default: the config's)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=3 (repeatable)",
+    )
 
 
 def _load_build_config(args: argparse.Namespace):
@@ -226,15 +312,22 @@ def run_build(args: argparse.Namespace) -> int:
 
     config = _load_build_config(args)
     run_dir = args.run_dir or DEFAULT_RUNS / config.name
-    return build_all(run_dir, config, resume=args.resume, publish=args.publish,
-                     finish_training=args.finish_training, cache_dir=args.cache_dir)
+    return build_all(
+        run_dir,
+        config,
+        resume=args.resume,
+        publish=args.publish,
+        finish_training=args.finish_training,
+        cache_dir=args.cache_dir,
+    )
 
 
 def run_stage(args: argparse.Namespace) -> int:
     from build.build import run_stage as stage_function
 
-    return stage_function(args.run_dir, args.stage, publish=getattr(args, "publish", None),
-                          cache_dir=args.cache_dir)
+    return stage_function(
+        args.run_dir, args.stage, publish=getattr(args, "publish", None), cache_dir=args.cache_dir
+    )
 
 
 def run_publish(args: argparse.Namespace) -> int:
@@ -248,19 +341,35 @@ def run_publish(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     from build.build import validate_command
 
-    return validate_command(args.model, args.reference, args.data, label_map=args.label_map,
-                            run_dir=args.run_dir, split=args.split, limit=args.limit)
+    return validate_command(
+        args.model,
+        args.reference,
+        args.data,
+        label_map=args.label_map,
+        run_dir=args.run_dir,
+        split=args.split,
+        limit=args.limit,
+    )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from build.analysis.evaluate import run_evaluate
 
     out = args.out or DEFAULT_RUNS / f"eval-{args.model.name}"
-    metrics = run_evaluate(args.model, args.data, variant=args.variant, tta=args.tta, split=args.split,
-                           out=out, label_map=args.label_map)
+    metrics = run_evaluate(
+        args.model,
+        args.data,
+        variant=args.variant,
+        tta=args.tta,
+        split=args.split,
+        out=out,
+        label_map=args.label_map,
+    )
     low, high = metrics.balanced_accuracy_interval
-    print(f"balanced accuracy {metrics.balanced_accuracy:.4f} (95% interval {low:.4f}-{high:.4f}), "
-          f"accuracy {metrics.accuracy:.4f} on {metrics.n} images -> {out}")
+    print(
+        f"balanced accuracy {metrics.balanced_accuracy:.4f} (95% interval {low:.4f}-{high:.4f}), "
+        f"accuracy {metrics.accuracy:.4f} on {metrics.n} images -> {out}"
+    )
     return 0
 
 
@@ -269,8 +378,12 @@ def run_compare(args: argparse.Namespace) -> int:
 
     if args.resamples < 100:
         raise ValueError(f"--resamples {args.resamples} is too few for a 95% interval; use 1000 or more")
-    comparison = compare_predictions(_pooled_predictions(args.a), _pooled_predictions(args.b),
-                                     resamples=args.resamples, shared_only=args.shared_only)
+    comparison = compare_predictions(
+        _pooled_predictions(args.a),
+        _pooled_predictions(args.b),
+        resamples=args.resamples,
+        shared_only=args.shared_only,
+    )
     print(format_comparison(comparison, str(args.a), str(args.b)))
     return 0
 
@@ -298,8 +411,10 @@ def run_data_summary(args: argparse.Namespace) -> int:
     from build.analysis.summary import format_summary, summarize
 
     maps = dict(item.split("=", 1) for item in args.label_map)
-    label_maps = [maps.get(d) or ("isic-archive" if Path(d).name.startswith("isic-archive") else None)
-                  for d in args.data]
+    label_maps = [
+        maps.get(d) or ("isic-archive" if Path(d).name.startswith("isic-archive") else None)
+        for d in args.data
+    ]
     started = time.perf_counter()
     result = summarize(list(args.data), label_maps, args.out, split=SplitConfig(seed=args.seed))
     print(format_summary(result))

@@ -51,16 +51,24 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"data.task = {self.task!r} is not a known task; choose one of {', '.join(TASKS)} "
-                             "(edge.tasks.TASKS)")
-        for sources, maps, key in ((self.sources, self.label_maps, "label_maps"),
-                                   (self.train_only_sources, self.train_only_label_maps, "train_only_label_maps")):
+            raise ValueError(
+                f"data.task = {self.task!r} is not a known task; choose one of {', '.join(TASKS)} "
+                "(edge.tasks.TASKS)"
+            )
+        for sources, maps, key in (
+            (self.sources, self.label_maps, "label_maps"),
+            (self.train_only_sources, self.train_only_label_maps, "train_only_label_maps"),
+        ):
             if len(maps) > len(sources):
-                raise ValueError(f"data.{key} has {len(maps)} entries for {len(sources)} source(s); give one "
-                                 "per source, in the same order (\"\" for none)")
+                raise ValueError(
+                    f"data.{key} has {len(maps)} entries for {len(sources)} source(s); give one "
+                    'per source, in the same order ("" for none)'
+                )
             unknown = sorted({m for m in maps if m and m not in LABEL_MAPS})
             if unknown:
-                raise ValueError(f"data.{key}: unknown label map(s) {unknown}; built-in maps: {sorted(LABEL_MAPS)}")
+                raise ValueError(
+                    f"data.{key}: unknown label map(s) {unknown}; built-in maps: {sorted(LABEL_MAPS)}"
+                )
 
 
 @dataclass(frozen=True)
@@ -134,8 +142,10 @@ class TrainConfig:
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"train.ema must be a momentum in [0, 1) (0 = off), got {self.ema}")
         if self.init_from.endswith(".tflite") and self.train_batchnorm:
-            raise ValueError(f"train.init_from = {self.init_from!r} has its BatchNorm folded into the "
-                             "convolutions: set train.train_batchnorm = false to continue from it")
+            raise ValueError(
+                f"train.init_from = {self.init_from!r} has its BatchNorm folded into the "
+                "convolutions: set train.train_batchnorm = false to continue from it"
+            )
 
 
 @dataclass(frozen=True)
@@ -196,8 +206,9 @@ class ExportConfig:
         for key in ("variants", "also_validate"):
             unknown = [v for v in getattr(self, key) if v not in variant_names()]
             if unknown:
-                raise ValueError(f"export.{key}: unknown variant(s) {unknown}; known: "
-                                 f"{', '.join(variant_names())}")
+                raise ValueError(
+                    f"export.{key}: unknown variant(s) {unknown}; known: {', '.join(variant_names())}"
+                )
 
 
 @dataclass(frozen=True)
@@ -284,8 +295,9 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in changes.items():
-        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
-            else value
+        merged[key] = (
+            _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        )
     return merged
 
 

@@ -29,6 +29,7 @@ def timed_stage(name: str) -> Callable[[Callable[..., Result]], Callable[..., Re
         >>> @timed_stage("float")
         ... def train_float(ctx, *, finish=False) -> FloatResult: ...
     """
+
     def decorate(function: Callable[..., Result]) -> Callable[..., Result]:
         @functools.wraps(function)
         def timed(*args, **kwargs) -> Result:
@@ -36,10 +37,16 @@ def timed_stage(name: str) -> Callable[[Callable[..., Result]], Callable[..., Re
             try:
                 result = function(*args, **kwargs)
             except Exception as error:  # logged with its stage and time, then left to the caller
-                log.error("%s: failed after %s: %s", name, format_duration(time.perf_counter() - started), error)
+                log.error(
+                    "%s: failed after %s: %s", name, format_duration(time.perf_counter() - started), error
+                )
                 raise
-            log.info("%s: done in %s -> %s", name, format_duration(time.perf_counter() - started),
-                     getattr(result, "path", result))
+            log.info(
+                "%s: done in %s -> %s",
+                name,
+                format_duration(time.perf_counter() - started),
+                getattr(result, "path", result),
+            )
             return result
 
         return timed
@@ -57,8 +64,11 @@ def fit_progress(label: str, steps: int, batch_size: int):
 
         def on_train_batch_end(self, batch, logs=None):
             # Every number fit reports (loss, accuracy, a Distiller's agreement with its teacher).
-            numbers = {name: float(value) for name, value in (logs or {}).items()
-                       if isinstance(value, (int, float)) or getattr(value, "shape", None) == ()}
+            numbers = {
+                name: float(value)
+                for name, value in (logs or {}).items()
+                if isinstance(value, (int, float)) or getattr(value, "shape", None) == ()
+            }
             self.progress.update(batch + 1, **numbers)
 
         def on_train_end(self, logs=None):

@@ -52,8 +52,9 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1) > 1e-6:
-            raise ValueError(f"split fractions must be three non-negative numbers summing to 1, "
-                             f"got {self.fractions}")
+            raise ValueError(
+                f"split fractions must be three non-negative numbers summing to 1, got {self.fractions}"
+            )
 
 
 @dataclass(frozen=True)
@@ -101,23 +102,38 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         if len(self.crop_area) != 2 or not 0 < self.crop_area[0] <= self.crop_area[1] <= 1:
-            raise ValueError(f"augment.crop_area must be [low, high] with 0 < low <= high <= 1, got {self.crop_area}")
-        if self.crop_aspect and (len(self.crop_aspect) != 2 or not 0 < self.crop_aspect[0] <= self.crop_aspect[1]):
-            raise ValueError(f"augment.crop_aspect must be [] or [low, high] with 0 < low <= high, "
-                             f"got {self.crop_aspect}")
+            raise ValueError(
+                f"augment.crop_area must be [low, high] with 0 < low <= high <= 1, got {self.crop_area}"
+            )
+        if self.crop_aspect and (
+            len(self.crop_aspect) != 2 or not 0 < self.crop_aspect[0] <= self.crop_aspect[1]
+        ):
+            raise ValueError(
+                f"augment.crop_aspect must be [] or [low, high] with 0 < low <= high, got {self.crop_aspect}"
+            )
         unknown = sorted(set(self.resample_filters) - set(FILTERS))
         if unknown:
             raise ValueError(f"augment.resample_filters: unknown {unknown}; choose from {sorted(FILTERS)}")
-        if not 0 <= self.jpeg <= 1 or len(self.jpeg_quality) != 2 or not 1 <= self.jpeg_quality[0] \
-                <= self.jpeg_quality[1] <= 100:
-            raise ValueError(f"augment.jpeg must be a share in [0, 1] and jpeg_quality [low, high] in 1..100, got "
-                             f"{self.jpeg} and {self.jpeg_quality}")
+        if (
+            not 0 <= self.jpeg <= 1
+            or len(self.jpeg_quality) != 2
+            or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100
+        ):
+            raise ValueError(
+                f"augment.jpeg must be a share in [0, 1] and jpeg_quality [low, high] in 1..100, got "
+                f"{self.jpeg} and {self.jpeg_quality}"
+            )
 
     @property
     def frames(self) -> bool:
         """Whether training images are framed (cropped, resampled, degraded) per batch."""
-        return (self.crop_area != (1.0, 1.0) or bool(self.crop_aspect) or bool(self.resample_filters)
-                or bool(self.blur) or bool(self.jpeg))
+        return (
+            self.crop_area != (1.0, 1.0)
+            or bool(self.crop_aspect)
+            or bool(self.resample_filters)
+            or bool(self.blur)
+            or bool(self.jpeg)
+        )
 
 
 @dataclass(frozen=True)
@@ -139,4 +155,6 @@ class BalanceConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in ("oversample", "undersample", "class_weight", "none"):
-            raise ValueError(f"balance mode must be oversample|undersample|class_weight|none, got {self.mode!r}")
+            raise ValueError(
+                f"balance mode must be oversample|undersample|class_weight|none, got {self.mode!r}"
+            )

@@ -63,10 +63,18 @@ class AbstainHead:
 
     def to_card(self) -> dict[str, Any]:
         """What the model card records about the head (the weights live in the model files)."""
-        return {"output": OUTPUT_NAME, "labels": list(self.labels), "refuse_label": self.labels[1],
-                "refuse_at": 0.5, "components": self.components, "threshold_distance2": self.threshold,
-                "scale": self.scale, "quantile": self.quantile, "n_train": self.n_train,
-                "val_accepted": self.val_accepted}
+        return {
+            "output": OUTPUT_NAME,
+            "labels": list(self.labels),
+            "refuse_label": self.labels[1],
+            "refuse_at": 0.5,
+            "components": self.components,
+            "threshold_distance2": self.threshold,
+            "scale": self.scale,
+            "quantile": self.quantile,
+            "n_train": self.n_train,
+            "val_accepted": self.val_accepted,
+        }
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """The head's two scores for pooled features (N, D), computed in numpy (float reference)."""
@@ -98,9 +106,16 @@ def pooled_features(model: Any, pixels: Iterable[np.ndarray], input_spec: InputS
     return np.concatenate(batches).astype(np.float64)
 
 
-def fit_abstain_head(model: Any, train_pixels: Iterable[np.ndarray], val_pixels: Iterable[np.ndarray], *,
-                     input_spec: InputSpec, components: int = DEFAULT_COMPONENTS,
-                     quantile: float = DEFAULT_QUANTILE, labels: Sequence[str] = DEFAULT_LABELS) -> AbstainHead:
+def fit_abstain_head(
+    model: Any,
+    train_pixels: Iterable[np.ndarray],
+    val_pixels: Iterable[np.ndarray],
+    *,
+    input_spec: InputSpec,
+    components: int = DEFAULT_COMPONENTS,
+    quantile: float = DEFAULT_QUANTILE,
+    labels: Sequence[str] = DEFAULT_LABELS,
+) -> AbstainHead:
     """Fits the head on the float model's pooled features of training images; the threshold on validation.
 
     Args:
@@ -125,16 +140,27 @@ def fit_abstain_head(model: Any, train_pixels: Iterable[np.ndarray], val_pixels:
         raise ValueError(f"{len(train)} training images are too few to fit the abstain head; use more")
     mean = train.mean(axis=0)
     eigenvalues, eigenvectors = np.linalg.eigh(np.cov(train - mean, rowvar=False))
-    order = np.argsort(eigenvalues)[::-1][:max(1, min(components, train.shape[1], len(train) - 1))]
+    order = np.argsort(eigenvalues)[::-1][: max(1, min(components, train.shape[1], len(train) - 1))]
     ridge = RIDGE * max(float(eigenvalues.clip(0).mean()), 1e-12)
     projection = eigenvectors[:, order] / np.sqrt(eigenvalues[order].clip(0) + ridge)
-    head = AbstainHead(mean=mean, projection=projection, threshold=1.0, scale=1.0, labels=tuple(labels),
-                       quantile=quantile, n_train=len(train))
+    head = AbstainHead(
+        mean=mean,
+        projection=projection,
+        threshold=1.0,
+        scale=1.0,
+        labels=tuple(labels),
+        quantile=quantile,
+        n_train=len(train),
+    )
     distances = head.distance2(val)
     threshold = float(np.quantile(distances, quantile))
     # A tenth of the threshold per logit unit: "other" goes from 27% to 73% across +-10% of the limit.
-    head = dataclasses.replace(head, threshold=threshold, scale=max(0.1 * threshold, 1e-6),
-                               val_accepted=float(np.mean(distances < threshold)))
+    head = dataclasses.replace(
+        head,
+        threshold=threshold,
+        scale=max(0.1 * threshold, 1e-6),
+        val_accepted=float(np.mean(distances < threshold)),
+    )
     return head
 
 
@@ -147,15 +173,19 @@ def with_abstain_head(model: Any, head: AbstainHead) -> Any:
     features = logits_layer(model).input
     size, k = head.projection.shape
     if int(features.shape[-1]) != size:
-        raise ValueError(f"the abstain head was fitted on {size} features, model {model.name!r} pools "
-                         f"{int(features.shape[-1])}; fit it on this model")
+        raise ValueError(
+            f"the abstain head was fitted on {size} features, model {model.name!r} pools "
+            f"{int(features.shape[-1])}; fit it on this model"
+        )
     whiten = layers.Dense(k, name="abstain_whiten")
     square = layers.Multiply(name="abstain_square")
     score = layers.Dense(2, name="abstain_score")
     softmax = layers.Softmax(name=OUTPUT_NAME)
     z = whiten(features)
     output = softmax(score(square([z, z])))
-    whiten.set_weights([head.projection.astype(np.float32), (-head.mean @ head.projection).astype(np.float32)])
+    whiten.set_weights(
+        [head.projection.astype(np.float32), (-head.mean @ head.projection).astype(np.float32)]
+    )
     # softmax([-s/2, s/2]) = [1 - sigmoid(s), sigmoid(s)], s = (sum z^2 - threshold) / scale.
     half = 0.5 / head.scale
     kernel = np.tile(np.float32([[-half, half]]), (k, 1))
@@ -168,7 +198,7 @@ def with_abstain_head(model: Any, head: AbstainHead) -> Any:
 # images only, and everything far away would saturate near the threshold; pinned, a whitened component
 # saturates only past 8 standard deviations and the score past +-16 logits (other = 1e-7 .. 1 - 1e-7).
 WHITENED_RANGE = 8.0
-SQUARED_RANGE = WHITENED_RANGE ** 2
+SQUARED_RANGE = WHITENED_RANGE**2
 SCORE_RANGE = 16.0
 HEAD_LAYERS = ("abstain_whiten", "abstain_square", "abstain_score", OUTPUT_NAME)
 
@@ -178,7 +208,9 @@ def with_quantization_aware_head(model: Any, head: AbstainHead) -> Any:
     the pinned ranges set, so the converter folds them into int8 ops like the rest of the QAT graph."""
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_configs as quantize_configs, default_8bit_quantize_registry as registry)
+        default_8bit_quantize_configs as quantize_configs,
+        default_8bit_quantize_registry as registry,
+    )
 
     from models.keras import keras
 
@@ -187,18 +219,29 @@ def with_quantization_aware_head(model: Any, head: AbstainHead) -> Any:
 
     def config(layer: Any) -> Any:
         # tfmot's registry has no entry for Multiply; its output is quantized like an Add's.
-        return (configs.get_quantize_config(layer) if configs.supports(layer)
-                else quantize_configs.Default8BitOutputQuantizeConfig())
+        return (
+            configs.get_quantize_config(layer)
+            if configs.supports(layer)
+            else quantize_configs.Default8BitOutputQuantizeConfig()
+        )
 
-    kernel_bounds = {name: float(np.abs(float_model.get_layer(name).get_weights()[0]).max())
-                     for name in ("abstain_whiten", "abstain_score")}
-    wrapped = {name: tfmot.quantization.keras.QuantizeWrapperV2(float_model.get_layer(name),
-                                                               config(float_model.get_layer(name)))
-               for name in HEAD_LAYERS}
+    kernel_bounds = {
+        name: float(np.abs(float_model.get_layer(name).get_weights()[0]).max())
+        for name in ("abstain_whiten", "abstain_score")
+    }
+    wrapped = {
+        name: tfmot.quantization.keras.QuantizeWrapperV2(
+            float_model.get_layer(name), config(float_model.get_layer(name))
+        )
+        for name in HEAD_LAYERS
+    }
     z = wrapped["abstain_whiten"](logits_layer(model).input)
     output = wrapped[OUTPUT_NAME](wrapped["abstain_score"](wrapped["abstain_square"]([z, z])))
-    ranges = {"abstain_whiten": (-WHITENED_RANGE, WHITENED_RANGE), "abstain_square": (0.0, SQUARED_RANGE),
-              "abstain_score": (-SCORE_RANGE, SCORE_RANGE)}
+    ranges = {
+        "abstain_whiten": (-WHITENED_RANGE, WHITENED_RANGE),
+        "abstain_square": (0.0, SQUARED_RANGE),
+        "abstain_score": (-SCORE_RANGE, SCORE_RANGE),
+    }
     for name, (low, high) in ranges.items():
         layer = wrapped[name]
         for weight in layer.weights:
@@ -246,7 +289,8 @@ def pin_int8_ranges(flatbuffer: bytes) -> bytes:
                     values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.int32).astype(np.float64)
                     factor = old / tensor.quantization.scale[0]
                     tflite.buffers[bias.buffer].data = np.frombuffer(
-                        np.round(values * factor).astype(np.int32).tobytes(), np.uint8)
+                        np.round(values * factor).astype(np.int32).tobytes(), np.uint8
+                    )
                     bias.quantization.scale = [s / factor for s in bias.quantization.scale]
             changed = True
         elif code == schema_fb.BuiltinOperator.FULLY_CONNECTED and "abstain_score" in name(inputs[1]):

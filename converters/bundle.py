@@ -34,9 +34,14 @@ _PARTIAL = ".partial-"
 _OLD = ".old-"
 
 
-def write_bundle(folder: str | os.PathLike, card: ModelCard, model_files: Mapping[str, str | os.PathLike], *,
-                 reference: str | os.PathLike | None = None,
-                 report_dir: str | os.PathLike | None = None) -> Path:
+def write_bundle(
+    folder: str | os.PathLike,
+    card: ModelCard,
+    model_files: Mapping[str, str | os.PathLike],
+    *,
+    reference: str | os.PathLike | None = None,
+    report_dir: str | os.PathLike | None = None,
+) -> Path:
     """Writes (or atomically replaces) a bundle folder.
 
     Args:
@@ -78,8 +83,13 @@ def write_bundle(folder: str | os.PathLike, card: ModelCard, model_files: Mappin
         shutil.rmtree(staging, ignore_errors=True)
         raise
     total = sum(f.bytes for f in files.values())
-    log.info("wrote bundle %s: %s, %.2f MB, %.1f s", folder, ", ".join(files), total / 1e6,
-             time.perf_counter() - started)
+    log.info(
+        "wrote bundle %s: %s, %.2f MB, %.1f s",
+        folder,
+        ", ".join(files),
+        total / 1e6,
+        time.perf_counter() - started,
+    )
     return folder
 
 
@@ -97,40 +107,53 @@ def publish_bundle(bundle: str | os.PathLike, folder: str | os.PathLike) -> Path
 
     built = load_bundle(bundle)
     if Path(folder).expanduser().resolve() == built.folder:
-        raise BundleError(f"{folder} is the bundle being published; pass another folder (e.g. "
-                          "models/pretrained/<name>)")
+        raise BundleError(
+            f"{folder} is the bundle being published; pass another folder (e.g. models/pretrained/<name>)"
+        )
     if not built.variants:
         raise BundleError(f"{built.folder} holds no TFLite model to publish; export the run first")
     report = built.folder / REPORT_DIR
-    return write_bundle(folder, built.card, {variant: built.path(variant) for variant in built.variants},
-                        report_dir=report if report.is_dir() else None)
+    return write_bundle(
+        folder,
+        built.card,
+        {variant: built.path(variant) for variant in built.variants},
+        report_dir=report if report.is_dir() else None,
+    )
 
 
-def _check_inputs(card: ModelCard, model_files: Mapping[str, str | os.PathLike],
-                  reference: str | os.PathLike | None,
-                  report_dir: str | os.PathLike | None) -> dict[str, tuple[Path, str]]:
+def _check_inputs(
+    card: ModelCard,
+    model_files: Mapping[str, str | os.PathLike],
+    reference: str | os.PathLike | None,
+    report_dir: str | os.PathLike | None,
+) -> dict[str, tuple[Path, str]]:
     if not model_files:
-        raise BundleError(f"no model files given for bundle {card.name!r}; pass at least one of "
-                          f"{variant_table.names()}")
+        raise BundleError(
+            f"no model files given for bundle {card.name!r}; pass at least one of {variant_table.names()}"
+        )
     sources = {}
     for variant, source in model_files.items():
         if variant not in variant_table.names():
-            raise BundleError(f"unknown variant {variant!r} for {source}; expected one of "
-                              f"{variant_table.names()}")
+            raise BundleError(
+                f"unknown variant {variant!r} for {source}; expected one of {variant_table.names()}"
+            )
         path = Path(source)
         if not path.is_file():
             raise BundleError(f"{variant} model {path} not found; export it before writing the bundle")
         outputs = _output_size(path)
         if outputs != len(card.classes):
-            raise BundleError(f"{path} outputs {outputs} scores but the card lists {len(card.classes)} "
-                              f"classes ({', '.join(card.labels)}); export the model that belongs to this "
-                              "card")
+            raise BundleError(
+                f"{path} outputs {outputs} scores but the card lists {len(card.classes)} "
+                f"classes ({', '.join(card.labels)}); export the model that belongs to this "
+                "card"
+            )
         sources[variant] = (path, variant_table.variant(variant).file)
     if reference is not None:
         path = Path(reference)
         if not path.is_file():
-            raise BundleError(f"reference model {path} not found; pass the float .keras file or "
-                              "reference=None")
+            raise BundleError(
+                f"reference model {path} not found; pass the float .keras file or reference=None"
+            )
         sources[REFERENCE] = (path, f"reference{path.suffix}")
     if report_dir is not None and not Path(report_dir).is_dir():
         raise BundleError(f"report folder {report_dir} not found; pass the run's report folder or None")

@@ -1,8 +1,8 @@
 """tf_keras model -> a TFLite file with metadata, in one call per variant.
 
-    >>> result = export_tflite("runs/r1/qat.keras", "runs/r1/model_int8.tflite",
-    ...                        QuantizationConfig.for_int8(None), input_spec=spec, labels=card.labels)
-    >>> result.bytes, result.seconds
+>>> result = export_tflite("runs/r1/qat.keras", "runs/r1/model_int8.tflite",
+...                        QuantizationConfig.for_int8(None), input_spec=spec, labels=card.labels)
+>>> result.bytes, result.seconds
 """
 
 from __future__ import annotations
@@ -63,11 +63,19 @@ class ExportResult:
     abstain_head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "path": str(self.path), "bytes": self.bytes,
-                "seconds": round(self.seconds, 3), "input_dtype": self.input_dtype,
-                "output_dtype": self.output_dtype, "input_scale": self.input_scale,
-                "input_zero_point": self.input_zero_point, "float_tensors": self.float_tensors,
-                "temperature": self.temperature, "abstain_head": self.abstain_head}
+        return {
+            "variant": self.variant,
+            "path": str(self.path),
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "input_dtype": self.input_dtype,
+            "output_dtype": self.output_dtype,
+            "input_scale": self.input_scale,
+            "input_zero_point": self.input_zero_point,
+            "float_tensors": self.float_tensors,
+            "temperature": self.temperature,
+            "abstain_head": self.abstain_head,
+        }
 
 
 def load_keras_model(source: Any) -> Any:
@@ -96,8 +104,10 @@ def load_keras_model(source: Any) -> Any:
             if "quantize" not in str(error) or path.suffix != ".keras":
                 raise
             # tfmot 0.8.1 saves QAT layers to .keras files it cannot read back; HDF5 round-trips.
-            raise ValueError(f"{path}: a QAT model saved as .keras cannot be loaded again by "
-                             f"tensorflow-model-optimization ({error}); save QAT models as .h5") from error
+            raise ValueError(
+                f"{path}: a QAT model saved as .keras cannot be loaded again by "
+                f"tensorflow-model-optimization ({error}); save QAT models as .h5"
+            ) from error
 
 
 def is_qat_model(model: Any) -> bool:
@@ -105,11 +115,21 @@ def is_qat_model(model: Any) -> bool:
     return any(type(layer).__name__.startswith("Quantize") for layer in model.layers)
 
 
-def export_tflite(model: Any, path: str | os.PathLike, config: QuantizationConfig, *, input_spec: InputSpec,
-                  labels: Sequence[str], display_names: Sequence[str] | None = None,
-                  name: str = "skinlesion", version: str = "", description: str = "",
-                  license: str = UNSTATED_LICENSE, temperature: float = 1.0,
-                  abstain_head: "AbstainHead | None" = None) -> ExportResult:
+def export_tflite(
+    model: Any,
+    path: str | os.PathLike,
+    config: QuantizationConfig,
+    *,
+    input_spec: InputSpec,
+    labels: Sequence[str],
+    display_names: Sequence[str] | None = None,
+    name: str = "skinlesion",
+    version: str = "",
+    description: str = "",
+    license: str = UNSTATED_LICENSE,
+    temperature: float = 1.0,
+    abstain_head: "AbstainHead | None" = None,
+) -> ExportResult:
     """Converts a float or QAT tf_keras model to one TFLite variant, with metadata, written atomically.
 
     Args:
@@ -140,14 +160,20 @@ def export_tflite(model: Any, path: str | os.PathLike, config: QuantizationConfi
     _check_model(model, config, input_spec, labels)
     from models.keras import tf
 
-    log.info("exporting %s -> %s%s%s", config.variant, path,
-             f", temperature {temperature:.4g} in the graph" if temperature != 1.0 else "",
-             ", with the abstain head" if abstain_head is not None else "")
+    log.info(
+        "exporting %s -> %s%s%s",
+        config.variant,
+        path,
+        f", temperature {temperature:.4g} in the graph" if temperature != 1.0 else "",
+        ", with the abstain head" if abstain_head is not None else "",
+    )
     graph = model
     if abstain_head is not None:
         from converters.abstain_head import with_abstain_head, with_quantization_aware_head
 
-        graph = (with_quantization_aware_head if is_qat_model(model) else with_abstain_head)(model, abstain_head)
+        graph = (with_quantization_aware_head if is_qat_model(model) else with_abstain_head)(
+            model, abstain_head
+        )
     converter = tf.lite.TFLiteConverter.from_keras_model(graph)
     config.set_converter(converter, input_spec)
     # The graph shares the model's layers, so folding the temperature into the model folds it into the graph.
@@ -158,20 +184,44 @@ def export_tflite(model: Any, path: str | os.PathLike, config: QuantizationConfi
 
         flatbuffer = pin_int8_ranges(flatbuffer)
     description = description or f"Image classifier, {len(labels)} classes ({config.variant})"
-    data = add_metadata(flatbuffer, labels=labels, input_spec=input_spec, name=name, version=version,
-                        description=description, license=license, display_names=display_names,
-                        abstain_labels=abstain_head.labels if abstain_head is not None else None)
+    data = add_metadata(
+        flatbuffer,
+        labels=labels,
+        input_spec=input_spec,
+        name=name,
+        version=version,
+        description=description,
+        license=license,
+        display_names=display_names,
+        abstain_labels=abstain_head.labels if abstain_head is not None else None,
+    )
     details = _io_details(data)
     write_atomic(path, data)
-    result = ExportResult(variant=config.variant, path=path, bytes=len(data),
-                          seconds=time.perf_counter() - started, temperature=float(temperature),
-                          abstain_head=abstain_head is not None, **details)
+    result = ExportResult(
+        variant=config.variant,
+        path=path,
+        bytes=len(data),
+        seconds=time.perf_counter() - started,
+        temperature=float(temperature),
+        abstain_head=abstain_head is not None,
+        **details,
+    )
     _warn_if_pixels_are_not_input(result, input_spec)
     if config.variant == "int8" and result.float_tensors:
-        log.warning("%s: the int8 export kept %d float32 tensors; some ops were not quantized",
-                    path, result.float_tensors)
-    log.info("exported %s: %s, %.2f MB, %s in / %s out, %.1f s", result.variant, path, result.bytes / 1e6,
-             result.input_dtype, result.output_dtype, result.seconds)
+        log.warning(
+            "%s: the int8 export kept %d float32 tensors; some ops were not quantized",
+            path,
+            result.float_tensors,
+        )
+    log.info(
+        "exported %s: %s, %.2f MB, %s in / %s out, %.1f s",
+        result.variant,
+        path,
+        result.bytes / 1e6,
+        result.input_dtype,
+        result.output_dtype,
+        result.seconds,
+    )
     return result
 
 
@@ -193,22 +243,30 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def _check_model(model: Any, config: QuantizationConfig, spec: InputSpec, labels: Sequence[str]) -> None:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(f"model {model.name!r} must have one image input and one output, "
-                         f"has {len(model.inputs)} and {len(model.outputs)}")
+        raise ValueError(
+            f"model {model.name!r} must have one image input and one output, "
+            f"has {len(model.inputs)} and {len(model.outputs)}"
+        )
     input_shape = tuple(model.inputs[0].shape[1:])
     if input_shape != (spec.height, spec.width, 3):
-        raise ValueError(f"model {model.name!r} takes inputs of shape {input_shape}, but input_spec says "
-                         f"{(spec.height, spec.width, 3)}; pass the InputSpec the model was trained with")
+        raise ValueError(
+            f"model {model.name!r} takes inputs of shape {input_shape}, but input_spec says "
+            f"{(spec.height, spec.width, 3)}; pass the InputSpec the model was trained with"
+        )
     outputs = model.outputs[0].shape[-1]
     if outputs != len(labels):
         raise ValueError(f"model {model.name!r} has {outputs} outputs but {len(labels)} labels were given")
     qat = is_qat_model(model)
     if qat and config.variant != "int8":
-        raise ValueError(f"model {model.name!r} is a QAT model, which exports only as int8; export the float "
-                         f"model for the {config.variant} variant")
+        raise ValueError(
+            f"model {model.name!r} is a QAT model, which exports only as int8; export the float "
+            f"model for the {config.variant} variant"
+        )
     if config.variant == "int8" and not qat and config.representative_data is None:
-        raise ValueError(f"int8 export of the float model {model.name!r} needs representative data: "
-                         "QuantizationConfig.for_int8(training_pixels)")
+        raise ValueError(
+            f"int8 export of the float model {model.name!r} needs representative data: "
+            "QuantizationConfig.for_int8(training_pixels)"
+        )
 
 
 @contextlib.contextmanager
@@ -244,11 +302,18 @@ def _io_details(data: bytes) -> dict[str, Any]:
     source, outputs = interpreter.get_input_details()[0], interpreter.get_output_details()
     source_info, target_info = tensor_info(source), tensor_info(outputs[0])
     io = {source["index"], *(details["index"] for details in outputs)}
-    floats = sum(1 for t in interpreter.get_tensor_details()
-                 if np.dtype(t["dtype"]) == np.float32 and t["index"] not in io)
-    return {"input_dtype": source_info.dtype.name, "output_dtype": target_info.dtype.name,
-            "input_scale": source_info.scale, "input_zero_point": source_info.zero_point,
-            "float_tensors": floats}
+    floats = sum(
+        1
+        for t in interpreter.get_tensor_details()
+        if np.dtype(t["dtype"]) == np.float32 and t["index"] not in io
+    )
+    return {
+        "input_dtype": source_info.dtype.name,
+        "output_dtype": target_info.dtype.name,
+        "input_scale": source_info.scale,
+        "input_zero_point": source_info.zero_point,
+        "float_tensors": floats,
+    }
 
 
 def _warn_if_pixels_are_not_input(result: ExportResult, spec: InputSpec) -> None:
@@ -257,12 +322,18 @@ def _warn_if_pixels_are_not_input(result: ExportResult, spec: InputSpec) -> None
     if result.input_dtype != "uint8":
         return
     pixels = np.arange(256, dtype=np.uint8)
-    dequantized = dequantize(pixels, TensorInfo(pixels.shape, pixels.dtype, result.input_scale,
-                                                result.input_zero_point))
+    dequantized = dequantize(
+        pixels, TensorInfo(pixels.shape, pixels.dtype, result.input_scale, result.input_zero_point)
+    )
     expected = (pixels - np.float32(spec.mean[0])) / np.float32(spec.std[0])
     error_steps = float(np.max(np.abs(dequantized - expected)) / result.input_scale)
     if error_steps > 1.0:
-        log.warning("%s: uint8 input quantization (scale %.5f, zero point %d) is %.1f steps away from the "
-                    "raw pixels; runtimes that feed pixels unscaled (MediaPipe) will see shifted inputs. "
-                    "Calibrate with images covering the full 0..255 range.", result.path,
-                    result.input_scale, result.input_zero_point, error_steps)
+        log.warning(
+            "%s: uint8 input quantization (scale %.5f, zero point %d) is %.1f steps away from the "
+            "raw pixels; runtimes that feed pixels unscaled (MediaPipe) will see shifted inputs. "
+            "Calibrate with images covering the full 0..255 range.",
+            result.path,
+            result.input_scale,
+            result.input_zero_point,
+            error_steps,
+        )

@@ -37,8 +37,10 @@ def load_float_tflite_weights(model, path: Path) -> int:
     def constant(index: int) -> np.ndarray:
         source = float16_source.get(index, index)
         if tensors[source]["dtype"] not in (np.float32, np.float16):
-            raise ValueError(f"{path} holds {np.dtype(tensors[source]['dtype']).name} weights; continue from "
-                             "the bundle's float16 or float32 file, not a quantized one")
+            raise ValueError(
+                f"{path} holds {np.dtype(tensors[source]['dtype']).name} weights; continue from "
+                "the bundle's float16 or float32 file, not a quantized one"
+            )
         return interpreter.get_tensor(source).astype(np.float32)
 
     batchnorm_after = _batchnorm_after(model)
@@ -52,8 +54,10 @@ def load_float_tflite_weights(model, path: Path) -> int:
         bias = constant(bias_index) if bias_index >= 0 else np.zeros(kernel.shape[-1], np.float32)
         expected = tuple(layer.get_weights()[0].shape)  # DepthwiseConv2D calls it depthwise_kernel
         if kernel.shape != expected:
-            raise ValueError(f"{path}: {layer.name} has a {kernel.shape} kernel, the model {expected}; "
-                             "the file was converted from a different model")
+            raise ValueError(
+                f"{path}: {layer.name} has a {kernel.shape} kernel, the model {expected}; "
+                "the file was converted from a different model"
+            )
         batchnorm = batchnorm_after.get(layer.name)
         if batchnorm is None:
             layer.set_weights([kernel, bias] if layer.use_bias else [kernel])
@@ -64,8 +68,10 @@ def load_float_tflite_weights(model, path: Path) -> int:
         done.add(layer.name)
     missing = [layer.name for layer in model.layers if layer.weights and layer.name not in done]
     if missing:
-        raise ValueError(f"{path} has no weights for {', '.join(missing[:5])}"
-                         f"{' …' if len(missing) > 5 else ''}; it was converted from a different model")
+        raise ValueError(
+            f"{path} has no weights for {', '.join(missing[:5])}"
+            f"{' …' if len(missing) > 5 else ''}; it was converted from a different model"
+        )
     return sum(1 for op in ops if op["op_name"] in KERNEL_AXES)
 
 
@@ -79,8 +85,10 @@ def _layer_of(model, tensor_name: str, path: Path):
     segments = {segment for part in tensor_name.split(";") for segment in part.split("/")}
     names = sorted(segments & weighted)
     if len(names) != 1:
-        raise ValueError(f"{path}: cannot tell which layer the tensor {tensor_name!r} belongs to "
-                         f"(matches {names or 'none'}); the file was converted from a different model")
+        raise ValueError(
+            f"{path}: cannot tell which layer the tensor {tensor_name!r} belongs to "
+            f"(matches {names or 'none'}); the file was converted from a different model"
+        )
     return model.get_layer(names[0])
 
 
@@ -89,14 +97,18 @@ def _batchnorm_after(model) -> dict[str, object]:
     from models.keras import keras
 
     producers = {id(layer.output): layer.name for layer in model.layers}
-    return {producers[id(layer.input)]: layer for layer in model.layers
-            if isinstance(layer, keras.layers.BatchNormalization) and id(layer.input) in producers}
+    return {
+        producers[id(layer.input)]: layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization) and id(layer.input) in producers
+    }
 
 
 def _set_identity(batchnorm, bias: np.ndarray) -> None:
     """Makes ``batchnorm`` (in inference mode) add ``bias`` and nothing else."""
     if not (batchnorm.scale and batchnorm.center):
-        raise ValueError(f"{batchnorm.name}: a BatchNormalization without scale and offset cannot hold a "
-                         "folded bias")
+        raise ValueError(
+            f"{batchnorm.name}: a BatchNormalization without scale and offset cannot hold a folded bias"
+        )
     ones = np.ones_like(bias)
     batchnorm.set_weights([ones, bias, np.zeros_like(bias), ones - batchnorm.epsilon])

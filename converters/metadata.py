@@ -17,8 +17,12 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from edge.labels import (METADATA_ABSTAIN_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE, METADATA_LABELS_FILE,
-                         parse_labels)
+from edge.labels import (
+    METADATA_ABSTAIN_LABELS_FILE,
+    METADATA_DISPLAY_NAMES_FILE,
+    METADATA_LABELS_FILE,
+    parse_labels,
+)
 from edge.preprocess import InputSpec
 from edge.tasks import UNSTATED_LICENSE
 
@@ -71,15 +75,25 @@ def _schemas() -> tuple[Any, Any, Any]:
         from mediapipe.tasks.metadata import metadata_schema_py_generated as metadata_fb
         from mediapipe.tasks.metadata import schema_py_generated as schema_fb
     except ImportError as error:
-        raise ImportError(f"writing TFLite metadata needs the mediapipe and flatbuffers packages ({error}); "
-                          "install them with `pip install mediapipe`") from error
+        raise ImportError(
+            f"writing TFLite metadata needs the mediapipe and flatbuffers packages ({error}); "
+            "install them with `pip install mediapipe`"
+        ) from error
     return flatbuffers, metadata_fb, schema_fb
 
 
-def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, name: str,
-                 version: str = "", description: str = "", license: str = UNSTATED_LICENSE,
-                 display_names: Sequence[str] | None = None,
-                 abstain_labels: Sequence[str] | None = None) -> bytes:
+def add_metadata(
+    model: bytes,
+    *,
+    labels: Sequence[str],
+    input_spec: InputSpec,
+    name: str,
+    version: str = "",
+    description: str = "",
+    license: str = UNSTATED_LICENSE,
+    display_names: Sequence[str] | None = None,
+    abstain_labels: Sequence[str] | None = None,
+) -> bytes:
     """Returns ``model`` with image-classifier metadata and label files packed in.
 
     A model with a second output (the abstain head, ``converters.abstain_head``) gets it described as a
@@ -114,9 +128,11 @@ def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, 
     graph = tflite.subgraphs[0]
     expected_outputs = 1 if abstain_labels is None else 2
     if len(graph.inputs) != 1 or len(graph.outputs) != expected_outputs:
-        raise ValueError(f"an image classifier {'with' if abstain_labels else 'without'} an abstain head needs "
-                         f"1 input and {expected_outputs} output tensors, the model has {len(graph.inputs)} "
-                         f"and {len(graph.outputs)}")
+        raise ValueError(
+            f"an image classifier {'with' if abstain_labels else 'without'} an abstain head needs "
+            f"1 input and {expected_outputs} output tensors, the model has {len(graph.inputs)} "
+            f"and {len(graph.outputs)}"
+        )
     if abstain_labels is not None:
         _check_labels(abstain_labels, "abstain_labels")
         _put_scores_first(tflite, len(labels))
@@ -125,8 +141,10 @@ def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, 
 
     image = metadata_fb.TensorMetadataT()
     image.name = "image"
-    image.description = (f"RGB image, {input_spec.height}x{input_spec.width} pixels "
-                         f"({input_spec.resize} resize policy, see edge.preprocess)")
+    image.description = (
+        f"RGB image, {input_spec.height}x{input_spec.width} pixels "
+        f"({input_spec.resize} resize policy, see edge.preprocess)"
+    )
     image.content = metadata_fb.ContentT()
     image.content.contentPropertiesType = metadata_fb.ContentProperties.ImageProperties
     image.content.contentProperties = metadata_fb.ImagePropertiesT()
@@ -156,8 +174,11 @@ def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, 
     score.associatedFiles = [_associated_file(metadata_fb, LABELS_FILE, "Class codes, one per output.")]
     if display_names is not None:
         files[DISPLAY_NAMES_FILE] = display_names
-        score.associatedFiles.append(_associated_file(metadata_fb, DISPLAY_NAMES_FILE,
-                                                      "Display names, one per output.", DISPLAY_NAMES_LOCALE))
+        score.associatedFiles.append(
+            _associated_file(
+                metadata_fb, DISPLAY_NAMES_FILE, "Display names, one per output.", DISPLAY_NAMES_LOCALE
+            )
+        )
 
     subgraph = metadata_fb.SubGraphMetadataT()
     subgraph.inputTensorMetadata = [image]
@@ -166,16 +187,19 @@ def add_metadata(model: bytes, *, labels: Sequence[str], input_spec: InputSpec, 
         files[ABSTAIN_LABELS_FILE] = abstain_labels
         head = metadata_fb.TensorMetadataT()
         head.name = ABSTAIN_HEAD_NAME
-        head.description = (f"Whether the image looks like the training data: '{abstain_labels[0]}', or "
-                            f"'{abstain_labels[1]}' (say \"I can't tell\" when '{abstain_labels[1]}' "
-                            "scores 0.5 or more).")
+        head.description = (
+            f"Whether the image looks like the training data: '{abstain_labels[0]}', or "
+            f"'{abstain_labels[1]}' (say \"I can't tell\" when '{abstain_labels[1]}' "
+            "scores 0.5 or more)."
+        )
         head.content = metadata_fb.ContentT()
         head.content.contentPropertiesType = metadata_fb.ContentProperties.FeatureProperties
         head.content.contentProperties = metadata_fb.FeaturePropertiesT()
         head.stats = metadata_fb.StatsT()
         head.stats.min, head.stats.max = score.stats.min, score.stats.max
-        head.associatedFiles = [_associated_file(metadata_fb, ABSTAIN_LABELS_FILE,
-                                                 "Abstain head labels, one per output.")]
+        head.associatedFiles = [
+            _associated_file(metadata_fb, ABSTAIN_LABELS_FILE, "Abstain head labels, one per output.")
+        ]
         subgraph.outputTensorMetadata.append(head)
     metadata = metadata_fb.ModelMetadataT()
     metadata.name, metadata.version, metadata.description = name, version, description
@@ -228,13 +252,17 @@ def read_metadata(model: bytes) -> TFLiteMetadata:
     if LABELS_FILE not in packed:
         raise ValueError(f"the model's metadata has no {LABELS_FILE}; packed files: {sorted(packed)}")
     return TFLiteMetadata(
-        name=_text(metadata.name), version=_text(metadata.version),
+        name=_text(metadata.name),
+        version=_text(metadata.version),
         labels=parse_labels("\n".join(packed[LABELS_FILE]), f"the {LABELS_FILE} in the model's metadata"),
         display_names=tuple(packed.get(DISPLAY_NAMES_FILE, ())),
-        mean=tuple(float(v) for v in options.mean), std=tuple(float(v) for v in options.std),
+        mean=tuple(float(v) for v in options.mean),
+        std=tuple(float(v) for v in options.std),
         min_parser_version=_text(metadata.minParserVersion),
         heads=tuple(_text(t.name) for t in subgraph.outputTensorMetadata),
-        abstain_labels=tuple(packed.get(ABSTAIN_LABELS_FILE, ())), license=_text(metadata.license))
+        abstain_labels=tuple(packed.get(ABSTAIN_LABELS_FILE, ())),
+        license=_text(metadata.license),
+    )
 
 
 def _put_scores_first(tflite: Any, num_classes: int) -> None:
@@ -253,8 +281,10 @@ def _put_scores_first(tflite: Any, num_classes: int) -> None:
         sizes = {index: int(graph.tensors[index].shape[-1]) for index in graph.outputs}
         heads = [index for index, size in sizes.items() if size == 2 and num_classes != 2]
         if len(heads) != 1:
-            raise ValueError("cannot tell the abstain head from the class scores: the file has no signature "
-                             f"naming {ABSTAIN_HEAD_NAME!r} and its outputs have sizes {list(sizes.values())}")
+            raise ValueError(
+                "cannot tell the abstain head from the class scores: the file has no signature "
+                f"naming {ABSTAIN_HEAD_NAME!r} and its outputs have sizes {list(sizes.values())}"
+            )
         head = heads[0]
     if head not in list(graph.outputs):
         raise ValueError(f"the signature's {ABSTAIN_HEAD_NAME!r} tensor {head} is not a model output")

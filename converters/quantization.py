@@ -63,8 +63,9 @@ class QuantizationConfig:
         if self.calibration_steps < 1:
             raise ValueError(f"calibration_steps must be >= 1, got {self.calibration_steps}")
         if self.representative_data is not None and self.variant not in CALIBRATED:
-            raise ValueError(f"representative_data is only used by the {', '.join(CALIBRATED)} variant, "
-                             f"not {self.variant}")
+            raise ValueError(
+                f"representative_data is only used by the {', '.join(CALIBRATED)} variant, not {self.variant}"
+            )
 
     @classmethod
     def for_float32(cls) -> "QuantizationConfig":
@@ -82,8 +83,13 @@ class QuantizationConfig:
         return cls(variant="dynamic")
 
     @classmethod
-    def for_int8(cls, representative_data: Iterable[np.ndarray] | None, *, io_type: str = DEFAULT_INT8_IO,
-                 calibration_steps: int = DEFAULT_CALIBRATION_STEPS) -> "QuantizationConfig":
+    def for_int8(
+        cls,
+        representative_data: Iterable[np.ndarray] | None,
+        *,
+        io_type: str = DEFAULT_INT8_IO,
+        calibration_steps: int = DEFAULT_CALIBRATION_STEPS,
+    ) -> "QuantizationConfig":
         """Full-integer quantization.
 
         Args:
@@ -96,14 +102,21 @@ class QuantizationConfig:
         """
         if representative_data is not None and iter(representative_data) is representative_data:
             representative_data = tuple(itertools.islice(representative_data, calibration_steps))
-        return cls(variant="int8", io_type=io_type, representative_data=representative_data,
-                   calibration_steps=calibration_steps)
+        return cls(
+            variant="int8",
+            io_type=io_type,
+            representative_data=representative_data,
+            calibration_steps=calibration_steps,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable summary (the representative data is not stored)."""
-        return {"variant": self.variant, "io_type": self.io_type,
-                "calibrated": self.representative_data is not None,
-                "calibration_steps": self.calibration_steps}
+        return {
+            "variant": self.variant,
+            "io_type": self.io_type,
+            "calibrated": self.representative_data is not None,
+            "calibration_steps": self.calibration_steps,
+        }
 
     def set_converter(self, converter: Any, input_spec: InputSpec) -> None:
         """Configures a ``tf.lite.TFLiteConverter`` for this mode. The only code that does so.
@@ -137,9 +150,11 @@ class QuantizationConfig:
         for count, pixels in enumerate(itertools.islice(self.representative_data, self.calibration_steps), 1):
             pixels = np.asarray(pixels)
             if pixels.dtype != np.uint8 or pixels.shape != (spec.height, spec.width, 3):
-                raise ValueError(f"representative image {count - 1} must be uint8 of shape "
-                                 f"{(spec.height, spec.width, 3)} from edge.preprocess.load_image, got "
-                                 f"{pixels.dtype} {pixels.shape}")
+                raise ValueError(
+                    f"representative image {count - 1} must be uint8 of shape "
+                    f"{(spec.height, spec.width, 3)} from edge.preprocess.load_image, got "
+                    f"{pixels.dtype} {pixels.shape}"
+                )
             if count == 1:
                 # Pin the calibrated input range to the full 0..255 pixel range, so a uint8 input tensor
                 # takes camera pixels as they are (MediaPipe feeds them unscaled).

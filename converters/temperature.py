@@ -39,9 +39,11 @@ def logits_layer(model: Any) -> Any:
         source = _producer(model, _producer(model, model.outputs[0]).input)
         if _is_dense(_unwrapped(source)) and _activation_name(_unwrapped(source)) == "linear":
             return source
-    raise ValueError(f"model {model.name!r}: its output is not a softmax over a Dense layer's logits "
-                     f"(output layer {output.name!r}, {type(output).__name__}); the temperature cannot "
-                     "be folded into it")
+    raise ValueError(
+        f"model {model.name!r}: its output is not a softmax over a Dense layer's logits "
+        f"(output layer {output.name!r}, {type(output).__name__}); the temperature cannot "
+        "be folded into it"
+    )
 
 
 @contextlib.contextmanager
@@ -63,9 +65,16 @@ def temperature_folded(model: Any, temperature: float) -> Iterator[Any]:
         return
     layer = logits_layer(model)
     # By variable name: inside a QAT wrapper ``dense.kernel`` is the fake-quantized tensor, not the variable.
-    names = ("kernel", "bias", *_KERNEL_RANGES, *(_LOGIT_RANGES_SOFTMAX_INSIDE
-                                                   if _activation_name(_unwrapped(layer)) == "softmax"
-                                                   else _LOGIT_RANGES_LINEAR))
+    names = (
+        "kernel",
+        "bias",
+        *_KERNEL_RANGES,
+        *(
+            _LOGIT_RANGES_SOFTMAX_INSIDE
+            if _activation_name(_unwrapped(layer)) == "softmax"
+            else _LOGIT_RANGES_LINEAR
+        ),
+    )
     scaled = [w for w in layer.weights if _short_name(w) in names]
     saved = [(variable, variable.numpy()) for variable in scaled]
     try:

@@ -93,9 +93,17 @@ def top1_agreement(reference_probs: np.ndarray, tflite_probs: np.ndarray) -> flo
     return float(np.mean(tflite_probs[np.arange(len(top)), top] >= tflite_probs.max(axis=1)))
 
 
-def validate_tflite(tflite_path: str | os.PathLike, reference_model: Any, images_uint8: Any,
-                    labels_true: Sequence[int], *, input_spec: InputSpec, variant: str | None = None,
-                    batch_size: int = BATCH_SIZE, temperature: float = 1.0) -> ParityReport:
+def validate_tflite(
+    tflite_path: str | os.PathLike,
+    reference_model: Any,
+    images_uint8: Any,
+    labels_true: Sequence[int],
+    *,
+    input_spec: InputSpec,
+    variant: str | None = None,
+    batch_size: int = BATCH_SIZE,
+    temperature: float = 1.0,
+) -> ParityReport:
     """Runs a TFLite file and its float reference on the same images and compares their outputs.
 
     Args:
@@ -122,20 +130,27 @@ def validate_tflite(tflite_path: str | os.PathLike, reference_model: Any, images
     pixels = _check_images(images_uint8, input_spec)
     labels = np.asarray(labels_true)
     if labels.shape != (len(pixels),) or labels.dtype.kind not in "iu":
-        raise ValueError(f"labels_true must be {len(pixels)} integer class indices (one per image), "
-                         f"got {labels.dtype} {labels.shape}")
+        raise ValueError(
+            f"labels_true must be {len(pixels)} integer class indices (one per image), "
+            f"got {labels.dtype} {labels.shape}"
+        )
     reference = load_keras_model(reference_model)
 
     started = time.perf_counter()
     tflite_probs, io_types = run_tflite(path, pixels, input_spec, batch_size=batch_size)
     seconds = time.perf_counter() - started
     with temperature_folded(reference, temperature):
-        reference_probs = np.concatenate([
-            np.asarray(reference(normalize(pixels[i:i + batch_size], input_spec), training=False))
-            for i in range(0, len(pixels), batch_size)])
+        reference_probs = np.concatenate(
+            [
+                np.asarray(reference(normalize(pixels[i : i + batch_size], input_spec), training=False))
+                for i in range(0, len(pixels), batch_size)
+            ]
+        )
     if reference_probs.shape != tflite_probs.shape:
-        raise ValueError(f"{path} outputs {tflite_probs.shape[1]} classes but the reference model outputs "
-                         f"{reference_probs.shape[1]}; were they exported from the same model?")
+        raise ValueError(
+            f"{path} outputs {tflite_probs.shape[1]} classes but the reference model outputs "
+            f"{reference_probs.shape[1]}; were they exported from the same model?"
+        )
     num_classes = reference_probs.shape[1]
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels_true must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
@@ -146,16 +161,31 @@ def validate_tflite(tflite_path: str | os.PathLike, reference_model: Any, images
     bacc_reference = balanced_accuracy(labels, reference_probs.argmax(1))
     bacc_tflite = balanced_accuracy(labels, tflite_probs.argmax(1))
     report = ParityReport(
-        variant=variant, model=path.name, n=len(pixels),
+        variant=variant,
+        model=path.name,
+        n=len(pixels),
         top1_agreement=top1_agreement(reference_probs, tflite_probs),
-        max_abs_diff=float(difference.max()), mean_abs_diff=float(difference.mean()),
+        max_abs_diff=float(difference.max()),
+        mean_abs_diff=float(difference.mean()),
         mean_kl=float(np.mean(np.sum(p * np.log(p / q), axis=1))),
-        balanced_accuracy_reference=bacc_reference, balanced_accuracy_tflite=bacc_tflite,
+        balanced_accuracy_reference=bacc_reference,
+        balanced_accuracy_tflite=bacc_tflite,
         balanced_accuracy_delta=bacc_tflite - bacc_reference,
-        input_dtype=io_types[0], output_dtype=io_types[1], seconds=seconds)
-    log.info("validated %s on %d images: top-1 agreement %.4f, max |dp| %.4f, mean KL %.2e, balanced "
-             "accuracy %.4f vs %.4f", path.name, report.n, report.top1_agreement, report.max_abs_diff,
-             report.mean_kl, bacc_tflite, bacc_reference)
+        input_dtype=io_types[0],
+        output_dtype=io_types[1],
+        seconds=seconds,
+    )
+    log.info(
+        "validated %s on %d images: top-1 agreement %.4f, max |dp| %.4f, mean KL %.2e, balanced "
+        "accuracy %.4f vs %.4f",
+        path.name,
+        report.n,
+        report.top1_agreement,
+        report.max_abs_diff,
+        report.mean_kl,
+        bacc_tflite,
+        bacc_reference,
+    )
     return report
 
 
@@ -165,22 +195,28 @@ def check_gate(report: ParityReport, gate: ParityGate) -> list[str]:
     if report.n == 0:
         failures.append(f"{report.variant}: validated on 0 images; nothing was measured")
     if report.top1_agreement < gate.min_top1_agreement:
-        failures.append(f"{report.variant}: top-1 agreement {report.top1_agreement:.2%} is below "
-                        f"{gate.min_top1_agreement:.2%} ({report.model}, n={report.n})")
+        failures.append(
+            f"{report.variant}: top-1 agreement {report.top1_agreement:.2%} is below "
+            f"{gate.min_top1_agreement:.2%} ({report.model}, n={report.n})"
+        )
     drop_points = -100.0 * report.balanced_accuracy_delta
     if drop_points > gate.max_balanced_accuracy_drop:
-        failures.append(f"{report.variant}: balanced accuracy drops {drop_points:.2f} points "
-                        f"({report.balanced_accuracy_reference:.2%} -> "
-                        f"{report.balanced_accuracy_tflite:.2%}), "
-                        f"more than {gate.max_balanced_accuracy_drop:.2f}")
+        failures.append(
+            f"{report.variant}: balanced accuracy drops {drop_points:.2f} points "
+            f"({report.balanced_accuracy_reference:.2%} -> "
+            f"{report.balanced_accuracy_tflite:.2%}), "
+            f"more than {gate.max_balanced_accuracy_drop:.2f}"
+        )
     if gate.max_mean_kl is not None and report.mean_kl > gate.max_mean_kl:
-        failures.append(f"{report.variant}: mean KL divergence {report.mean_kl:.2e} is above "
-                        f"{gate.max_mean_kl:.2e}")
+        failures.append(
+            f"{report.variant}: mean KL divergence {report.mean_kl:.2e} is above {gate.max_mean_kl:.2e}"
+        )
     return failures
 
 
-def run_tflite(path: Path, pixels: np.ndarray, spec: InputSpec, *,
-               batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, tuple[str, str]]:
+def run_tflite(
+    path: Path, pixels: np.ndarray, spec: InputSpec, *, batch_size: int = BATCH_SIZE
+) -> tuple[np.ndarray, tuple[str, str]]:
     """Class probabilities of a TFLite file on uint8 pixels, plus its (input, output) dtypes.
 
     Integer inputs get the normalized pixels quantized with the tensor's own scale and zero point,
@@ -197,12 +233,12 @@ def run_tflite(path: Path, pixels: np.ndarray, spec: InputSpec, *,
     outputs = []
     progress = Progress(f"checking {Path(path).name}", len(pixels))
     for start in range(0, len(pixels), batch):
-        chunk = pixels[start:start + batch]
+        chunk = pixels[start : start + batch]
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])  # fixed shape
         interpreter.set_tensor(source["index"], _to_input(padded, spec, source_info))
         interpreter.invoke()
         scores = dequantize(interpreter.get_tensor(target["index"]), target_info).astype(np.float32)
-        outputs.append(scores[:len(chunk)])
+        outputs.append(scores[: len(chunk)])
         progress.update(start + len(chunk))
     progress.close()
     num_classes = int(target["shape"][-1])
@@ -219,14 +255,18 @@ def _check_images(images: Any, spec: InputSpec) -> np.ndarray:
     pixels = np.asarray(images) if not isinstance(images, np.ndarray) else images
     expected = (spec.height, spec.width, 3)
     if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != expected:
-        raise ValueError(f"images must be uint8 of shape (N, {expected[0]}, {expected[1]}, 3) from "
-                         f"edge.preprocess.load_image, got {pixels.dtype} {pixels.shape}")
+        raise ValueError(
+            f"images must be uint8 of shape (N, {expected[0]}, {expected[1]}, 3) from "
+            f"edge.preprocess.load_image, got {pixels.dtype} {pixels.shape}"
+        )
     return pixels
 
 
 def _variant_from_name(path: Path) -> str:
     found = from_file_name(path.name)
     if found is None:
-        raise ValueError(f"cannot tell the variant of {path.name}; pass variant= one of {', '.join(names())}, "
-                         f"or name the file as its row does ({variant_row(names()[0]).file})")
+        raise ValueError(
+            f"cannot tell the variant of {path.name}; pass variant= one of {', '.join(names())}, "
+            f"or name the file as its row does ({variant_row(names()[0]).file})"
+        )
     return found

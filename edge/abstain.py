@@ -71,8 +71,9 @@ HEAD_REFUSE_AT = 0.5  # the head's "other" score from which it refuses, when the
 _RADIUS = np.hypot(*np.meshgrid(*(2 * [np.linspace(-1, 1, GRID)]), indexing="ij"))
 
 
-def abstain_reason(probabilities: np.ndarray, pixels: np.ndarray, rule: dict[str, Any], *,
-                   other_score: float | None = None) -> str | None:
+def abstain_reason(
+    probabilities: np.ndarray, pixels: np.ndarray, rule: dict[str, Any], *, other_score: float | None = None
+) -> str | None:
     """Returns why the model should not answer for this image, or None when it may answer.
 
     Args:

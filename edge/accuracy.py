@@ -27,8 +27,9 @@ def balanced_accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] 
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true and y_pred must have one entry per image, got shapes {y_true.shape} and "
-                         f"{y_pred.shape}")
+        raise ValueError(
+            f"y_true and y_pred must have one entry per image, got shapes {y_true.shape} and {y_pred.shape}"
+        )
     classes = np.unique(y_true)
     if classes.size == 0:
         return 0.0

@@ -12,6 +12,7 @@ one process, one model at a time, after warm-up runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import os
 import sys
@@ -140,10 +141,17 @@ def model_variants(model: str | os.PathLike, variants: Sequence[str] | None) -> 
     return list(variants)
 
 
-def benchmark(model: str | os.PathLike, *, variants: Sequence[str] | None = None,
-              threads: Sequence[int] = (1,), runs: int = 50, warmup: int = 5,
-              image: bytes | str | os.PathLike | None = None, delegate: str | None = None,
-              progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+def benchmark(
+    model: str | os.PathLike,
+    *,
+    variants: Sequence[str] | None = None,
+    threads: Sequence[int] = (1,),
+    runs: int = 50,
+    warmup: int = 5,
+    image: bytes | str | os.PathLike | None = None,
+    delegate: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
     """Benchmarks every (variant, threads) pair of a bundle or ``.tflite`` file.
 
     Args:
@@ -175,58 +183,103 @@ def benchmark(model: str | os.PathLike, *, variants: Sequence[str] | None = None
             load_ms = (time.perf_counter() - start) * 1000.0
             peak = rss()
             invoke_s, peak = _time_invoke(classifier, data, runs, warmup, rss, peak)
-            preprocess_s, peak = _time_calls(lambda: classifier.preprocess(data), runs, warmup, rss, peak)
+            preprocess_s, peak = _time_calls(
+                functools.partial(classifier.preprocess, data), runs, warmup, rss, peak
+            )
             invoke, preprocess = Latency.from_seconds(invoke_s), Latency.from_seconds(preprocess_s)
             pipeline_s, peak = _time_pipeline(classifier, data, runs, warmup, rss, peak)
             pipeline = Latency.from_seconds(pipeline_s)
             result = BenchResult(
-                variant=variant or classifier.model_path.name, model_path=str(classifier.model_path),
-                model_bytes=classifier.model_path.stat().st_size, interpreter=classifier.interpreter_name,
-                threads=count, runs=runs, warmup=warmup, load_ms=load_ms,
-                invoke=invoke, preprocess=preprocess,
-                input_overhead=(preprocess.mean_ms + invoke.mean_ms) / invoke.mean_ms, pipeline=pipeline, throughput_ips=1000.0 / pipeline.mean_ms, peak_rss_mb=peak,
-                rss_source=rss_source, image=image_name)
+                variant=variant or classifier.model_path.name,
+                model_path=str(classifier.model_path),
+                model_bytes=classifier.model_path.stat().st_size,
+                interpreter=classifier.interpreter_name,
+                threads=count,
+                runs=runs,
+                warmup=warmup,
+                load_ms=load_ms,
+                invoke=invoke,
+                preprocess=preprocess,
+                input_overhead=(preprocess.mean_ms + invoke.mean_ms) / invoke.mean_ms,
+                pipeline=pipeline,
+                throughput_ips=1000.0 / pipeline.mean_ms,
+                peak_rss_mb=peak,
+                rss_source=rss_source,
+                image=image_name,
+            )
             results.append(result)
             if progress:
-                progress(f"{result.variant} threads={count}: invoke p50 {result.invoke.p50_ms:.2f} ms, "
-                         f"pipeline p50 {pipeline.p50_ms:.2f} ms")
+                progress(
+                    f"{result.variant} threads={count}: invoke p50 {result.invoke.p50_ms:.2f} ms, "
+                    f"pipeline p50 {pipeline.p50_ms:.2f} ms"
+                )
             del classifier
     return results
 
 
 def format_table(results: Sequence[BenchResult]) -> str:
     """A fixed-width table of results, one row per (variant, threads)."""
-    header = ("variant", "threads", "MB", "invoke p50", "p90", "p99", "decode+prep p50", "input/invoke",
-              "pipeline p50", "p90", "p99", "img/s", "peak RSS MB")
-    rows = [header] + [(
-        r.variant, str(r.threads), f"{r.model_bytes / 2**20:.2f}", f"{r.invoke.p50_ms:.2f}",
-        f"{r.invoke.p90_ms:.2f}", f"{r.invoke.p99_ms:.2f}", f"{r.preprocess.p50_ms:.2f}",
-        f"{r.input_overhead:.2f}x", f"{r.pipeline.p50_ms:.2f}",
-        f"{r.pipeline.p90_ms:.2f}", f"{r.pipeline.p99_ms:.2f}", f"{r.throughput_ips:.1f}",
-        f"{r.peak_rss_mb:.0f}") for r in results]
+    header = (
+        "variant",
+        "threads",
+        "MB",
+        "invoke p50",
+        "p90",
+        "p99",
+        "decode+prep p50",
+        "input/invoke",
+        "pipeline p50",
+        "p90",
+        "p99",
+        "img/s",
+        "peak RSS MB",
+    )
+    rows = [header] + [
+        (
+            r.variant,
+            str(r.threads),
+            f"{r.model_bytes / 2**20:.2f}",
+            f"{r.invoke.p50_ms:.2f}",
+            f"{r.invoke.p90_ms:.2f}",
+            f"{r.invoke.p99_ms:.2f}",
+            f"{r.preprocess.p50_ms:.2f}",
+            f"{r.input_overhead:.2f}x",
+            f"{r.pipeline.p50_ms:.2f}",
+            f"{r.pipeline.p90_ms:.2f}",
+            f"{r.pipeline.p99_ms:.2f}",
+            f"{r.throughput_ips:.1f}",
+            f"{r.peak_rss_mb:.0f}",
+        )
+        for r in results
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     if results:
         first = results[0]
-        lines.append(f"(ms; interpreter {first.interpreter}; {first.runs} runs after {first.warmup} warm-up; "
-                     f"input/invoke = (decode + preprocess + invoke) / invoke; pipeline = decode "
-                     f"{first.image} + preprocess + invoke + calibration + abstain check)")
+        lines.append(
+            f"(ms; interpreter {first.interpreter}; {first.runs} runs after {first.warmup} warm-up; "
+            f"input/invoke = (decode + preprocess + invoke) / invoke; pipeline = decode "
+            f"{first.image} + preprocess + invoke + calibration + abstain check)"
+        )
     return "\n".join(lines)
 
 
-def _open_classifier(model: str | os.PathLike, variant: str | None, threads: int,
-                     delegate: str | None) -> Classifier:
+def _open_classifier(
+    model: str | os.PathLike, variant: str | None, threads: int, delegate: str | None
+) -> Classifier:
     if Path(model).is_dir():
         return Classifier(model, variant=variant, num_threads=threads, delegate=delegate)
     # Timing needs no class names, so a bare file without a labels.txt can be measured too.
     num_outputs = int(np.prod(TFLiteModel(model).output.shape[1:]))
-    return Classifier(model, labels=[f"output_{i}" for i in range(num_outputs)], num_threads=threads,
-                      delegate=delegate)
+    return Classifier(
+        model, labels=[f"output_{i}" for i in range(num_outputs)], num_threads=threads, delegate=delegate
+    )
 
 
-def _time_invoke(classifier: Classifier, data: bytes, runs: int, warmup: int,
-                 rss: Callable[[], float], peak: float) -> tuple[list[float], float]:
+def _time_invoke(
+    classifier: Classifier, data: bytes, runs: int, warmup: int, rss: Callable[[], float], peak: float
+) -> tuple[list[float], float]:
     model = classifier.model
     if not hasattr(model, "invoke"):
         raise ValueError("benchmarks time TFLite models; the Keras backend has no invoke")
@@ -242,13 +295,15 @@ def _time_invoke(classifier: Classifier, data: bytes, runs: int, warmup: int,
     return seconds, peak
 
 
-def _time_pipeline(classifier: Classifier, data: bytes, runs: int, warmup: int,
-                   rss: Callable[[], float], peak: float) -> tuple[list[float], float]:
+def _time_pipeline(
+    classifier: Classifier, data: bytes, runs: int, warmup: int, rss: Callable[[], float], peak: float
+) -> tuple[list[float], float]:
     return _time_calls(lambda: classifier.classify(data), runs, warmup, rss, peak)
 
 
-def _time_calls(call: Callable[[], object], runs: int, warmup: int, rss: Callable[[], float],
-                peak: float) -> tuple[list[float], float]:
+def _time_calls(
+    call: Callable[[], object], runs: int, warmup: int, rss: Callable[[], float], peak: float
+) -> tuple[list[float], float]:
     for _ in range(warmup):
         call()
     seconds = []

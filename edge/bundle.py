@@ -56,20 +56,26 @@ class Bundle:
         """
         if variant is None:
             if not self.variants:
-                raise BundleError(f"{self.folder / CARD_FILE} lists no TFLite model (expected one of "
-                                  f"{', '.join(variant_table.names())}); re-export the bundle")
+                raise BundleError(
+                    f"{self.folder / CARD_FILE} lists no TFLite model (expected one of "
+                    f"{', '.join(variant_table.names())}); re-export the bundle"
+                )
             variant = self.variants[0]
         if variant not in self.card.files:
-            raise BundleError(f"bundle {self.folder} has no {variant!r} model; it has: "
-                              f"{', '.join(self.card.files) or 'none'}")
+            raise BundleError(
+                f"bundle {self.folder} has no {variant!r} model; it has: "
+                f"{', '.join(self.card.files) or 'none'}"
+            )
         return self.folder / self.card.files[variant].path
 
     def check_output_size(self, variant: str, num_outputs: int) -> None:
         """Raises BundleError when a model's output size differs from the number of classes."""
         if num_outputs != len(self.labels):
-            raise BundleError(f"{self.path(variant)} outputs {num_outputs} scores but "
-                              f"{self.folder / CARD_FILE} lists {len(self.labels)} classes; the model and "
-                              "the card do not belong together — re-export the bundle")
+            raise BundleError(
+                f"{self.path(variant)} outputs {num_outputs} scores but "
+                f"{self.folder / CARD_FILE} lists {len(self.labels)} classes; the model and "
+                "the card do not belong together — re-export the bundle"
+            )
 
 
 def load_bundle(folder: str | os.PathLike, *, verify: bool = True) -> Bundle:
@@ -86,14 +92,18 @@ def load_bundle(folder: str | os.PathLike, *, verify: bool = True) -> Bundle:
     folder = resolve_bundle(folder).resolve()
     if not folder.is_dir():
         shipped = ", ".join(shipped_bundles()) or "none in this install"
-        raise BundleError(f"model bundle {folder} not found (expected a folder with {CARD_FILE}); pass "
-                          f"--bundle DIR or the name of a shipped bundle ({shipped}), or build one with "
-                          "`skinlesion build`")
+        raise BundleError(
+            f"model bundle {folder} not found (expected a folder with {CARD_FILE}); pass "
+            f"--bundle DIR or the name of a shipped bundle ({shipped}), or build one with "
+            "`skinlesion build`"
+        )
     card = read_card(folder / CARD_FILE)
     labels = _read_bundle_labels(folder / LABELS_FILE)
     if labels != tuple(card.labels):
-        raise BundleError(f"{folder / LABELS_FILE} lists {list(labels)} but {folder / CARD_FILE} lists "
-                          f"classes {card.labels}; they must match line by line — re-export the bundle")
+        raise BundleError(
+            f"{folder / LABELS_FILE} lists {list(labels)} but {folder / CARD_FILE} lists "
+            f"classes {card.labels}; they must match line by line — re-export the bundle"
+        )
     if verify:
         for variant, entry in card.files.items():
             check_file(folder, variant, entry.path, entry.bytes, entry.sha256)
@@ -110,7 +120,7 @@ def shipped_bundles() -> dict[str, Path]:
 def resolve_bundle(folder: str | os.PathLike) -> Path:
     """``folder`` as given when it exists; otherwise a shipped bundle's name resolves to its folder.
 
-        >>> resolve_bundle("msid")      # no ./msid here: .../models/pretrained/msid
+    >>> resolve_bundle("msid")      # no ./msid here: .../models/pretrained/msid
     """
     path = Path(folder).expanduser()
     if path.exists() or len(path.parts) != 1:
@@ -121,15 +131,19 @@ def resolve_bundle(folder: str | os.PathLike) -> Path:
 def read_card(path: Path) -> ModelCard:
     """Parses model_card.json; raises BundleError naming the file when it is missing or invalid."""
     if not path.is_file():
-        raise BundleError(f"{path} not found: a bundle folder needs its model card; pass the bundle folder "
-                          "itself (the one holding model_card.json)")
+        raise BundleError(
+            f"{path} not found: a bundle folder needs its model card; pass the bundle folder "
+            "itself (the one holding model_card.json)"
+        )
     try:
         return ModelCard.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as error:
         raise BundleError(f"{path} is not valid JSON ({error}); restore it from the release") from error
     except (KeyError, TypeError, ValueError) as error:
-        raise BundleError(f"{path} is not a valid model card ({type(error).__name__}: {error}); restore it "
-                          "from the release or upgrade skinlesion") from error
+        raise BundleError(
+            f"{path} is not a valid model card ({type(error).__name__}: {error}); restore it "
+            "from the release or upgrade skinlesion"
+        ) from error
 
 
 def _read_bundle_labels(path: Path) -> tuple[str, ...]:
@@ -146,19 +160,27 @@ def check_file(folder: Path, variant: str, relative: str, size: int, sha256: str
     """Raises BundleError when a bundle file is missing, outside the folder, or differs from the card."""
     path = (folder / relative).resolve()
     if folder not in path.parents:
-        raise BundleError(f"{folder / CARD_FILE}: the {variant} file path {relative!r} points outside the "
-                          "bundle; the card is corrupt")
+        raise BundleError(
+            f"{folder / CARD_FILE}: the {variant} file path {relative!r} points outside the "
+            "bundle; the card is corrupt"
+        )
     if not path.is_file():
-        raise BundleError(f"{path} ({variant} model) is missing from the bundle; restore it from the release "
-                          "or re-export the bundle")
+        raise BundleError(
+            f"{path} ({variant} model) is missing from the bundle; restore it from the release "
+            "or re-export the bundle"
+        )
     actual_size = path.stat().st_size
     if actual_size != size:
-        raise BundleError(f"{path} is {actual_size:,} bytes but the card says {size:,}: the file is "
-                          "truncated or replaced; restore it from the release")
+        raise BundleError(
+            f"{path} is {actual_size:,} bytes but the card says {size:,}: the file is "
+            "truncated or replaced; restore it from the release"
+        )
     actual_sha = file_sha256(path)
     if actual_sha != sha256:
-        raise BundleError(f"{path} has sha256 {actual_sha} but the card says {sha256}: the file is corrupt "
-                          "or replaced; restore it from the release")
+        raise BundleError(
+            f"{path} has sha256 {actual_sha} but the card says {sha256}: the file is corrupt "
+            "or replaced; restore it from the release"
+        )
 
 
 def file_sha256(path: Path) -> str:

@@ -60,21 +60,33 @@ def opencv_frames(device: int = 0, size: tuple[int, int] = FRAME_SIZE) -> Iterat
     try:
         import cv2  # noqa: PLC0415 - optional dependency
     except ImportError as error:
-        raise SkinlesionError("no camera library: install picamera2 (Raspberry Pi OS: sudo apt install "
-                              "python3-picamera2) or OpenCV (pip install opencv-python-headless)") from error
+        raise SkinlesionError(
+            "no camera library: install picamera2 (Raspberry Pi OS: sudo apt install "
+            "python3-picamera2) or OpenCV (pip install opencv-python-headless)"
+        ) from error
     capture = cv2.VideoCapture(device)
     if not capture.isOpened():
-        raise SkinlesionError(f"cannot open camera device {device}; check that it is connected and not in "
-                              "use (ls /dev/video*), or pass --device N")
+        raise SkinlesionError(
+            f"cannot open camera device {device}; check that it is connected and not in "
+            "use (ls /dev/video*), or pass --device N"
+        )
     capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
     capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
     capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # classify the newest frame, not one queued seconds ago
     return _opencv_iterator(cv2, capture, device)
 
 
-def run_camera(classifier: Classifier, frames: Iterable[np.ndarray], *, interval: float = 1.0,
-               limit: int | None = None, tta: bool = False, show: bool = False,
-               out: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> int:
+def run_camera(
+    classifier: Classifier,
+    frames: Iterable[np.ndarray],
+    *,
+    interval: float = 1.0,
+    limit: int | None = None,
+    tta: bool = False,
+    show: bool = False,
+    out: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Classifies frames and prints one line per frame until the source ends, ``limit`` or Ctrl-C.
 
     Args:
@@ -91,8 +103,10 @@ def run_camera(classifier: Classifier, frames: Iterable[np.ndarray], *, interval
         0: Ctrl-C, the end of the source and the frame limit all count as a clean exit.
     """
     iterator = iter(frames)
-    out(f"model {classifier.model_path} ({classifier.variant or 'bare file'}) on "
-        f"{classifier.interpreter_name}; Ctrl-C to stop")
+    out(
+        f"model {classifier.model_path} ({classifier.variant or 'bare file'}) on "
+        f"{classifier.interpreter_name}; Ctrl-C to stop"
+    )
     window = _open_window() if show else None
     count = 0
     try:

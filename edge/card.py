@@ -118,8 +118,10 @@ class ModelCard:
     def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
         version = data.get("schema_version", SCHEMA_VERSION)
         if version > SCHEMA_VERSION:
-            raise ValueError(f"model card schema_version {version} is newer than this runtime understands "
-                             f"({SCHEMA_VERSION}); upgrade skinlesion")
+            raise ValueError(
+                f"model card schema_version {version} is newer than this runtime understands "
+                f"({SCHEMA_VERSION}); upgrade skinlesion"
+            )
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in fields}
         kwargs["classes"] = tuple(ClassInfo(**c) for c in data["classes"])

@@ -82,8 +82,11 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; ``top`` repeats the first category for convenience."""
-        return {"source": self.source, "top": dataclasses.asdict(self.top), **{
-            k: v for k, v in dataclasses.asdict(self).items() if k != "source"}}
+        return {
+            "source": self.source,
+            "top": dataclasses.asdict(self.top),
+            **{k: v for k, v in dataclasses.asdict(self).items() if k != "source"},
+        }
 
 
 class Classifier:
@@ -109,14 +112,23 @@ class Classifier:
     Thread-safe: preprocessing runs in the caller's thread; the interpreter call holds a lock.
     """
 
-    def __init__(self, model: str | os.PathLike | Bundle, *, variant: str | None = None,
-                 labels: Sequence[str] | None = None, num_threads: int | None = None,
-                 delegate: str | None = None, backend: str = "tflite") -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike | Bundle,
+        *,
+        variant: str | None = None,
+        labels: Sequence[str] | None = None,
+        num_threads: int | None = None,
+        delegate: str | None = None,
+        backend: str = "tflite",
+    ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "keras" and (delegate is not None or num_threads is not None):
-            raise ValueError("delegate= and num_threads= configure a TFLite interpreter; the keras backend "
-                             "runs TensorFlow with its own settings, so leave them out")
+            raise ValueError(
+                "delegate= and num_threads= configure a TFLite interpreter; the keras backend "
+                "runs TensorFlow with its own settings, so leave them out"
+            )
         self._bundle = model if isinstance(model, Bundle) else None
         if self._bundle is None and resolve_bundle(model).is_dir():  # a folder, or a shipped bundle's name
             self._bundle = load_bundle(model)
@@ -127,13 +139,17 @@ class Classifier:
         else:
             path = Path(model)
             if variant is not None:
-                raise ValueError(f"variant={variant!r} selects a file inside a bundle, but {path} is a "
-                                 "single model file; pass the bundle folder instead")
+                raise ValueError(
+                    f"variant={variant!r} selects a file inside a bundle, but {path} is a "
+                    "single model file; pass the bundle folder instead"
+                )
             _check_model_file(path, backend)
             self._variant = None
         self._model: TFLiteModel | _KerasModel = (
-            TFLiteModel(path, num_threads=num_threads, delegate=delegate) if backend == "tflite"
-            else _KerasModel(path))
+            TFLiteModel(path, num_threads=num_threads, delegate=delegate)
+            if backend == "tflite"
+            else _KerasModel(path)
+        )
         self._path = path
         num_outputs = int(np.prod(self._model.output.shape[1:]))
         self._check_input_shape()
@@ -143,11 +159,15 @@ class Classifier:
             self._display_names = self._bundle.card.display_names
             self._spec = self._bundle.card.input
             if (self._spec.height, self._spec.width) != self._model.input.shape[1:3]:
-                raise BundleError(f"{path} takes {self._model.input.shape[1:3]} inputs but the card of "
-                                  f"{self._bundle.folder} says {self._spec.size}; re-export the bundle")
+                raise BundleError(
+                    f"{path} takes {self._model.input.shape[1:3]} inputs but the card of "
+                    f"{self._bundle.folder} says {self._spec.size}; re-export the bundle"
+                )
         else:
             self._labels = labels_for_model(path, labels, num_outputs)
-            self._display_names = read_metadata_display_names(path, self._labels) if backend == "tflite" else {}
+            self._display_names = (
+                read_metadata_display_names(path, self._labels) if backend == "tflite" else {}
+            )
             self._spec = InputSpec(height=self._model.input.shape[1], width=self._model.input.shape[2])
         self._feed_pixels = self._takes_pixels_as_they_are()
         self._temperature = runtime_temperature(self.card) if self.card else 1.0
@@ -246,25 +266,36 @@ class Classifier:
             ImageError: The image cannot be read; the message names it.
         """
         pixels = self.preprocess(image)
-        return self.predict_pixels(pixels, self.probabilities_from_pixels(pixels, tta=tta),
-                                   source=describe_source(image))
+        return self.predict_pixels(
+            pixels, self.probabilities_from_pixels(pixels, tta=tta), source=describe_source(image)
+        )
 
     def predict_pixels(self, pixels: np.ndarray, probabilities: np.ndarray, *, source: str) -> Prediction:
         """Builds the :class:`Prediction` for calibrated ``probabilities`` of ``pixels``."""
         card = self.card
         names = self._display_names
         order = np.argsort(-probabilities, kind="stable")
-        categories = tuple(Category(self._labels[i], names.get(self._labels[i], self._labels[i]),
-                                    float(probabilities[i])) for i in order)
+        categories = tuple(
+            Category(self._labels[i], names.get(self._labels[i], self._labels[i]), float(probabilities[i]))
+            for i in order
+        )
         malignant = card.malignant_indices if card else []
         # A bare file with the in-graph head still refuses what its head refuses; without a card or a head
         # nothing says when to abstain.
-        reason = (abstain_reason(probabilities, pixels, card.abstain if card else {},
-                                 other_score=self.abstain_score(pixels))
-                  if card or self._has_head else None)
-        return Prediction(categories=categories,
-                          malignant_probability=float(probabilities[malignant].sum()) if malignant else None,
-                          abstained=reason is not None, abstain_reason=reason, source=source)
+        reason = (
+            abstain_reason(
+                probabilities, pixels, card.abstain if card else {}, other_score=self.abstain_score(pixels)
+            )
+            if card or self._has_head
+            else None
+        )
+        return Prediction(
+            categories=categories,
+            malignant_probability=float(probabilities[malignant].sum()) if malignant else None,
+            abstained=reason is not None,
+            abstain_reason=reason,
+            source=source,
+        )
 
     def abstain_score(self, pixels: np.ndarray) -> float | None:
         """The in-graph abstain head's "other" score (0..1) for preprocessed pixels; None without a head.
@@ -325,13 +356,20 @@ class Classifier:
         if self.card is None or not info.quantized:
             return True
         spec = self._spec
-        matches = (all(abs(info.scale * s - 1.0) < 0.01 for s in spec.std)
-                   and all(abs(info.zero_point - m) <= 1.0 for m in spec.mean))
+        matches = all(abs(info.scale * s - 1.0) < 0.01 for s in spec.std) and all(
+            abs(info.zero_point - m) <= 1.0 for m in spec.mean
+        )
         if not matches:
-            log.warning("%s: uint8 input quantization (scale %.6g, zero point %d) does not match the card's "
-                        "normalization (mean %s, std %s); normalizing and re-quantizing pixels (MediaPipe, "
-                        "which feeds raw pixels, will disagree with this model)", self._path, info.scale,
-                        info.zero_point, spec.mean, spec.std)
+            log.warning(
+                "%s: uint8 input quantization (scale %.6g, zero point %d) does not match the card's "
+                "normalization (mean %s, std %s); normalizing and re-quantizing pixels (MediaPipe, "
+                "which feeds raw pixels, will disagree with this model)",
+                self._path,
+                info.scale,
+                info.zero_point,
+                spec.mean,
+                spec.std,
+            )
         return matches
 
 
@@ -366,8 +404,10 @@ def _check_model_file(path: Path, backend: str) -> None:
         raise SkinlesionError(f"{path} not found: pass a bundle folder or a model file")
     expected = (".tflite",) if backend == "tflite" else KERAS_SUFFIXES
     if path.suffix.lower() not in expected:
-        raise SkinlesionError(f"{path}: backend={backend!r} runs {' or '.join(expected)} files; pass a "
-                              "bundle folder, a matching file, or the other backend")
+        raise SkinlesionError(
+            f"{path}: backend={backend!r} runs {' or '.join(expected)} files; pass a "
+            "bundle folder, a matching file, or the other backend"
+        )
 
 
 class _KerasRuntime:

@@ -28,15 +28,27 @@ from edge.labels import read_labels
 from edge.output import csv_rows, format_prediction, prediction_json
 from edge.variants import names as variant_names
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
-                              ".heif"})
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic", ".heif"}
+)
 TEXT_TOP_K = 3  # classes shown per image in text output when --top-k is not given
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DISTRIBUTION = "skinlesion"
 # Modules outside the base install -> the extra that brings them (pyproject.toml's optional-dependencies).
-EXTRAS = {"tensorflow": "build", "tf_keras": "build", "tensorflow_model_optimization": "build",
-          "pandas": "build", "sklearn": "build", "matplotlib": "build", "gradio": "app", "pillow_heif": "app",
-          "gradio_client": "dev", "pytest": "dev", "playwright": "dev", "psutil": "dev"}
+EXTRAS = {
+    "tensorflow": "build",
+    "tf_keras": "build",
+    "tensorflow_model_optimization": "build",
+    "pandas": "build",
+    "sklearn": "build",
+    "matplotlib": "build",
+    "gradio": "app",
+    "pillow_heif": "app",
+    "gradio_client": "dev",
+    "pytest": "dev",
+    "playwright": "dev",
+    "psutil": "dev",
+}
 EXAMPLES = {
     "python -m edge": "python -m edge classify --bundle msid photo.jpg",
     "classify": "python -m edge classify --bundle ham10000 --top-k 3 photos/",
@@ -64,22 +76,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m edge`` parser; each subcommand's namespace carries its ``run(args)`` function."""
     parser = argparse.ArgumentParser(
-        prog="python -m edge", epilog=example_epilog(EXAMPLES["python -m edge"]),
+        prog="python -m edge",
+        epilog=example_epilog(EXAMPLES["python -m edge"]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The skinlesion edge runtime: classify images, benchmark a model, classify camera "
-                    "frames. No TensorFlow needed.")
+        "frames. No TensorFlow needed.",
+    )
     add_version_arg(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, add_args, help_text in (("classify", add_classify_args, "classify images and folders of images"),
-                                      ("bench", add_bench_args, "latency, throughput and memory of a model"),
-                                      ("camera", add_camera_args, "classify camera frames live")):
-        add_args(commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                                     epilog=example_epilog(EXAMPLES[name]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter))
+    for name, add_args, help_text in (
+        ("classify", add_classify_args, "classify images and folders of images"),
+        ("bench", add_bench_args, "latency, throughput and memory of a model"),
+        ("camera", add_camera_args, "classify camera frames live"),
+    ):
+        add_args(
+            commands.add_parser(
+                name,
+                help=help_text,
+                description=help_text[0].upper() + help_text[1:] + ".",
+                epilog=example_epilog(EXAMPLES[name]),
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+        )
     return parser
 
 
 # -- version, examples, missing extras ------------------------------------------------------------------------
+
 
 def code_version() -> str:
     """The installed distribution's version, or a hint when the code runs from a checkout uninstalled."""
@@ -107,16 +130,24 @@ class _VersionAction(argparse.Action):
     def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
         super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         print(version_text())
         parser.exit()
 
 
 def add_version_arg(parser: argparse.ArgumentParser) -> None:
     """``--version``: the code's version and the shipped bundles' card versions."""
-    parser.add_argument("--version", action=_VersionAction,
-                        help="print the code's version and each shipped bundle's card version, then exit")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the code's version and each shipped bundle's card version, then exit",
+    )
 
 
 def example_epilog(*examples: str) -> str:
@@ -130,11 +161,14 @@ def missing_extra_message(error: ModuleNotFoundError, command: str) -> str | Non
     extra = EXTRAS.get(module)
     if extra is None:
         return None
-    return (f"`{command}` needs {module}, which the base install leaves out; install it with "
-            f'pip install "{DISTRIBUTION}[{extra}]"')
+    return (
+        f"`{command}` needs {module}, which the base install leaves out; install it with "
+        f'pip install "{DISTRIBUTION}[{extra}]"'
+    )
 
 
 # -- shared model options ---------------------------------------------------------------------------------
+
 
 def add_model_args(parser: argparse.ArgumentParser, *, model_argument: bool = False) -> None:
     """--bundle / --model (or a positional MODEL) / --labels / --variant / --threads / --delegate / --backend.
@@ -145,26 +179,50 @@ def add_model_args(parser: argparse.ArgumentParser, *, model_argument: bool = Fa
             instead of ``--bundle`` / ``--model``, as ``skinlesion predict MODEL IMAGE...`` does.
     """
     if model_argument:
-        parser.add_argument("model", type=Path, metavar="MODEL",
-                            help="a bundle folder or a shipped bundle's name ("
-                                 f"{', '.join(shipped_bundles()) or 'none'}), a .tflite file or a .keras file")
+        parser.add_argument(
+            "model",
+            type=Path,
+            metavar="MODEL",
+            help="a bundle folder or a shipped bundle's name ("
+            f"{', '.join(shipped_bundles()) or 'none'}), a .tflite file or a .keras file",
+        )
     else:
         source = parser.add_mutually_exclusive_group()
         shipped = ", ".join(shipped_bundles()) or "none"
-        source.add_argument("--bundle", type=Path, metavar="DIR",
-                            help=f"model bundle folder, or a shipped bundle's name ({shipped}) (default: "
-                                 f"{DEFAULT_BUNDLE.name})")
-        source.add_argument("--model", type=Path, metavar="FILE",
-                            help="a bare .tflite file (or a .keras file, run with TensorFlow)")
-    parser.add_argument("--labels", type=Path, metavar="FILE", help="labels for a model file, one class per "
-                        "line (default: labels.txt beside the model, then the model's TFLite metadata)")
-    parser.add_argument("--variant", help=f"bundle variant: {', '.join(variant_names())} (default: the "
-                        "first present in that order)")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="interpreter CPU threads (default: the runtime's)")
+        source.add_argument(
+            "--bundle",
+            type=Path,
+            metavar="DIR",
+            help=f"model bundle folder, or a shipped bundle's name ({shipped}) (default: "
+            f"{DEFAULT_BUNDLE.name})",
+        )
+        source.add_argument(
+            "--model",
+            type=Path,
+            metavar="FILE",
+            help="a bare .tflite file (or a .keras file, run with TensorFlow)",
+        )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="labels for a model file, one class per "
+        "line (default: labels.txt beside the model, then the model's TFLite metadata)",
+    )
+    parser.add_argument(
+        "--variant",
+        help=f"bundle variant: {', '.join(variant_names())} (default: the first present in that order)",
+    )
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="interpreter CPU threads (default: the runtime's)"
+    )
     parser.add_argument("--delegate", help="'edgetpu', 'gpu' or a delegate library path")
-    parser.add_argument("--backend", choices=BACKENDS, default="tflite",
-                        help="'keras' runs the bundle's float reference with TensorFlow (default: tflite)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="tflite",
+        help="'keras' runs the bundle's float reference with TensorFlow (default: tflite)",
+    )
 
 
 def open_classifier(args: argparse.Namespace) -> Classifier:
@@ -174,13 +232,25 @@ def open_classifier(args: argparse.Namespace) -> Classifier:
         SkinlesionError: The model, bundle or labels cannot be used (the caller exits with status 2).
     """
     path = getattr(args, "model", None) or getattr(args, "bundle", None) or DEFAULT_BUNDLE
-    return open_model(path, variant=args.variant, labels_file=args.labels, threads=args.threads,
-                      delegate=args.delegate, backend=args.backend)
+    return open_model(
+        path,
+        variant=args.variant,
+        labels_file=args.labels,
+        threads=args.threads,
+        delegate=args.delegate,
+        backend=args.backend,
+    )
 
 
-def open_model(path: str | os.PathLike, *, variant: str | None = None, labels_file: Path | None = None,
-               threads: int | None = None, delegate: str | None = None,
-               backend: str = "tflite") -> Classifier:
+def open_model(
+    path: str | os.PathLike,
+    *,
+    variant: str | None = None,
+    labels_file: Path | None = None,
+    threads: int | None = None,
+    delegate: str | None = None,
+    backend: str = "tflite",
+) -> Classifier:
     """A Classifier for a bundle folder, a ``.tflite`` file or a ``.keras`` file (run with TensorFlow).
 
     Raises:
@@ -189,8 +259,9 @@ def open_model(path: str | os.PathLike, *, variant: str | None = None, labels_fi
     path = Path(path)
     if path.is_dir() or not path.suffix:
         if labels_file is not None:
-            raise SkinlesionError("--labels goes with a model file (--model); a bundle's labels come from "
-                                  "its card")
+            raise SkinlesionError(
+                "--labels goes with a model file (--model); a bundle's labels come from its card"
+            )
         bundle = load_bundle(path)  # its errors say what a bundle folder needs
         return Classifier(bundle, variant=variant, num_threads=threads, delegate=delegate, backend=backend)
     if variant is not None:
@@ -204,22 +275,38 @@ def open_model(path: str | os.PathLike, *, variant: str | None = None, labels_fi
 
 # -- classify -----------------------------------------------------------------------------------------------
 
+
 def add_classify_args(parser: argparse.ArgumentParser, *, model_argument: bool = False) -> None:
     """Arguments of ``classify``; with ``model_argument`` those of ``skinlesion predict MODEL IMAGE...``."""
     add_model_args(parser, model_argument=model_argument)
-    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE|FOLDER",
-                        help="image files, or folders searched recursively for images")
-    parser.add_argument("--top-k", type=int, metavar="N", help=f"classes shown per image (text default "
-                        f"{TEXT_TOP_K}, JSON default all)")
+    parser.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE|FOLDER",
+        help="image files, or folders searched recursively for images",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        metavar="N",
+        help=f"classes shown per image (text default {TEXT_TOP_K}, JSON default all)",
+    )
     parser.add_argument("--tta", action="store_true", help="average over flips and rotations (8x slower)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image (JSON Lines)")
-    parser.add_argument("--csv", type=Path, metavar="OUT", help="write a CSV row per image as it is "
-                        "classified, with every class probability and an error column")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        metavar="OUT",
+        help="write a CSV row per image as it is "
+        "classified, with every class probability and an error column",
+    )
     parser.set_defaults(run=run_classify)
 
 
-def run_classify(args: argparse.Namespace, *, stdout: IO[str] | None = None,
-                 stderr: IO[str] | None = None) -> int:
+def run_classify(
+    args: argparse.Namespace, *, stdout: IO[str] | None = None, stderr: IO[str] | None = None
+) -> int:
     """Classifies every image; an unreadable one is reported (stderr, CSV error column) and skipped."""
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     if args.top_k is not None and args.top_k < 1:
@@ -230,8 +317,12 @@ def run_classify(args: argparse.Namespace, *, stdout: IO[str] | None = None,
         classifier = open_classifier(args)
     except (SkinlesionError, ValueError) as error:
         return _usage(stderr, str(error))
-    print(f"model {classifier.model_path} ({classifier.variant or 'bare file'}) on "
-          f"{classifier.interpreter_name}", file=stderr, flush=True)
+    print(
+        f"model {classifier.model_path} ({classifier.variant or 'bare file'}) on "
+        f"{classifier.interpreter_name}",
+        file=stderr,
+        flush=True,
+    )
     register_heif()
     count = failed = 0
     # Rows stream straight to the CSV (no temp + rename) so a long run on a Pi keeps what it has done.
@@ -253,8 +344,14 @@ def run_classify(args: argparse.Namespace, *, stdout: IO[str] | None = None,
                 print(format_prediction(prediction, args.top_k or TEXT_TOP_K), file=stdout, flush=True)
             write_row(str(path), prediction, "")
     if count == 0:
-        return _usage(stderr, "no images found in " + ", ".join(str(p) for p in args.images) + " (looked for "
-                      + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")")
+        return _usage(
+            stderr,
+            "no images found in "
+            + ", ".join(str(p) for p in args.images)
+            + " (looked for "
+            + ", ".join(sorted(IMAGE_EXTENSIONS))
+            + ")",
+        )
     if failed:
         print(f"{failed} of {count} images failed", file=stderr)
     return EXIT_FAILED if failed else EXIT_OK
@@ -289,26 +386,37 @@ def register_heif() -> bool:
 
 # -- bench ---------------------------------------------------------------------------------------------------
 
+
 def add_bench_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bench`` (``skinlesion bench``)."""
-    parser.add_argument("model", type=Path, nargs="?", metavar="MODEL",
-                        help=f"bundle folder, shipped bundle name or .tflite file (default: {DEFAULT_BUNDLE.name})")
-    parser.add_argument("--threads", default="1",
-                        help="comma-separated thread counts, e.g. 1,2,4 (default: 1)")
+    parser.add_argument(
+        "model",
+        type=Path,
+        nargs="?",
+        metavar="MODEL",
+        help=f"bundle folder, shipped bundle name or .tflite file (default: {DEFAULT_BUNDLE.name})",
+    )
+    parser.add_argument(
+        "--threads", default="1", help="comma-separated thread counts, e.g. 1,2,4 (default: 1)"
+    )
     parser.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default: 50)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
-    parser.add_argument("--variant", default="all",
-                        help=f"'all' or comma-separated variants of {', '.join(variant_names())}, e.g. "
-                             "int8,float32")
-    parser.add_argument("--image", type=Path, help="JPEG decoded on every pipeline run (default: a synthetic "
-                        "600x450 JPEG)")
+    parser.add_argument(
+        "--variant",
+        default="all",
+        help=f"'all' or comma-separated variants of {', '.join(variant_names())}, e.g. int8,float32",
+    )
+    parser.add_argument(
+        "--image", type=Path, help="JPEG decoded on every pipeline run (default: a synthetic 600x450 JPEG)"
+    )
     parser.add_argument("--delegate", help="'edgetpu', 'gpu' or a delegate library path")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(run=run_bench)
 
 
-def run_bench(args: argparse.Namespace, *, stdout: IO[str] | None = None,
-              stderr: IO[str] | None = None) -> int:
+def run_bench(
+    args: argparse.Namespace, *, stdout: IO[str] | None = None, stderr: IO[str] | None = None
+) -> int:
     """Benchmarks the model and prints a table or JSON."""
     from edge.bench import benchmark, format_table  # noqa: PLC0415 - only this command needs it
 
@@ -322,14 +430,26 @@ def run_bench(args: argparse.Namespace, *, stdout: IO[str] | None = None,
         return _usage(stderr, f"--image {args.image} not found")
     model = args.model or DEFAULT_BUNDLE
     try:
-        results = benchmark(model, variants=variants, threads=threads, runs=args.runs, warmup=args.warmup,
-                            image=args.image, delegate=args.delegate,
-                            progress=lambda line: print(line, file=stderr, flush=True))
+        results = benchmark(
+            model,
+            variants=variants,
+            threads=threads,
+            runs=args.runs,
+            warmup=args.warmup,
+            image=args.image,
+            delegate=args.delegate,
+            progress=lambda line: print(line, file=stderr, flush=True),
+        )
     except (SkinlesionError, ValueError) as error:
         return _usage(stderr, str(error))
     if args.json:
-        print(json.dumps({"model": str(model), "machine": machine_info(),
-                          "results": [r.to_dict() for r in results]}, indent=2), file=stdout)
+        print(
+            json.dumps(
+                {"model": str(model), "machine": machine_info(), "results": [r.to_dict() for r in results]},
+                indent=2,
+            ),
+            file=stdout,
+        )
     else:
         print(format_table(results), file=stdout)
     return EXIT_OK
@@ -337,27 +457,43 @@ def run_bench(args: argparse.Namespace, *, stdout: IO[str] | None = None,
 
 def machine_info() -> dict[str, object]:
     """Where a benchmark ran, so numbers from different hosts are not mixed up."""
-    return {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version()}
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 # -- camera --------------------------------------------------------------------------------------------------
 
+
 def add_camera_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``camera``."""
     add_model_args(parser)
-    parser.add_argument("--device", type=int, default=0, help="OpenCV camera index (default: 0; picamera2 is "
-                        "used instead when installed)")
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between classified frames "
-                        "(default: 1)")
+    parser.add_argument(
+        "--device",
+        type=int,
+        default=0,
+        help="OpenCV camera index (default: 0; picamera2 is used instead when installed)",
+    )
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between classified frames (default: 1)"
+    )
     parser.add_argument("--limit", type=int, help="stop after this many frames")
     parser.add_argument("--tta", action="store_true", help="average over flips and rotations")
     parser.add_argument("--show", action="store_true", help="show frames with the prediction in a window")
     parser.set_defaults(run=run_camera_command)
 
 
-def run_camera_command(args: argparse.Namespace, *, frames=None,  # noqa: ANN001 - any iterable of arrays
-                       stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+def run_camera_command(
+    args: argparse.Namespace,
+    *,
+    frames=None,  # noqa: ANN001 - any iterable of arrays
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
     """Classifies camera frames until Ctrl-C (exit 0). ``frames`` replaces the camera (tests, files)."""
     from edge.camera import camera_frames, run_camera  # noqa: PLC0415 - only this command needs it
 
@@ -370,14 +506,22 @@ def run_camera_command(args: argparse.Namespace, *, frames=None,  # noqa: ANN001
         return _usage(stderr, str(error))
     try:
         source = frames if frames is not None else camera_frames(args.device)
-        return run_camera(classifier, source, interval=args.interval, limit=args.limit, tta=args.tta,
-                          show=args.show, out=lambda line: print(line, file=stdout, flush=True))
+        return run_camera(
+            classifier,
+            source,
+            interval=args.interval,
+            limit=args.limit,
+            tta=args.tta,
+            show=args.show,
+            out=lambda line: print(line, file=stdout, flush=True),
+        )
     except SkinlesionError as error:
         print(f"error: {error}", file=stderr)
         return EXIT_FAILED
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+
 
 def _usage(stderr: IO[str], message: str) -> int:
     print(f"error: {message}", file=stderr)

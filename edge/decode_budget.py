@@ -1,8 +1,8 @@
 """How much memory decoding images may take at once, so a burst of huge uploads takes turns.
 
-    >>> budget = DecodeBudget(512 * 2**20)
-    >>> with budget.reserve(decode_bytes("RGB", (8000, 6000)), "photo.png"):
-    ...     ...  # decode, convert, resize
+>>> budget = DecodeBudget(512 * 2**20)
+>>> with budget.reserve(decode_bytes("RGB", (8000, 6000)), "photo.png"):
+...     ...  # decode, convert, resize
 """
 
 from __future__ import annotations
@@ -17,8 +17,21 @@ from edge.errors import ImageError
 # what a Raspberry Pi with 1 GB can spare next to the model. Larger decodes are refused up front.
 DEFAULT_MAX_DECODE_BYTES = 512 * 2**20
 _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}  # else 4
-_CONVERT_BYTES_PER_PIXEL = {"RGB": 0, "RGBA": 5, "LA": 5, "PA": 9, "P": 9, "La": 5, "RGBa": 5,
-                            "I;16": 14, "I;16L": 14, "I;16B": 14, "I;16N": 14, "I": 14, "F": 14}  # else 4
+_CONVERT_BYTES_PER_PIXEL = {
+    "RGB": 0,
+    "RGBA": 5,
+    "LA": 5,
+    "PA": 9,
+    "P": 9,
+    "La": 5,
+    "RGBa": 5,
+    "I;16": 14,
+    "I;16L": 14,
+    "I;16B": 14,
+    "I;16N": 14,
+    "I": 14,
+    "F": 14,
+}  # else 4
 
 
 class DecodeBudget:
@@ -41,9 +54,11 @@ class DecodeBudget:
     def reserve(self, nbytes: int, name: str) -> Iterator[None]:
         """Holds ``nbytes`` of the budget for the duration of the ``with`` block."""
         if nbytes > self.limit_bytes:
-            raise ImageError(f"{name}: decoding it needs about {nbytes / 2**20:,.0f} MiB, over the limit of "
-                             f"{self.limit_bytes / 2**20:,.0f} MiB for decoding (edge.preprocess.DECODE_BUDGET); "
-                             "downscale the image or save it as JPEG")
+            raise ImageError(
+                f"{name}: decoding it needs about {nbytes / 2**20:,.0f} MiB, over the limit of "
+                f"{self.limit_bytes / 2**20:,.0f} MiB for decoding (edge.preprocess.DECODE_BUDGET); "
+                "downscale the image or save it as JPEG"
+            )
         with self._condition:
             self._condition.wait_for(lambda: self._in_use + nbytes <= self.limit_bytes)
             self._in_use += nbytes

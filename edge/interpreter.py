@@ -39,14 +39,17 @@ RUNTIMES = (
 # Named delegates -> shared library per operating system, and what to install when it is missing.
 DELEGATE_LIBRARIES = {
     "edgetpu": {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"},
-    "gpu": {"Linux": "libtensorflowlite_gpu_delegate.so", "Darwin": "libtensorflowlite_gpu_delegate.dylib",
-            "Windows": "tensorflowlite_gpu_delegate.dll"},
+    "gpu": {
+        "Linux": "libtensorflowlite_gpu_delegate.so",
+        "Darwin": "libtensorflowlite_gpu_delegate.dylib",
+        "Windows": "tensorflowlite_gpu_delegate.dll",
+    },
 }
 DELEGATE_HINTS = {
     "edgetpu": "install the Edge TPU runtime (libedgetpu1-std from https://coral.ai/software) and use a "
-               "model compiled with edgetpu_compiler",
+    "model compiled with edgetpu_compiler",
     "gpu": "build or install the TFLite GPU delegate library for this platform and put it on the library "
-           "path",
+    "path",
 }
 
 
@@ -108,9 +111,11 @@ def find_runtime(names: tuple[str, ...] | None = None) -> Runtime:
         if name == "tensorflow.lite":
             return Runtime(name, module.lite.Interpreter, module.lite.experimental.load_delegate)
         return Runtime(name, module.Interpreter, module.load_delegate)
-    raise SkinlesionError("no TFLite interpreter is installed (" + "; ".join(failures) + "). Install one: "
-                          "pip install ai-edge-litert (x86-64, aarch64), or pip install tflite-runtime where "
-                          "no LiteRT wheel exists")
+    raise SkinlesionError(
+        "no TFLite interpreter is installed (" + "; ".join(failures) + "). Install one: "
+        "pip install ai-edge-litert (x86-64, aarch64), or pip install tflite-runtime where "
+        "no LiteRT wheel exists"
+    )
 
 
 def delegate_library(delegate: str) -> str:
@@ -120,8 +125,10 @@ def delegate_library(delegate: str) -> str:
         return delegate
     system = platform.system()
     if system not in libraries:
-        raise SkinlesionError(f"the {delegate} delegate has no known library on {system}; pass the path to "
-                              "the delegate library instead")
+        raise SkinlesionError(
+            f"the {delegate} delegate has no known library on {system}; pass the path to "
+            "the delegate library instead"
+        )
     return libraries[system]
 
 
@@ -133,8 +140,10 @@ def load_delegate(runtime: Runtime, delegate: str) -> Any:
     """
     library = delegate_library(delegate)
     if delegate not in DELEGATE_LIBRARIES and os.sep in library and not Path(library).exists():
-        raise SkinlesionError(f"delegate library {library} does not exist; pass the path of an existing "
-                              "delegate library, or 'edgetpu' / 'gpu'")
+        raise SkinlesionError(
+            f"delegate library {library} does not exist; pass the path of an existing "
+            "delegate library, or 'edgetpu' / 'gpu'"
+        )
     hint = DELEGATE_HINTS.get(delegate, "check that the library matches this runtime and platform")
     try:
         # Probe first: the runtimes' Delegate objects print a spurious traceback when they fail to load.
@@ -144,12 +153,18 @@ def load_delegate(runtime: Runtime, delegate: str) -> Any:
         return runtime.load_delegate(library)
     except (ValueError, OSError, RuntimeError) as error:
         what = f"the {delegate} delegate ({library})" if delegate in DELEGATE_LIBRARIES else library
-        raise SkinlesionError(f"cannot load {what} with {runtime.name}: {error}. To fix: {hint}; or run "
-                              "without a delegate") from error
+        raise SkinlesionError(
+            f"cannot load {what} with {runtime.name}: {error}. To fix: {hint}; or run without a delegate"
+        ) from error
 
 
-def open_interpreter(model: str | os.PathLike | bytes, *, runtime: Runtime | None = None,
-                     num_threads: int | None = None, delegates: list[Any] | None = None) -> Any:
+def open_interpreter(
+    model: str | os.PathLike | bytes,
+    *,
+    runtime: Runtime | None = None,
+    num_threads: int | None = None,
+    delegates: list[Any] | None = None,
+) -> Any:
     """The runtime's own ``Interpreter`` for a ``.tflite`` path or a model's bytes, tensors not allocated.
 
     For tools that need more than :class:`TFLiteModel` offers (a batched input, the tensor or operator
@@ -186,8 +201,14 @@ class TFLiteModel:
         runtime: A runtime from :func:`find_runtime` (None: the first one installed).
     """
 
-    def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None,
-                 delegate: str | None = None, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        num_threads: int | None = None,
+        delegate: str | None = None,
+        runtime: Runtime | None = None,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise SkinlesionError(f"model file {self.path} not found")
@@ -196,21 +217,28 @@ class TFLiteModel:
         self.runtime = runtime or find_runtime()
         delegates = [load_delegate(self.runtime, delegate)] if delegate else None
         try:
-            self._interpreter = open_interpreter(self.path, runtime=self.runtime, num_threads=num_threads,
-                                                 delegates=delegates)
+            self._interpreter = open_interpreter(
+                self.path, runtime=self.runtime, num_threads=num_threads, delegates=delegates
+            )
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
-            raise SkinlesionError(f"{self.path}: {self.runtime.name} cannot open this model ({error}); is it "
-                                  "a valid .tflite file for this runtime version?") from error
+            raise SkinlesionError(
+                f"{self.path}: {self.runtime.name} cannot open this model ({error}); is it "
+                "a valid .tflite file for this runtime version?"
+            ) from error
         except (SystemError, ImportError) as error:
             # tflite-runtime wheels (<= 2.14) are built against NumPy 1.x and fail here under NumPy 2.
-            raise SkinlesionError(f"{self.runtime.name} failed to start ({error}); with tflite-runtime "
-                                  "install NumPy 1.x: pip install 'numpy<2'") from error
+            raise SkinlesionError(
+                f"{self.runtime.name} failed to start ({error}); with tflite-runtime "
+                "install NumPy 1.x: pip install 'numpy<2'"
+            ) from error
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) not in (1, 2):
-            raise SkinlesionError(f"{self.path}: expected one input and one or two output tensors (class "
-                                  f"scores, abstain head), got {len(inputs)} and {len(outputs)}")
+            raise SkinlesionError(
+                f"{self.path}: expected one input and one or two output tensors (class "
+                f"scores, abstain head), got {len(inputs)} and {len(outputs)}"
+            )
         self._input_index = inputs[0]["index"]
         self._output_indices = tuple(details["index"] for details in outputs)
         self._output_index = self._output_indices[0]
@@ -268,5 +296,9 @@ def tensor_info(details: dict[str, Any]) -> TensorInfo:
     """The :class:`TensorInfo` of one entry of an interpreter's ``get_input_details()`` or
     ``get_output_details()``."""
     scale, zero_point = details.get("quantization", (0.0, 0))
-    return TensorInfo(shape=tuple(int(d) for d in details["shape"]), dtype=np.dtype(details["dtype"]),
-                      scale=float(scale), zero_point=int(zero_point))
+    return TensorInfo(
+        shape=tuple(int(d) for d in details["shape"]),
+        dtype=np.dtype(details["dtype"]),
+        scale=float(scale),
+        zero_point=int(zero_point),
+    )

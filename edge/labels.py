@@ -33,8 +33,10 @@ def read_labels(path: str | os.PathLike) -> tuple[str, ...]:
     """
     path = Path(path)
     if not path.is_file():
-        raise LabelsError(f"{path} not found: pass the labels file that belongs to the model (one class "
-                          "per line, in output order)")
+        raise LabelsError(
+            f"{path} not found: pass the labels file that belongs to the model (one class "
+            "per line, in output order)"
+        )
     # utf-8-sig: a file saved by Windows Notepad starts with a byte-order mark that is not part of a label.
     return parse_labels(path.read_text(encoding="utf-8-sig"), str(path))
 
@@ -51,13 +53,16 @@ def parse_labels(text: str, origin: str) -> tuple[str, ...]:
     if not lines:
         raise LabelsError(f"{origin} is empty: write one class code per line, in output order")
     if "" in lines:
-        raise LabelsError(f"{origin}: line {lines.index('') + 1} is blank, so every label after it would "
-                          "name the wrong output; remove the blank line (one class code per line, in output "
-                          "order)")
+        raise LabelsError(
+            f"{origin}: line {lines.index('') + 1} is blank, so every label after it would "
+            "name the wrong output; remove the blank line (one class code per line, in output "
+            "order)"
+        )
     repeated = sorted({label for label in lines if lines.count(label) > 1})
     if repeated:
-        raise LabelsError(f"{origin} lists {', '.join(repeated)} more than once; each class has one line, "
-                          "in output order")
+        raise LabelsError(
+            f"{origin} lists {', '.join(repeated)} more than once; each class has one line, in output order"
+        )
     return tuple(lines)
 
 
@@ -76,11 +81,15 @@ def labels_for_model(path: Path, labels: Sequence[str] | None, num_outputs: int)
     else:
         resolved, origin = tuple(read_metadata_labels(path, num_outputs) or ()), f"{path} metadata"
         if not resolved:
-            raise LabelsError(f"no labels for {path}: pass labels= (--labels FILE), put a {LABELS_FILE} "
-                              "beside the model, or use a bundle folder")
+            raise LabelsError(
+                f"no labels for {path}: pass labels= (--labels FILE), put a {LABELS_FILE} "
+                "beside the model, or use a bundle folder"
+            )
     if len(resolved) != num_outputs:
-        raise LabelsError(f"{origin} gives {len(resolved)} labels but {path} outputs {num_outputs} "
-                          "scores; pass the labels file that belongs to this model")
+        raise LabelsError(
+            f"{origin} gives {len(resolved)} labels but {path} outputs {num_outputs} "
+            "scores; pass the labels file that belongs to this model"
+        )
     return resolved
 
 
@@ -93,9 +102,14 @@ def read_metadata_labels(path: Path, num_classes: int) -> list[str] | None:
     if not zipfile.is_zipfile(path):
         return None
     with zipfile.ZipFile(path) as archive:
-        names = sorted((n for n in archive.namelist() if n.lower().endswith(".txt")
-                        and n != METADATA_ABSTAIN_LABELS_FILE),
-                       key=lambda n: (n != METADATA_LABELS_FILE, "label" not in n.lower()))
+        names = sorted(
+            (
+                n
+                for n in archive.namelist()
+                if n.lower().endswith(".txt") and n != METADATA_ABSTAIN_LABELS_FILE
+            ),
+            key=lambda n: (n != METADATA_LABELS_FILE, "label" not in n.lower()),
+        )
         for name in names:
             lines = _packed_lines(archive, name)
             if len(lines) == num_classes:
@@ -115,8 +129,9 @@ def read_metadata_display_names(path: Path, labels: Sequence[str]) -> dict[str, 
         members = set(archive.namelist())
         if not {METADATA_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE} <= members:
             return {}
-        codes, names = (_packed_lines(archive, member) for member in (METADATA_LABELS_FILE,
-                                                                        METADATA_DISPLAY_NAMES_FILE))
+        codes, names = (
+            _packed_lines(archive, member) for member in (METADATA_LABELS_FILE, METADATA_DISPLAY_NAMES_FILE)
+        )
     if codes != list(labels) or len(names) != len(codes):
         return {}
     return dict(zip(codes, names))

@@ -1,9 +1,9 @@
 """How ``classify`` reports a prediction: a line of text, a JSON object, a row of a CSV file.
 
-    >>> print(format_prediction(prediction, top_k=3))
-    lesion.jpg: Melanocytic nevus (mole) (nv) 91.0%, ... | malignant 4.0%
-    >>> with csv_rows(Path("out.csv"), classifier.labels) as write_row:
-    ...     write_row("lesion.jpg", prediction, "")
+>>> print(format_prediction(prediction, top_k=3))
+lesion.jpg: Melanocytic nevus (mole) (nv) 91.0%, ... | malignant 4.0%
+>>> with csv_rows(Path("out.csv"), classifier.labels) as write_row:
+...     write_row("lesion.jpg", prediction, "")
 """
 
 from __future__ import annotations
@@ -46,8 +46,19 @@ def csv_rows(path: Path | None, labels: Sequence[str]) -> Iterator[RowWriter]:
         return
     with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["source", "top_label", "top_display_name", "top_score", "malignant_probability",
-                         "abstained", "abstain_reason", "error"] + [f"p_{label}" for label in labels])
+        writer.writerow(
+            [
+                "source",
+                "top_label",
+                "top_display_name",
+                "top_score",
+                "malignant_probability",
+                "abstained",
+                "abstain_reason",
+                "error",
+            ]
+            + [f"p_{label}" for label in labels]
+        )
         stream.flush()
 
         def write_row(source: str, prediction: Prediction | None, error: str) -> None:
@@ -57,10 +68,19 @@ def csv_rows(path: Path | None, labels: Sequence[str]) -> Iterator[RowWriter]:
                 scores = {c.label: c.score for c in prediction.categories}
                 malignant = prediction.malignant_probability
                 top = prediction.top
-                writer.writerow([source, top.label, top.display_name, f"{top.score:.6f}",
-                                 "" if malignant is None else f"{malignant:.6f}", int(prediction.abstained),
-                                 prediction.abstain_reason or "", error]
-                                + [f"{scores[label]:.6f}" for label in labels])
+                writer.writerow(
+                    [
+                        source,
+                        top.label,
+                        top.display_name,
+                        f"{top.score:.6f}",
+                        "" if malignant is None else f"{malignant:.6f}",
+                        int(prediction.abstained),
+                        prediction.abstain_reason or "",
+                        error,
+                    ]
+                    + [f"{scores[label]:.6f}" for label in labels]
+                )
             stream.flush()
 
         yield write_row

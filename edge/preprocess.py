@@ -33,7 +33,9 @@ from edge.errors import ImageError
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
 
 RESIZE_POLICIES = ("center_crop", "stretch")
-RESAMPLE = Image.Resampling.BILINEAR  # Pillow's bilinear antialiases when shrinking, so one filter serves all sizes.
+RESAMPLE = (
+    Image.Resampling.BILINEAR
+)  # Pillow's bilinear antialiases when shrinking, so one filter serves all sizes.
 BACKGROUND = (255, 255, 255)  # Transparent pixels are composited on white, as viewers show them.
 DEFAULT_MAX_PIXELS = 64_000_000  # ~ a 64 MP phone photo; larger headers are refused before decoding.
 MIN_SIDE = 16  # Smaller images cannot show a lesion; refuse them instead of upscaling noise.
@@ -96,8 +98,13 @@ class InputSpec:
         return self.height, self.width
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "channels": 3, "dtype": "uint8", "resample": "bilinear",
-                "background": list(BACKGROUND)}
+        return {
+            **dataclasses.asdict(self),
+            "channels": 3,
+            "dtype": "uint8",
+            "resample": "bilinear",
+            "background": list(BACKGROUND),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
@@ -122,12 +129,16 @@ def load_image(source: ImageSource, spec: InputSpec) -> np.ndarray:
     name = describe_source(source)
     with _decoded_rgb(source, name, max_pixels=spec.max_pixels, target=(spec.width, spec.height)) as image:
         if min(image.size) < MIN_SIDE:
-            raise ImageError(f"{name}: image is {image.width}x{image.height} px, too small to show a lesion "
-                             f"(at least {MIN_SIDE} px per side needed)")
+            raise ImageError(
+                f"{name}: image is {image.width}x{image.height} px, too small to show a lesion "
+                f"(at least {MIN_SIDE} px per side needed)"
+            )
         aspect = max(image.size) / min(image.size)
         if aspect > MAX_ASPECT:
-            raise ImageError(f"{name}: image is {image.width}x{image.height} px, a strip {aspect:.0f} times longer "
-                             f"than wide (at most {MAX_ASPECT:g}:1 is read); crop the photo around the skin spot")
+            raise ImageError(
+                f"{name}: image is {image.width}x{image.height} px, a strip {aspect:.0f} times longer "
+                f"than wide (at most {MAX_ASPECT:g}:1 is read); crop the photo around the skin spot"
+            )
         box = crop_box(image.size, (spec.width, spec.height), spec.resize)
         resized = image.resize((spec.width, spec.height), resample=RESAMPLE, box=box)
     return np.asarray(resized, dtype=np.uint8)
@@ -138,7 +149,9 @@ def normalize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     return (pixels.astype(np.float32) - np.float32(spec.mean)) / np.float32(spec.std)
 
 
-def crop_box(size: tuple[int, int], target: tuple[int, int], policy: str) -> tuple[float, float, float, float]:
+def crop_box(
+    size: tuple[int, int], target: tuple[int, int], policy: str
+) -> tuple[float, float, float, float]:
     """The region of an image of ``size`` (w, h) that is resized to ``target`` (w, h) under ``policy``."""
     width, height = size
     if policy == "stretch":
@@ -153,8 +166,9 @@ def crop_box(size: tuple[int, int], target: tuple[int, int], policy: str) -> tup
     return 0.0, top, float(width), top + crop_h
 
 
-def open_rgb(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-             target: tuple[int, int] | None = None) -> Image.Image:
+def open_rgb(
+    source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, target: tuple[int, int] | None = None
+) -> Image.Image:
     """Decodes ``source`` into an upright RGB PIL image (EXIF orientation applied, alpha on white).
 
     ``target`` (w, h) lets decoding downscale early when the image is far larger than needed: JPEGs in
@@ -181,8 +195,9 @@ def describe_source(source: Any) -> str:
 
 
 @contextlib.contextmanager
-def _decoded_rgb(source: ImageSource, name: str, *, max_pixels: int,
-                 target: tuple[int, int] | None) -> Iterator[Image.Image]:
+def _decoded_rgb(
+    source: ImageSource, name: str, *, max_pixels: int, target: tuple[int, int] | None
+) -> Iterator[Image.Image]:
     """Yields ``source`` as an upright RGB image while its decode memory is reserved in the budget."""
     if isinstance(source, np.ndarray):
         yield _array_to_rgb(source, name)  # already decoded by the caller: nothing to budget
@@ -194,15 +209,19 @@ def _decoded_rgb(source: ImageSource, name: str, *, max_pixels: int,
     try:
         pixels = image.width * image.height
         if pixels > max_pixels:
-            raise ImageError(f"{name}: image is {image.width}x{image.height} = {pixels:,} px, over the limit of "
-                             f"{max_pixels:,} px (a decompression-bomb guard); downscale it or raise max_pixels")
+            raise ImageError(
+                f"{name}: image is {image.width}x{image.height} = {pixels:,} px, over the limit of "
+                f"{max_pixels:,} px (a decompression-bomb guard); downscale it or raise max_pixels"
+            )
         try:
             if target is not None and image.format == "JPEG":
                 # Decode at the smallest 1/2, 1/4 or 1/8 DCT scale that still covers the target: the DCT
                 # averages blocks (a good downscaler) and most of a phone photo's decode time disappears.
                 image.draft("RGB", target)
         except (OSError, ValueError) as error:
-            raise ImageError(f"{name}: cannot decode image ({error}); the file may be truncated or corrupt") from error
+            raise ImageError(
+                f"{name}: cannot decode image ({error}); the file may be truncated or corrupt"
+            ) from error
         factor = _reduce_factor(image, target)
         with DECODE_BUDGET.reserve(decode_bytes(image.mode, image.size, reduced=factor > 1), name):
             try:
@@ -217,8 +236,9 @@ def _decoded_rgb(source: ImageSource, name: str, *, max_pixels: int,
             except ImageError:
                 raise
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-                raise ImageError(f"{name}: cannot decode image ({error}); the file may be truncated or "
-                                 "corrupt") from error
+                raise ImageError(
+                    f"{name}: cannot decode image ({error}); the file may be truncated or corrupt"
+                ) from error
             _report(name, notes)
             yield rgb
     finally:
@@ -295,8 +315,10 @@ def _open_encoded(source: Any, name: str, notes: list[str]) -> Image.Image:
             raise ImageError(f"{name}: file object must be opened in binary mode ('rb')")
         stream = io.BytesIO(data)
     else:
-        raise ImageError(f"{name}: unsupported input type {type(source).__name__}; pass a path, bytes, "
-                         "a binary file object, a PIL image or a numpy array")
+        raise ImageError(
+            f"{name}: unsupported input type {type(source).__name__}; pass a path, bytes, "
+            "a binary file object, a PIL image or a numpy array"
+        )
     try:
         if stream.seek(0, io.SEEK_END) == 0:
             raise ImageError(f"{name}: empty file (0 bytes)")

@@ -45,8 +45,16 @@ class Progress:
         every: Share of the way between two plain lines.
     """
 
-    def __init__(self, label: str, total: int, *, unit: str = "images", per_unit: int = 1,
-                 stream: IO[str] | None = None, every: float = 0.1):
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        *,
+        unit: str = "images",
+        per_unit: int = 1,
+        stream: IO[str] | None = None,
+        every: float = 0.1,
+    ):
         self.label, self.total, self.unit, self.per_unit = label, max(1, total), unit, per_unit
         self.stream = stream or sys.stderr
         self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -82,5 +90,7 @@ class Progress:
         rate = done * self.per_unit / elapsed if elapsed > 0 else 0.0
         left = elapsed / done * (self.total - done) if done else 0.0
         extra = "".join(f"  {name} {value:.4f}" for name, value in fields.items())
-        return (f"{self.label}  {done}/{self.total} {self.unit} {100 * done / self.total:3.0f}%  "
-                f"{rate:.1f} images/s{extra}  ETA {format_duration(left)}")
+        return (
+            f"{self.label}  {done}/{self.total} {self.unit} {100 * done / self.total:3.0f}%  "
+            f"{rate:.1f} images/s{extra}  ETA {format_duration(left)}"
+        )

@@ -17,6 +17,7 @@ from edge.card import ClassInfo
 # What a TFLite file or card built outside any task says about its licence (never an empty string).
 UNSTATED_LICENSE = "see the training data's license"
 
+
 @dataclass(frozen=True)
 class TaskTexts:
     """What the demo says about one model task.
@@ -91,40 +92,65 @@ class Task:
 # Plain-language names for the HAM10000 / ISIC 2018 diagnoses; malignant per the dermatology convention
 # (akiec = actinic keratosis / intraepithelial carcinoma is treated as malignant, as in ISIC benchmarks).
 HAM10000_CLASSES = (
-    ClassInfo("akiec", "Actinic keratosis / Bowen's disease", True,
-              "A rough, scaly patch from sun damage that can turn into skin cancer."),
-    ClassInfo("bcc", "Basal cell carcinoma", True,
-              "The most common skin cancer; grows slowly and rarely spreads, but needs treatment."),
-    ClassInfo("bkl", "Benign keratosis", False,
-              "A harmless growth such as a seborrheic keratosis, solar lentigo or lichen-planus-like keratosis."),
+    ClassInfo(
+        "akiec",
+        "Actinic keratosis / Bowen's disease",
+        True,
+        "A rough, scaly patch from sun damage that can turn into skin cancer.",
+    ),
+    ClassInfo(
+        "bcc",
+        "Basal cell carcinoma",
+        True,
+        "The most common skin cancer; grows slowly and rarely spreads, but needs treatment.",
+    ),
+    ClassInfo(
+        "bkl",
+        "Benign keratosis",
+        False,
+        "A harmless growth such as a seborrheic keratosis, solar lentigo or lichen-planus-like keratosis.",
+    ),
     ClassInfo("df", "Dermatofibroma", False, "A harmless firm bump in the skin."),
     ClassInfo("mel", "Melanoma", True, "A dangerous skin cancer; early treatment matters."),
     ClassInfo("nv", "Melanocytic nevus (mole)", False, "A common mole; almost always harmless."),
-    ClassInfo("vasc", "Vascular lesion", False,
-              "A harmless blood-vessel growth such as a cherry angioma or haemorrhage."),
+    ClassInfo(
+        "vasc",
+        "Vascular lesion",
+        False,
+        "A harmless blood-vessel growth such as a cherry angioma or haemorrhage.",
+    ),
 )
 
 MSID_CLASSES = (
     ClassInfo("Chickenpox", "Chickenpox", False, "A common viral infection with an itchy blister rash."),
     ClassInfo("Measles", "Measles", False, "A contagious viral infection with a spreading rash and fever."),
-    ClassInfo("Monkeypox", "Mpox (monkeypox)", False,
-              "A viral infection with a blistering rash; see a doctor and avoid close contact."),
+    ClassInfo(
+        "Monkeypox",
+        "Mpox (monkeypox)",
+        False,
+        "A viral infection with a blistering rash; see a doctor and avoid close contact.",
+    ),
     ClassInfo("Normal", "No rash", False, "Skin without a visible rash."),
 )
 
-_INTENDED_USE = ("Education, research and triage support: ranks likely findings in a dermoscopic image and "
-                 "suggests when to see a dermatologist. Not a diagnosis and not a medical device; it must not "
-                 "replace examination by a clinician.")
+_INTENDED_USE = (
+    "Education, research and triage support: ranks likely findings in a dermoscopic image and "
+    "suggests when to see a dermatologist. Not a diagnosis and not a medical device; it must not "
+    "replace examination by a clinician."
+)
 # Photo tips every task shares (the demo's fallback row too).
 STEADY_TIP = "Hold the phone steady and tap the screen to focus, so the picture is sharp."
 LIGHT_TIP = "Use bright, even light (daylight by a window), without flash glare or shadows."
 
 TASKS: dict[str, Task] = {
     "ham10000": Task(
-        key="ham10000", image_kind="dermoscopic images", abstain_label="dermoscopy",
-        classes=HAM10000_CLASSES, fixed_classes=True,
+        key="ham10000",
+        image_kind="dermoscopic images",
+        abstain_label="dermoscopy",
+        classes=HAM10000_CLASSES,
+        fixed_classes=True,
         license="Weights: CC BY-NC 4.0, inherited from HAM10000 (Tschandl et al. 2018, doi:10.7910/DVN/DBW86T). "
-                "Non-commercial use only. Code: Apache-2.0.",
+        "Non-commercial use only. Code: Apache-2.0.",
         intended_use=_INTENDED_USE,
         limitations=(
             "Trained on dermoscopic images (HAM10000, mostly fair skin, Austria and Australia); photos taken "
@@ -141,20 +167,27 @@ TASKS: dict[str, Task] = {
             menu_label="Moles and skin spots (7 findings)",
             photo_kind="a close-up of one skin spot or mole",
             learned_from="close-ups of single skin spots, taken in skin clinics",
-            not_like_training=("This photo does not look like the close-ups of single skin spots this model "
-                               "learned from."),
-            tips=("Photograph one spot at a time, from close up (about a hand's width away).",
-                  "Put the spot in the middle of the picture, with some plain skin around it.",
-                  STEADY_TIP, LIGHT_TIP),
+            not_like_training=(
+                "This photo does not look like the close-ups of single skin spots this model learned from."
+            ),
+            tips=(
+                "Photograph one spot at a time, from close up (about a hand's width away).",
+                "Put the spot in the middle of the picture, with some plain skin around it.",
+                STEADY_TIP,
+                LIGHT_TIP,
+            ),
             switch_label="Ask the skin-spot model instead",
             match_words=("dermoscop", "lesion", "mole"),
         ),
     ),
     "msid": Task(
-        key="msid", image_kind="clinical photos", abstain_label="clinical_photo",
-        classes=MSID_CLASSES, fixed_classes=False,
+        key="msid",
+        image_kind="clinical photos",
+        abstain_label="clinical_photo",
+        classes=MSID_CLASSES,
+        fixed_classes=False,
         license="Weights: non-commercial research use, inherited from the Monkeypox Skin Images Dataset "
-                "(Ali et al., Mendeley Data r9bfpnvyxr). Code: Apache-2.0.",
+        "(Ali et al., Mendeley Data r9bfpnvyxr). Code: Apache-2.0.",
         intended_use=_INTENDED_USE,
         limitations=(
             "Trained on 763 clinical photos collected from the web; small and not representative of any clinic.",
@@ -167,9 +200,12 @@ TASKS: dict[str, Task] = {
             photo_kind="a photo of a skin rash",
             learned_from="photos of skin rashes (mpox, measles, chickenpox) and of normal skin",
             not_like_training="This photo does not look like the photos of skin rashes this model learned from.",
-            tips=("Show the rash itself, filling most of the picture.",
-                  "Take the photo from about 20-30 cm away, so several spots of the rash are in view.",
-                  STEADY_TIP, LIGHT_TIP),
+            tips=(
+                "Show the rash itself, filling most of the picture.",
+                "Take the photo from about 20-30 cm away, so several spots of the rash are in view.",
+                STEADY_TIP,
+                LIGHT_TIP,
+            ),
             no_risk_note="This model tells rashes apart; it does not estimate a skin-cancer risk.",
             switch_label="Ask the rash model instead",
             match_words=("rash", "monkeypox", "mpox"),

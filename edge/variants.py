@@ -75,19 +75,48 @@ class Variant:
 _INT8_GATE = ParityGate(min_top1_agreement=0.985, max_balanced_accuracy_drop=1.0)
 
 VARIANTS: tuple[Variant, ...] = (
-    Variant("int8", "model_int8.tflite", "full integer, uint8 in and out: smallest and fastest on CPUs and NPUs",
-            _INT8_GATE),
-    Variant("float16", "model_float16.tflite", "float16 weights, float32 compute: half the size, GPU-friendly",
-            ParityGate(min_top1_agreement=0.999, max_balanced_accuracy_drop=0.1, max_mean_kl=1e-3)),
+    Variant(
+        "int8",
+        "model_int8.tflite",
+        "full integer, uint8 in and out: smallest and fastest on CPUs and NPUs",
+        _INT8_GATE,
+    ),
+    Variant(
+        "float16",
+        "model_float16.tflite",
+        "float16 weights, float32 compute: half the size, GPU-friendly",
+        ParityGate(min_top1_agreement=0.999, max_balanced_accuracy_drop=0.1, max_mean_kl=1e-3),
+    ),
     # int8 weights with float activations: a gate between float16 and full-integer.
-    Variant("dynamic", "model_dynamic.tflite", "int8 weights, activations quantized on the fly, float32 I/O",
-            ParityGate(min_top1_agreement=0.995, max_balanced_accuracy_drop=0.5)),
-    Variant("float32", "model_float32.tflite", "no quantization: the float reference as a TFLite file",
-            ParityGate(min_top1_agreement=0.999, max_balanced_accuracy_drop=0.1, max_mean_kl=1e-4)),
-    Variant("int8-qat", "qat/model_int8.tflite", "int8 candidate converted from the quantization-aware model",
-            _INT8_GATE, quantization="int8", source="qat", shipped=False),
-    Variant("int8-ptq", "ptq/model_int8.tflite", "int8 candidate: post-training quantization of the float model",
-            _INT8_GATE, quantization="int8", shipped=False),
+    Variant(
+        "dynamic",
+        "model_dynamic.tflite",
+        "int8 weights, activations quantized on the fly, float32 I/O",
+        ParityGate(min_top1_agreement=0.995, max_balanced_accuracy_drop=0.5),
+    ),
+    Variant(
+        "float32",
+        "model_float32.tflite",
+        "no quantization: the float reference as a TFLite file",
+        ParityGate(min_top1_agreement=0.999, max_balanced_accuracy_drop=0.1, max_mean_kl=1e-4),
+    ),
+    Variant(
+        "int8-qat",
+        "qat/model_int8.tflite",
+        "int8 candidate converted from the quantization-aware model",
+        _INT8_GATE,
+        quantization="int8",
+        source="qat",
+        shipped=False,
+    ),
+    Variant(
+        "int8-ptq",
+        "ptq/model_int8.tflite",
+        "int8 candidate: post-training quantization of the float model",
+        _INT8_GATE,
+        quantization="int8",
+        shipped=False,
+    ),
 )
 
 

@@ -46,11 +46,16 @@ class OperatingPoint:
         """Reads ``card.operating_points[name]``; raises ValueError naming the point when it is malformed."""
         if not isinstance(data, dict) or not isinstance(data.get("threshold"), (int, float)):
             raise ValueError(f"operating point {name!r} needs a numeric 'threshold', got {data!r}")
-        point = cls(float(data["threshold"]), _share(data.get("sensitivity")),
-                    _share(data.get("specificity")), str(data.get("fitted_on") or ""))
+        point = cls(
+            float(data["threshold"]),
+            _share(data.get("sensitivity")),
+            _share(data.get("specificity")),
+            str(data.get("fitted_on") or ""),
+        )
         if not 0.0 < point.threshold < 1.0:
-            raise ValueError(f"operating point {name!r} threshold must lie strictly between 0 and 1, "
-                             f"got {point.threshold}")
+            raise ValueError(
+                f"operating point {name!r} threshold must lie strictly between 0 and 1, got {point.threshold}"
+            )
         return point
 
 
@@ -97,25 +102,54 @@ def risk_scale(card: ModelCard) -> RiskScale:
     """
     points = card.operating_points or {}
     fitted = "screening" in points and "high" in points
-    screening = (OperatingPoint.from_card("screening", points["screening"]) if "screening" in points
-                 else OperatingPoint(DEFAULT_SCREENING))
-    high = (OperatingPoint.from_card("high", points["high"]) if "high" in points
-            else OperatingPoint(float(card.malignant_threshold)))
+    screening = (
+        OperatingPoint.from_card("screening", points["screening"])
+        if "screening" in points
+        else OperatingPoint(DEFAULT_SCREENING)
+    )
+    high = (
+        OperatingPoint.from_card("high", points["high"])
+        if "high" in points
+        else OperatingPoint(float(card.malignant_threshold))
+    )
     if screening.threshold >= high.threshold:
-        raise ValueError(f"{card.name}: the screening threshold ({screening.threshold:g}) must lie below the "
-                         f"high one ({high.threshold:g}); check operating_points in its model card")
-    default_note = ("These bands use default thresholds ({:.0%} and {:.0%}), not ones fitted for this model, "
-                    "so how many skin cancers land in each is not known.").format(screening.threshold,
-                                                                                high.threshold)
-    return RiskScale(bands=(
-        RiskBand("low", "Low", 0.0, "The model sees mostly features of harmless spots.",
-                 _low_meaning(screening) if fitted else default_note, 0),
-        RiskBand("moderate", "Moderate", screening.threshold,
-                 "The model sees some features that also occur in skin cancers.",
-                 _moderate_meaning(screening) if fitted else default_note, 2),
-        RiskBand("high", "High", high.threshold, "The model sees features that often occur in skin cancers.",
-                 _high_meaning(high) if fitted else default_note, 3),
-    ), fitted=fitted)
+        raise ValueError(
+            f"{card.name}: the screening threshold ({screening.threshold:g}) must lie below the "
+            f"high one ({high.threshold:g}); check operating_points in its model card"
+        )
+    default_note = (
+        "These bands use default thresholds ({:.0%} and {:.0%}), not ones fitted for this model, "
+        "so how many skin cancers land in each is not known."
+    ).format(screening.threshold, high.threshold)
+    return RiskScale(
+        bands=(
+            RiskBand(
+                "low",
+                "Low",
+                0.0,
+                "The model sees mostly features of harmless spots.",
+                _low_meaning(screening) if fitted else default_note,
+                0,
+            ),
+            RiskBand(
+                "moderate",
+                "Moderate",
+                screening.threshold,
+                "The model sees some features that also occur in skin cancers.",
+                _moderate_meaning(screening) if fitted else default_note,
+                2,
+            ),
+            RiskBand(
+                "high",
+                "High",
+                high.threshold,
+                "The model sees features that often occur in skin cancers.",
+                _high_meaning(high) if fitted else default_note,
+                3,
+            ),
+        ),
+        fitted=fitted,
+    )
 
 
 def in_ten(share: float) -> str:
@@ -131,8 +165,10 @@ def _low_meaning(screening: OperatingPoint) -> str:
     if screening.sensitivity is None:
         return "A low band does not rule skin cancer out."
     missed = in_ten(1 - screening.sensitivity)
-    return (f"On the images this was checked on, {missed} skin cancers also landed here: a low band does not "
-            "rule skin cancer out.")
+    return (
+        f"On the images this was checked on, {missed} skin cancers also landed here: a low band does not "
+        "rule skin cancer out."
+    )
 
 
 def _moderate_meaning(screening: OperatingPoint) -> str:

@@ -63,8 +63,9 @@ def find_bundles(root: str | os.PathLike) -> list[Path]:
     return sorted(child for child in root.iterdir() if (child / CARD_FILE).is_file())
 
 
-def load_models(folders: Sequence[str | os.PathLike], *, variant: str | None = None,
-                num_threads: int | None = None) -> dict[str, Model]:
+def load_models(
+    folders: Sequence[str | os.PathLike], *, variant: str | None = None, num_threads: int | None = None
+) -> dict[str, Model]:
     """Opens every bundle in ``folders`` with ``edge.classifier.Classifier``, keyed by folder name.
 
     Raises:
@@ -87,8 +88,10 @@ def load_models(folders: Sequence[str | os.PathLike], *, variant: str | None = N
 def menu_choices(models: dict[str, Model]) -> list[tuple[str, str]]:
     """(label, name) pairs for the model menu; two bundles of one task also show their folder names."""
     titles = [model.title for model in models.values()]
-    return [(model.title if titles.count(model.title) == 1 else f"{model.title} ({name})", name)
-            for name, model in models.items()]
+    return [
+        (model.title if titles.count(model.title) == 1 else f"{model.title} ({name})", name)
+        for name, model in models.items()
+    ]
 
 
 def as_models(models: Any) -> dict[str, Model]:
@@ -104,8 +107,10 @@ def as_models(models: Any) -> dict[str, Model]:
         items = [item if isinstance(item, Model) else Model(_default_name(item), item) for item in sequence]
     for item in items:
         if item.classifier.card is None:
-            raise ValueError(f"{item.classifier.model_path} is a bare model file; the demo needs a bundle "
-                             "folder (its card holds the plain-language names and the abstain rule)")
+            raise ValueError(
+                f"{item.classifier.model_path} is a bare model file; the demo needs a bundle "
+                "folder (its card holds the plain-language names and the abstain rule)"
+            )
     if not items:
         raise ValueError("build_demo needs at least one classifier")
     served = {item.name: item for item in items}

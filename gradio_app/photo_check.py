@@ -44,14 +44,22 @@ class Problem:
 PROBLEMS = (
     Problem("The photo is too dark.", (("dark_share", 1), ("p95_luma", -1), ("mean_r", -1), ("mean_g", -1))),
     Problem("The photo is too bright or washed out.", (("p95_luma", 1), ("mean_g", 1), ("mean_b", 1))),
-    Problem("The photo looks blurred or shows no detail.",
-            (("log_fine_detail", -1), ("log_gradient_energy", -1), ("log_coarse_gradient", -1))),
-    Problem("The spot is not in the middle of the picture.",
-            (("log_centre_contrast_ratio", -1), ("border_minus_centre_luma", 1))),
-    Problem("The picture shows a lot besides the skin (a wide area, hair, clothes or background).",
-            (("edge_share", 1), ("quadrant_luma_spread", 1), ("log_chroma_detail", 1))),
-    Problem("The colours do not look like skin (coloured light, a filter, or objects in the picture).",
-            (("non_skin_share", 1), ("mean_yellow_blue", -1))),
+    Problem(
+        "The photo looks blurred or shows no detail.",
+        (("log_fine_detail", -1), ("log_gradient_energy", -1), ("log_coarse_gradient", -1)),
+    ),
+    Problem(
+        "The spot is not in the middle of the picture.",
+        (("log_centre_contrast_ratio", -1), ("border_minus_centre_luma", 1)),
+    ),
+    Problem(
+        "The picture shows a lot besides the skin (a wide area, hair, clothes or background).",
+        (("edge_share", 1), ("quadrant_luma_spread", 1), ("log_chroma_detail", 1)),
+    ),
+    Problem(
+        "The colours do not look like skin (coloured light, a filter, or objects in the picture).",
+        (("non_skin_share", 1), ("mean_yellow_blue", -1)),
+    ),
 )
 
 
@@ -63,8 +71,9 @@ def photo_problems(pixels: np.ndarray, pixel_check: Mapping[str, Any]) -> tuple[
         pixel_check: The card's ``abstain["pixel_check"]`` (training mean and inverse covariance).
     """
     # The marginal spread of each statistic: the diagonal of the covariance the card stores inverted.
-    spread = np.sqrt(np.maximum(np.diag(np.linalg.inv(np.asarray(pixel_check["inv_cov"], dtype=np.float64))),
-                                1e-12))
+    spread = np.sqrt(
+        np.maximum(np.diag(np.linalg.inv(np.asarray(pixel_check["inv_cov"], dtype=np.float64))), 1e-12)
+    )
     z = (image_features(pixels) - np.asarray(pixel_check["mean"], dtype=np.float64)) / spread
     index = {name: i for i, name in enumerate(FEATURE_NAMES)}
     scored = []

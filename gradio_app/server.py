@@ -104,8 +104,10 @@ def _pin_mmap_threshold() -> None:
     except OSError:
         mallopt = None
     if mallopt is None or not mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES):
-        logger.info("could not pin the allocator's mmap threshold (not glibc); memory freed after large "
-                    "uploads may stay with the process")
+        logger.info(
+            "could not pin the allocator's mmap threshold (not glibc); memory freed after large "
+            "uploads may stay with the process"
+        )
 
 
 def enable_heic() -> bool:

@@ -63,8 +63,13 @@ class Service:
             # No ranked classes here: a bar chart would read as a confident answer.
             return texts.CANT_TELL_LABEL, "", self._cant_tell(model, pixels), pixels, result
         scores = {category.display_name: float(category.score) for category in prediction.categories}
-        return (scores, texts.risk_html(prediction.malignant_probability, model.card),
-                texts.recommendation(prediction, model.card), pixels, result)
+        return (
+            scores,
+            texts.risk_html(prediction.malignant_probability, model.card),
+            texts.recommendation(prediction, model.card),
+            pixels,
+            result,
+        )
 
     def _cant_tell(self, model: Model, pixels: np.ndarray) -> str:
         """The "I can't tell" text in the model's task words: what was wrong, and a better-fitting model."""
@@ -73,17 +78,28 @@ class Service:
         problems = photo_check.photo_problems(pixels, card.abstain["pixel_check"]) if unlike else ()
         cards = {name: served.card for name, served in self.models.items()}
         better = photo_check.better_fit(pixels, model.name, cards)
-        return texts.cant_tell(card, unlike_training=unlike, problems=problems,
-                               better=cards[better] if better else None,
-                               better_menu=self.models[better].title if better else "")
+        return texts.cant_tell(
+            card,
+            unlike_training=unlike,
+            problems=problems,
+            better=cards[better] if better else None,
+            better_menu=self.models[better].title if better else "",
+        )
 
-    def explain(self, pixels: np.ndarray | None, result: dict[str, Any] | None, model_name: str | None,
-                wanted: bool) -> tuple[Any, Any]:
+    def explain(
+        self, pixels: np.ndarray | None, result: dict[str, Any] | None, model_name: str | None, wanted: bool
+    ) -> tuple[Any, Any]:
         """``/explain``: the Grad-CAM overlay for the top finding, hidden when unavailable."""
         hidden = (gr.update(value=None, visible=False), gr.update(visible=False))
         model = self._model(model_name)
-        if (not wanted or pixels is None or not result or result.get("abstained")
-                or not result.get("categories") or model.reference is None):
+        if (
+            not wanted
+            or pixels is None
+            or not result
+            or result.get("abstained")
+            or not result.get("categories")
+            or model.reference is None
+        ):
             return hidden
         top = result["categories"][0]["label"]
         try:
@@ -92,8 +108,12 @@ class Service:
                 return hidden
             from models.explain import gradcam_overlay
 
-            image = gradcam_overlay(reference, np.asarray(pixels, dtype=np.uint8), model.card.labels.index(top),
-                                    model.classifier.input_spec)
+            image = gradcam_overlay(
+                reference,
+                np.asarray(pixels, dtype=np.uint8),
+                model.card.labels.index(top),
+                model.classifier.input_spec,
+            )
         except Exception:  # noqa: BLE001 - an explanation is optional; the answer already went out
             logger.exception("Grad-CAM overlay failed for %s; hiding it", model.reference)
             return hidden
@@ -131,8 +151,9 @@ class Service:
         target = self._better_model(pixels, result, model_name)
         return gr.update() if target is None else gr.update(value=target)
 
-    def _better_model(self, pixels: np.ndarray | None, result: dict[str, Any] | None,
-                      model_name: str | None) -> str | None:
+    def _better_model(
+        self, pixels: np.ndarray | None, result: dict[str, Any] | None, model_name: str | None
+    ) -> str | None:
         if pixels is None or not result or not result.get("abstained"):
             return None
         cards = {name: model.card for name, model in self.models.items()}
@@ -142,8 +163,9 @@ class Service:
         if not name:
             return self.models[self.default]
         if name not in self.models:
-            raise gr.Error(f"Unknown model {name!r}; choose one of {', '.join(self.models)}",
-                           print_exception=False)
+            raise gr.Error(
+                f"Unknown model {name!r}; choose one of {', '.join(self.models)}", print_exception=False
+            )
         return self.models[name]
 
     def _run(self, upload: dict[str, Any], model_name: str | None) -> tuple[Model, Any, np.ndarray]:
@@ -156,7 +178,8 @@ class Service:
         pixels = load_image(upload_source(upload), spec)
         classifier = model.classifier
         # The patient's file name, not the server's temporary path, is the prediction's source.
-        prediction = classifier.predict_pixels(pixels, classifier.probabilities_from_pixels(pixels),
-                                               source=display_name(upload))
+        prediction = classifier.predict_pixels(
+            pixels, classifier.probabilities_from_pixels(pixels), source=display_name(upload)
+        )
         logger.debug("classified with %s in %.1f ms", model.name, 1000 * (time.perf_counter() - start))
         return model, prediction, pixels

@@ -22,8 +22,11 @@ FALLBACK = TaskTexts(
     photo_kind="the kind of photo this model learned from",
     learned_from="the photos in its training data",
     not_like_training="This photo does not look like the photos this model learned from.",
-    tips=("Photograph the skin from close up, with the spot or rash in the middle of the picture.",
-          STEADY_TIP, LIGHT_TIP),
+    tips=(
+        "Photograph the skin from close up, with the spot or rash in the middle of the picture.",
+        STEADY_TIP,
+        LIGHT_TIP,
+    ),
     switch_label="Ask this model instead",
 )
 

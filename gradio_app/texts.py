@@ -30,14 +30,14 @@ DISCLAIMER = (
 )
 
 PRIVACY_NOTE = (
-    "Your photo is analysed on this server and deleted within a few minutes; it is not stored or "
-    "shared."
+    "Your photo is analysed on this server and deleted within a few minutes; it is not stored or shared."
 )
 
 CANT_TELL_LABEL = "I can't tell"
 
-SEE_A_DOCTOR_ANYWAY = ("If you are worried about the spot, see a doctor; you do not need this tool's answer "
-                       "for that.")
+SEE_A_DOCTOR_ANYWAY = (
+    "If you are worried about the spot, see a doctor; you do not need this tool's answer for that."
+)
 
 BAD_UPLOAD = (
     "### I could not read this file\n"
@@ -65,29 +65,44 @@ class Advice:
     text: str
 
 
-SEE_SOON = ("**See a dermatologist soon** (within the next few weeks) and show them this spot.")
-SEE_NOW = ("**See a dermatologist as soon as you can** (within days, not weeks). Do not wait for the "
-           "spot to change.")
-WATCH = ("**No urgent visit needed** based on this photo. Keep an eye on the spot: if it grows, changes "
-         "shape or colour, bleeds, itches or looks different from your other moles, see a doctor.")
+SEE_SOON = "**See a dermatologist soon** (within the next few weeks) and show them this spot."
+SEE_NOW = (
+    "**See a dermatologist as soon as you can** (within days, not weeks). Do not wait for the spot to change."
+)
+WATCH = (
+    "**No urgent visit needed** based on this photo. Keep an eye on the spot: if it grows, changes "
+    "shape or colour, bleeds, itches or looks different from your other moles, see a doctor."
+)
 
 # Per-class advice for the diagnoses our bundles name; any other class falls back to its card's
 # ``malignant`` flag (see ``class_advice``).
 CLASS_ADVICE: dict[str, Advice] = {
     "mel": Advice(3, SEE_NOW + " Melanoma is the dangerous skin cancer, and early treatment matters most."),
     "bcc": Advice(2, SEE_SOON + " Basal cell carcinoma grows slowly but needs treatment."),
-    "akiec": Advice(2, SEE_SOON + " Actinic keratoses and Bowen's disease can turn into skin cancer and are "
-                    "easy to treat early."),
+    "akiec": Advice(
+        2,
+        SEE_SOON + " Actinic keratoses and Bowen's disease can turn into skin cancer and are "
+        "easy to treat early.",
+    ),
     "nv": Advice(0, WATCH + " Most moles are harmless."),
     "bkl": Advice(0, WATCH + " Benign keratoses are harmless growths that are common with age."),
     "df": Advice(0, WATCH + " Dermatofibromas are harmless firm bumps."),
     "vasc": Advice(0, WATCH + " Vascular lesions such as cherry angiomas are harmless."),
-    "Monkeypox": Advice(3, "**See a doctor promptly** and phone ahead before you go, so that they can "
-                        "protect other patients. Avoid close contact with others until you have been seen."),
-    "Measles": Advice(3, "**Phone a doctor today** (phone first: measles spreads very easily), especially "
-                      "with a fever, or if you are pregnant or caring for a baby."),
-    "Chickenpox": Advice(1, "**Usually mild.** See a doctor if you are an adult, pregnant, have a weak "
-                         "immune system, or the rash looks infected or is near the eyes."),
+    "Monkeypox": Advice(
+        3,
+        "**See a doctor promptly** and phone ahead before you go, so that they can "
+        "protect other patients. Avoid close contact with others until you have been seen.",
+    ),
+    "Measles": Advice(
+        3,
+        "**Phone a doctor today** (phone first: measles spreads very easily), especially "
+        "with a fever, or if you are pregnant or caring for a baby.",
+    ),
+    "Chickenpox": Advice(
+        1,
+        "**Usually mild.** See a doctor if you are an adult, pregnant, have a weak "
+        "immune system, or the rash looks infected or is near the eyes.",
+    ),
     "Normal": Advice(0, "**No rash found** in this photo. If you have symptoms, see a doctor anyway."),
 }
 
@@ -119,16 +134,21 @@ def recommendation(prediction: Any, card: ModelCard) -> str:
         band = risk_band(prediction.malignant_probability, card)
         if band.urgency > advice.urgency:
             if advice.urgency == 0:
-                paragraphs.append(f"The photo looks most like a usually harmless finding, but the model's "
-                                  f"overall skin-cancer risk for this spot is {band.title.lower()} "
-                                  f"({prediction.malignant_probability:.0%}), so be careful.")
+                paragraphs.append(
+                    f"The photo looks most like a usually harmless finding, but the model's "
+                    f"overall skin-cancer risk for this spot is {band.title.lower()} "
+                    f"({prediction.malignant_probability:.0%}), so be careful."
+                )
             advice = Advice(band.urgency, SEE_NOW if band.urgency >= 3 else SEE_SOON)
     paragraphs.append(advice.text)
     similar = f"**Most similar to:** {top.display_name} ({top.score:.0%})"
     if info is not None and info.description:
         similar += f". {info.description}"
-    paragraphs += [similar, "A similarity to photos the model learned from, not a diagnosis: the list below "
-                            "shows how similar the photo is to each finding."]
+    paragraphs += [
+        similar,
+        "A similarity to photos the model learned from, not a diagnosis: the list below "
+        "shows how similar the photo is to each finding.",
+    ]
     return "\n\n".join(paragraphs)
 
 
@@ -137,14 +157,22 @@ def risk_html(malignant_probability: float | None, card: ModelCard) -> str:
     if malignant_probability is None:
         return f'<div class="risk risk-none">{html.escape(task_texts(card).no_risk_note)}</div>'
     band = risk_band(malignant_probability, card)
-    return (f'<div class="risk risk-{band.name}"><div class="risk-head"><span class="risk-title">Skin-cancer '
-            f'risk: <b>{band.title}</b></span><span class="risk-number">model estimate: '
-            f"{malignant_probability:.0%}</span></div><div>{html.escape(band.summary)}</div>"
-            f'<div class="risk-meaning">{html.escape(band.meaning)}</div></div>')
+    return (
+        f'<div class="risk risk-{band.name}"><div class="risk-head"><span class="risk-title">Skin-cancer '
+        f'risk: <b>{band.title}</b></span><span class="risk-number">model estimate: '
+        f"{malignant_probability:.0%}</span></div><div>{html.escape(band.summary)}</div>"
+        f'<div class="risk-meaning">{html.escape(band.meaning)}</div></div>'
+    )
 
 
-def cant_tell(card: ModelCard, *, unlike_training: bool, problems: Sequence[str] = (),
-              better: ModelCard | None = None, better_menu: str = "") -> str:
+def cant_tell(
+    card: ModelCard,
+    *,
+    unlike_training: bool,
+    problems: Sequence[str] = (),
+    better: ModelCard | None = None,
+    better_menu: str = "",
+) -> str:
     """Markdown for an abstained prediction, in the words of ``card``'s task.
 
     Args:
@@ -162,15 +190,19 @@ def cant_tell(card: ModelCard, *, unlike_training: bool, problems: Sequence[str]
         if problems:
             paragraphs.append("What I noticed:\n" + "\n".join(f"- {problem}" for problem in problems))
     else:
-        paragraphs.append("The model is unsure: this photo looks about equally like several findings, so I "
-                          "will not guess.")
+        paragraphs.append(
+            "The model is unsure: this photo looks about equally like several findings, so I will not guess."
+        )
     if better is not None:
         other = task_texts(better)
         entry = better_menu or menu_label(better, better.name)
-        paragraphs.append(f"**This looks more like {other.photo_kind}.** The model \"{entry}\" on this page "
-                          "answers those: press the button above, or choose it in the Model menu.")
-    paragraphs.append("**To try again with this model, take another photo:**\n"
-                      + "\n".join(f"- {tip}" for tip in task.tips))
+        paragraphs.append(
+            f'**This looks more like {other.photo_kind}.** The model "{entry}" on this page '
+            "answers those: press the button above, or choose it in the Model menu."
+        )
+    paragraphs.append(
+        "**To try again with this model, take another photo:**\n" + "\n".join(f"- {tip}" for tip in task.tips)
+    )
     paragraphs.append(SEE_A_DOCTOR_ANYWAY)
     return "\n\n".join(paragraphs)
 
@@ -185,9 +217,11 @@ def not_an_upload(input_label: str, received: str) -> str:
 
     ``received`` says what came instead ("the string '/etc/passwd'"); the rest says what to send.
     """
-    return (f"{input_label} must be a file uploaded to this demo, got {received}. With gradio_client, pass "
-            "handle_file('spot.jpg'); over HTTP, POST the file to /gradio_api/upload and send "
-            '{"path": <the path it returned>, "meta": {"_type": "gradio.FileData"}}.')
+    return (
+        f"{input_label} must be a file uploaded to this demo, got {received}. With gradio_client, pass "
+        "handle_file('spot.jpg'); over HTTP, POST the file to /gradio_api/upload and send "
+        '{"path": <the path it returned>, "meta": {"_type": "gradio.FileData"}}.'
+    )
 
 
 def card_markdown(card: ModelCard) -> str:
@@ -195,9 +229,16 @@ def card_markdown(card: ModelCard) -> str:
     blocks = [f"## {card.name} {card.version}", f"*{card.task}* · exported {card.created}"]
     if card.intended_use:
         blocks += ["### Intended use", card.intended_use]
-    blocks += ["### What it recognises", _table(
-        ("Finding", "Code", "Counts as malignant", "About"),
-        [(c.display_name, f"`{c.code}`", "yes" if c.malignant else "no", c.description) for c in card.classes])]
+    blocks += [
+        "### What it recognises",
+        _table(
+            ("Finding", "Code", "Counts as malignant", "About"),
+            [
+                (c.display_name, f"`{c.code}`", "yes" if c.malignant else "no", c.description)
+                for c in card.classes
+            ],
+        ),
+    ]
     metric_rows = _metric_rows(card.metrics)
     if metric_rows:
         blocks += ["### How well it did", _table(("Data", "Measure", "Value"), metric_rows)]
@@ -210,11 +251,17 @@ def card_markdown(card: ModelCard) -> str:
         blocks += ["### Limitations", "\n".join(f"- {item}" for item in card.limitations)]
     spec = card.input
     files = ", ".join(f"{variant} ({_size(entry.bytes)})" for variant, entry in card.files.items())
-    blocks += ["### Technical details", "\n".join([
-        f"- Input: {spec.width}x{spec.height} RGB, {spec.resize.replace('_', ' ')}",
-        f"- Model files: {files or 'none listed'}",
-        f"- Calibration temperature: {card.temperature:g}",
-        f"- Abstains: {_abstain_summary(card)}"])]
+    blocks += [
+        "### Technical details",
+        "\n".join(
+            [
+                f"- Input: {spec.width}x{spec.height} RGB, {spec.resize.replace('_', ' ')}",
+                f"- Model files: {files or 'none listed'}",
+                f"- Calibration temperature: {card.temperature:g}",
+                f"- Abstains: {_abstain_summary(card)}",
+            ]
+        ),
+    ]
     if card.license:
         blocks += ["### License", card.license]
     return "\n\n".join(blocks)
@@ -272,8 +319,11 @@ def _metric_rows(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, s
 
 def _bands_markdown(card: ModelCard) -> str:
     scale = risk_scale(card)
-    source = ("Thresholds fitted for this model on its validation images." if scale.fitted else
-              "Default thresholds: this model's card does not carry fitted operating points.")
+    source = (
+        "Thresholds fitted for this model on its validation images."
+        if scale.fitted
+        else "Default thresholds: this model's card does not carry fitted operating points."
+    )
     rows = [(band.title, f"{band.lower:.0%}" if band.lower else "0%", band.meaning) for band in scale.bands]
     return source + "\n\n" + _table(("Band", "Starts at (malignant probability)", "What it means"), rows)
 

@@ -31,13 +31,15 @@ class CheckedBlocks(gr.Blocks):
 
     async def preprocess_data(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
         explicit_call = kwargs.get("explicit_call", args[1] if len(args) > 1 else False)
-        images = [(block, value) for block, value in zip(block_fn.inputs, inputs)
-                  if isinstance(block, gr.Image)]
+        images = [
+            (block, value) for block, value in zip(block_fn.inputs, inputs) if isinstance(block, gr.Image)
+        ]
         if not explicit_call:  # a call from the server's own code may pass its own files, as in Gradio
             for block, value in images:
                 path = value.get("path") if isinstance(value, dict) else None
-                if path is not None and not (isinstance(path, str)
-                                             and is_in_or_equal(path, get_upload_folder())):
+                if path is not None and not (
+                    isinstance(path, str) and is_in_or_equal(path, get_upload_folder())
+                ):
                     received = f"the path {path!r}, which is not an upload on this server"
                     raise gr.Error(texts.not_an_upload(_input_label(block), received), print_exception=False)
         try:
@@ -47,16 +49,20 @@ class CheckedBlocks(gr.Blocks):
             if refused is None:
                 raise
             block, value = refused
-            raise gr.Error(texts.not_an_upload(_input_label(block), _describe(value)),
-                           print_exception=False) from error
+            raise gr.Error(
+                texts.not_an_upload(_input_label(block), _describe(value)), print_exception=False
+            ) from error
 
 
 def _refused_image(images: list[tuple[Any, Any]], error: Exception) -> tuple[Any, Any] | None:
     """The image input (component, value) that Gradio's ``error`` is about, or None if it is none of them."""
     if isinstance(error, pydantic.ValidationError):
         # Pydantic names the model that failed: the component's data model (ImageData for gr.Image).
-        images = [(block, value) for block, value in images
-                  if getattr(getattr(block, "data_model", None), "__name__", None) == error.title]
+        images = [
+            (block, value)
+            for block, value in images
+            if getattr(getattr(block, "data_model", None), "__name__", None) == error.title
+        ]
     return images[0] if images else None
 
 
@@ -81,7 +87,9 @@ def upload_source(upload: dict[str, Any]) -> str | bytes:
     if url.startswith("data:") and "," in url:
         header, _, data = url.partition(",")
         try:
-            return base64.b64decode(data) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(data)
+            return (
+                base64.b64decode(data) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(data)
+            )
         except ValueError as error:
             raise ImageError(f"{display_name(upload)}: the pasted image data is not valid base64") from error
     raise ImageError(f"{display_name(upload)}: the upload did not arrive; try again")
@@ -99,6 +107,8 @@ def friendly_message(error: ImageError, upload: dict[str, Any]) -> str:
     if path:
         message = message.replace(str(path), display_name(upload))
     if "file not found" in message:
-        message = (f"{display_name(upload)} is no longer on the server (photos are deleted a few minutes "
-                   "after their analysis); upload it again")
+        message = (
+            f"{display_name(upload)} is no longer on the server (photos are deleted a few minutes "
+            "after their analysis); upload it again"
+        )
     return message

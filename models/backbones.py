@@ -51,32 +51,41 @@ class Backbone:
     std: tuple[float, float, float] = MINUS_ONE_TO_ONE
     min_size: int = 32
 
-    def __call__(self, input_shape: tuple[int, int, int], weights: str | None,
-                 alpha: float = 1.0) -> "keras.Model":
+    def __call__(
+        self, input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0
+    ) -> "keras.Model":
         return self.build(input_shape, weights, alpha=alpha)
 
 
-def build_mobilenet_v2(input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0) -> "keras.Model":
+def build_mobilenet_v2(
+    input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0
+) -> "keras.Model":
     if not 0.35 <= alpha <= 1.4:
         raise ValueError(f"mobilenet_v2 alpha must be within 0.35..1.4, got {alpha}")
     _check_min_size(input_shape, "mobilenet_v2")
     weight_file = resolve_weights(weights, "mobilenet_v2", alpha=alpha, size=min(input_shape[:2]))
     from models.keras import keras
 
-    return keras.applications.MobileNetV2(input_shape=input_shape, alpha=alpha, include_top=False,
-                                          weights=weight_file)
+    return keras.applications.MobileNetV2(
+        input_shape=input_shape, alpha=alpha, include_top=False, weights=weight_file
+    )
 
 
-def build_mobilenet(input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0) -> "keras.Model":
+def build_mobilenet(
+    input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0
+) -> "keras.Model":
     _check_min_size(input_shape, "mobilenet")
     weight_file = resolve_weights(weights, "mobilenet", alpha=alpha, size=min(input_shape[:2]))
     from models.keras import keras
 
-    return keras.applications.MobileNet(input_shape=input_shape, alpha=alpha, include_top=False,
-                                        weights=weight_file)
+    return keras.applications.MobileNet(
+        input_shape=input_shape, alpha=alpha, include_top=False, weights=weight_file
+    )
 
 
-def build_resnet50(input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0) -> "keras.Model":
+def build_resnet50(
+    input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0
+) -> "keras.Model":
     if alpha != 1.0:
         raise ValueError(f"resnet50 has no width multiplier; alpha must be 1.0, got {alpha}")
     _check_min_size(input_shape, "resnet50")
@@ -92,7 +101,9 @@ def build_resnet50(input_shape: tuple[int, int, int], weights: str | None, alpha
     return model
 
 
-def build_small_cnn(input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0) -> "keras.Model":
+def build_small_cnn(
+    input_shape: tuple[int, int, int], weights: str | None, alpha: float = 1.0
+) -> "keras.Model":
     """The seed notebooks' custom network: three Conv-Conv-Pool-Dropout stages, widths scaled by alpha."""
     if weights not in (None, "none"):
         raise ValueError(f"small_cnn has no pretrained weights; use weights='none', got {weights!r}")
@@ -114,7 +125,9 @@ def build_small_cnn(input_shape: tuple[int, int, int], weights: str | None, alph
 BACKBONES: dict[str, Backbone] = {
     "mobilenet_v2": Backbone(build_mobilenet_v2, block_prefix="block_", min_size=96),
     "mobilenet": Backbone(build_mobilenet, block_prefix="conv_dw_"),
-    "resnet50": Backbone(build_resnet50, block_prefix="conv", mean=CAFFE_RGB_MEAN, std=UNSCALED),  # conv1..conv5
+    "resnet50": Backbone(
+        build_resnet50, block_prefix="conv", mean=CAFFE_RGB_MEAN, std=UNSCALED
+    ),  # conv1..conv5
     "small_cnn": Backbone(build_small_cnn, block_prefix="stage", min_size=8),  # three 2x poolings
 }
 
@@ -125,4 +138,3 @@ def _check_min_size(input_shape: tuple[int, int, int], name: str) -> None:
         raise ValueError(f"{name} needs an (height, width, 3) input shape, got {input_shape}")
     if min(input_shape[:2]) < minimum:
         raise ValueError(f"{name} needs inputs of at least {minimum}x{minimum}, got {input_shape[:2]}")
-

@@ -1,8 +1,8 @@
 """The classifier: a registry backbone plus a pooling-dropout-softmax head, as one flat Functional graph.
 
-    >>> model = build_model(ModelConfig(backbone="mobilenet_v2", alpha=1.0, image_size=160,
-    ...                                 weights="../shared/weights/mobilenet_v2_..._1.0_160_no_top.h5"),
-    ...                     num_classes=7)
+>>> model = build_model(ModelConfig(backbone="mobilenet_v2", alpha=1.0, image_size=160,
+...                                 weights="../shared/weights/mobilenet_v2_..._1.0_160_no_top.h5"),
+...                     num_classes=7)
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def build_model(config: ModelConfig, num_classes: int) -> "keras.Model":
     return keras.Model(backbone.input, probabilities, name=f"{config.backbone}_classifier")
 
 
-def set_trainable_top(model: "keras.Model", backbone: str, blocks: int, *, freeze_batchnorm: bool = True) -> int:
+def set_trainable_top(
+    model: "keras.Model", backbone: str, blocks: int, *, freeze_batchnorm: bool = True
+) -> int:
     """Freezes the backbone except its top ``blocks`` blocks; the head always trains.
 
     With ``freeze_batchnorm`` BatchNormalization layers stay frozen (inference mode): small CPU batches
@@ -43,17 +45,17 @@ def set_trainable_top(model: "keras.Model", backbone: str, blocks: int, *, freez
     block_ids = []
     for layer in model.layers:
         if layer.name.startswith(prefix):
-            block_id = layer.name[len(prefix):].split("_")[0]
+            block_id = layer.name[len(prefix) :].split("_")[0]
             if block_id not in block_ids:
                 block_ids.append(block_id)
-    unfrozen = set(block_ids[max(0, len(block_ids) - blocks):]) if blocks > 0 else set()
+    unfrozen = set(block_ids[max(0, len(block_ids) - blocks) :]) if blocks > 0 else set()
     # Asking for every block unfreezes the whole backbone, stem included (training from scratch).
     trainable_from_top = blocks >= len(block_ids)
     for layer in model.layers:
         if layer.name in HEAD_LAYERS:
             layer.trainable = True
             continue
-        if layer.name.startswith(prefix) and layer.name[len(prefix):].split("_")[0] in unfrozen:
+        if layer.name.startswith(prefix) and layer.name[len(prefix) :].split("_")[0] in unfrozen:
             trainable_from_top = True
         # Layers after the first unfrozen block (e.g. MobileNetV2's final Conv_1) train too.
         is_batchnorm = isinstance(layer, keras.layers.BatchNormalization)

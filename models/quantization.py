@@ -15,7 +15,9 @@ from models.keras import keras, tf  # first: it selects Keras 2 before tfmot imp
 
 from tensorflow_model_optimization.python.core.quantization.keras import quantizers  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
-    default_8bit_quantize_registry as registry, default_8bit_quantize_scheme as scheme)
+    default_8bit_quantize_registry as registry,
+    default_8bit_quantize_scheme as scheme,
+)
 
 
 class DepthwisePerChannelQuantizer(quantizers.LastValueQuantizer):
@@ -28,10 +30,18 @@ class DepthwisePerChannelQuantizer(quantizers.LastValueQuantizer):
     def build(self, tensor_shape, name, layer):
         channels = int(tensor_shape[2]) * int(tensor_shape[3])
         return {
-            "min_var": layer.add_weight(name + "_min", shape=(channels,), trainable=False,
-                                        initializer=keras.initializers.Constant(-6.0)),
-            "max_var": layer.add_weight(name + "_max", shape=(channels,), trainable=False,
-                                        initializer=keras.initializers.Constant(6.0)),
+            "min_var": layer.add_weight(
+                name + "_min",
+                shape=(channels,),
+                trainable=False,
+                initializer=keras.initializers.Constant(-6.0),
+            ),
+            "max_var": layer.add_weight(
+                name + "_max",
+                shape=(channels,),
+                trainable=False,
+                initializer=keras.initializers.Constant(6.0),
+            ),
         }
 
     def __call__(self, inputs, training, weights, **kwargs):
@@ -44,8 +54,9 @@ class DepthwisePerChannelQuantizer(quantizers.LastValueQuantizer):
 class DepthwiseQuantizeConfig(registry.Default8BitConvQuantizeConfig):
     """tfmot's convolution config with :class:`DepthwisePerChannelQuantizer` for the kernel."""
 
-    def __init__(self, weight_attrs=("depthwise_kernel",), activation_attrs=("activation",),
-                 quantize_output=False):
+    def __init__(
+        self, weight_attrs=("depthwise_kernel",), activation_attrs=("activation",), quantize_output=False
+    ):
         super().__init__(list(weight_attrs), list(activation_attrs), quantize_output)
         self.weight_quantizer = DepthwisePerChannelQuantizer()
 
@@ -64,8 +75,10 @@ class PerChannelDepthwiseScheme(scheme.Default8BitQuantizeScheme):
 
 
 # Needed (inside tfmot's quantize_scope) to load a QAT model saved under this scheme.
-CUSTOM_OBJECTS = {"DepthwiseQuantizeConfig": DepthwiseQuantizeConfig,
-                  "DepthwisePerChannelQuantizer": DepthwisePerChannelQuantizer}
+CUSTOM_OBJECTS = {
+    "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig,
+    "DepthwisePerChannelQuantizer": DepthwisePerChannelQuantizer,
+}
 
 
 def quantize_model(model):

@@ -14,7 +14,10 @@ def imagenet_file_name(backbone: str, *, alpha: float, size: int) -> tuple[str, 
     """(file name, download folder) Keras Applications uses for a no-top ImageNet backbone."""
     if backbone == "mobilenet_v2":
         rows = size if size in _MOBILENET_V2_SIZES else 224
-        return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5", "mobilenet_v2"
+        return (
+            f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5",
+            "mobilenet_v2",
+        )
     if backbone == "mobilenet":
         rows = size if size in _MOBILENET_SIZES else 224
         alpha_text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}.get(float(alpha))
@@ -44,8 +47,10 @@ def resolve_weights(weights: str | Path | None, backbone: str, *, alpha: float, 
     if str(weights) != "imagenet":
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"backbone weights not found: {path}. Pass an existing Keras Applications "
-                                    "weight file, 'imagenet', or 'none'.")
+            raise FileNotFoundError(
+                f"backbone weights not found: {path}. Pass an existing Keras Applications "
+                "weight file, 'imagenet', or 'none'."
+            )
         return str(path)
     name, folder = imagenet_file_name(backbone, alpha=alpha, size=size)
     cached = KERAS_CACHE / name
@@ -59,4 +64,5 @@ def resolve_weights(weights: str | Path | None, backbone: str, *, alpha: float, 
         raise RuntimeError(
             f"ImageNet weights {name} are not in {KERAS_CACHE} and could not be downloaded ({error}). "
             f"Offline, pass the file instead, e.g. weights='../shared/weights/{name}', or copy it into "
-            f"{KERAS_CACHE}.") from error
+            f"{KERAS_CACHE}."
+        ) from error

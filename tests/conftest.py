@@ -95,8 +95,10 @@ def tiny_images() -> dict[str, np.ndarray]:
     model), ``checker`` (8 px black/white squares) and ``gradient`` (left-to-right grey ramp).
     """
     height, width = 40, 48
-    images = {name: np.full((height, width, 3), colour, dtype=np.uint8)
-              for name, colour in zip(("red", "green", "blue"), TINY_COLOURS)}
+    images = {
+        name: np.full((height, width, 3), colour, dtype=np.uint8)
+        for name, colour in zip(("red", "green", "blue"), TINY_COLOURS)
+    }
     yy, xx = np.mgrid[0:height, 0:width]
     checker = (((yy // 8) + (xx // 8)) % 2 * 255).astype(np.uint8)
     images["checker"] = np.repeat(checker[:, :, None], 3, axis=2)
@@ -120,21 +122,29 @@ def tiny_bundle(tmp_path_factory, tiny_keras_model, tiny_images) -> Path:
 
     work = tmp_path_factory.mktemp("tiny_bundle_build")
     calibration, _ = tiny_training_set(n_per_class=8, seed=1)
-    configs = {"float32": QuantizationConfig.for_float32(),
-               "int8": QuantizationConfig.for_int8(list(calibration))}
+    configs = {
+        "float32": QuantizationConfig.for_float32(),
+        "int8": QuantizationConfig.for_int8(list(calibration)),
+    }
     files = {}
     for variant in TINY_BUNDLE_VARIANTS:
-        result = export_tflite(tiny_keras_model, work / f"model_{variant}.tflite", configs[variant],
-                               input_spec=TINY_SPEC, labels=TINY_LABELS,
-                               display_names=[c.display_name for c in TINY_CLASSES])
+        result = export_tflite(
+            tiny_keras_model,
+            work / f"model_{variant}.tflite",
+            configs[variant],
+            input_spec=TINY_SPEC,
+            labels=TINY_LABELS,
+            display_names=[c.display_name for c in TINY_CLASSES],
+        )
         files[variant] = result.path
     reference = work / "reference.keras"
     tiny_keras_model.save(reference)
 
     pixels = np.stack([load_image(tiny_images[name], TINY_SPEC) for name in ("red", "green", "blue")])
-    validation = {variant: validate_tflite(path, tiny_keras_model, pixels, [0, 1, 2],
-                                           input_spec=TINY_SPEC).to_dict()
-                  for variant, path in files.items()}
+    validation = {
+        variant: validate_tflite(path, tiny_keras_model, pixels, [0, 1, 2], input_spec=TINY_SPEC).to_dict()
+        for variant, path in files.items()
+    }
     card = ModelCard(
         name="skinlesion-tiny-test",
         version="0.0.0",
@@ -147,5 +157,6 @@ def tiny_bundle(tmp_path_factory, tiny_keras_model, tiny_images) -> Path:
         intended_use="Tests of the skinlesion runtime only; not a medical device.",
         limitations=("Trained on solid colours; meaningless on real photos.",),
     )
-    return write_bundle(tmp_path_factory.mktemp("bundles") / "tiny", card, files, reference=reference,
-                        report_dir=None)
+    return write_bundle(
+        tmp_path_factory.mktemp("bundles") / "tiny", card, files, reference=reference, report_dir=None
+    )

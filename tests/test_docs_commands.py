@@ -51,7 +51,7 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
                 for program, key in PROGRAMS.items():
                     if command == program or command.startswith(program + " "):
                         words = shlex.split(command, comments=True)
-                        argv = words[len(program.split()):]
+                        argv = words[len(program.split()) :]
                         found.append((f"{doc.relative_to(REPO)}:{start + offset}", key, argv))
     return found
 
@@ -62,7 +62,9 @@ COMMANDS = documented_commands()
 def _parse(program: str, argv: list[str]) -> str | None:
     """None when ``argv`` parses (or asks for --help / --version), else argparse's complaint."""
     if program == "skinlesion" and argv[:1] == ["app"]:
-        gradio_main = pytest.importorskip("gradio_app.__main__", reason="`skinlesion app` needs the [app] extra")
+        gradio_main = pytest.importorskip(
+            "gradio_app.__main__", reason="`skinlesion app` needs the [app] extra"
+        )
         parse = gradio_main.parse_args
         argv = argv[1:]
     elif program == "skinlesion":
@@ -134,14 +136,23 @@ def test_quick_documented_commands_run_as_written(where, program, argv, tmp_path
         pytest.skip("the shipped bundle is not in this checkout")
     base = [sys.executable, "-m", "build.cli"] if program == "skinlesion" else [sys.executable, "-m", "edge"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(base + _stand_ins(argv, tmp_path), cwd=tmp_path, capture_output=True, text=True,
-                            timeout=180, check=False, env=env)
-    assert result.returncode == 0, f"{where}: `{program} {' '.join(argv)}` exit {result.returncode}\n" \
-                                   f"{result.stderr[-2000:]}"
+    result = subprocess.run(
+        base + _stand_ins(argv, tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, (
+        f"{where}: `{program} {' '.join(argv)}` exit {result.returncode}\n{result.stderr[-2000:]}"
+    )
 
 
 def test_version_commands_run():
     for base in ([sys.executable, "-m", "build.cli"], [sys.executable, "-m", "edge"]):
-        result = subprocess.run(base + ["--version"], cwd=REPO, capture_output=True, text=True, timeout=120,
-                                check=False)
+        result = subprocess.run(
+            base + ["--version"], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+        )
         assert result.returncode == 0 and result.stdout.startswith("skinlesion "), result.stderr

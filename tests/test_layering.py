@@ -41,19 +41,31 @@ def _modules(folder: str) -> list[Path]:
 @pytest.mark.parametrize("folder", sorted(MAY_IMPORT))
 def test_each_folder_imports_only_the_layers_below_it(folder):
     allowed = MAY_IMPORT[folder]
-    wrong = [f"{path.relative_to(ROOT)}:{line} imports {module}"
-             for path in _modules(folder) for line, module in _imports(path)
-             if module.split(".")[0] in MAY_IMPORT and module.split(".")[0] not in allowed
-             and (str(path.relative_to(ROOT)), module.split(".")[0]) not in EXCEPTIONS]
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in _modules(folder)
+        for line, module in _imports(path)
+        if module.split(".")[0] in MAY_IMPORT
+        and module.split(".")[0] not in allowed
+        and (str(path.relative_to(ROOT)), module.split(".")[0]) not in EXCEPTIONS
+    ]
     assert wrong == []
 
 
 def test_only_edge_interpreter_opens_tflite_files():
     opener = ROOT / "edge" / "interpreter.py"
-    wrong = [f"{path.relative_to(ROOT)}:{line} imports {module}"
-             for folder in MAY_IMPORT for path in _modules(folder) if path != opener
-             for line, module in _imports(path) if module.split(".")[0] in INTERPRETER_MODULES]
-    wrong += [f"{path.relative_to(ROOT)} uses tf.lite.Interpreter"
-              for folder in MAY_IMPORT for path in _modules(folder)
-              if "lite.Interpreter(" in path.read_text(encoding="utf-8")]
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for folder in MAY_IMPORT
+        for path in _modules(folder)
+        if path != opener
+        for line, module in _imports(path)
+        if module.split(".")[0] in INTERPRETER_MODULES
+    ]
+    wrong += [
+        f"{path.relative_to(ROOT)} uses tf.lite.Interpreter"
+        for folder in MAY_IMPORT
+        for path in _modules(folder)
+        if "lite.Interpreter(" in path.read_text(encoding="utf-8")
+    ]
     assert wrong == []

@@ -120,8 +120,14 @@ def evaluate_model(
         **(context or {}),
         "seconds": f"{seconds:.0f}",
     }
-    write_report(out_dir, metrics, plots, title=title or f"Evaluation of {runner.description}", context=table,
-                 card=runner.card)
+    write_report(
+        out_dir,
+        metrics,
+        plots,
+        title=title or f"Evaluation of {runner.description}",
+        context=table,
+        card=runner.card,
+    )
     LOGGER.info(
         "evaluated %d images in %.0f s: balanced accuracy %.3f -> %s",
         len(frame),
@@ -169,15 +175,24 @@ def run_evaluate(
     )
 
 
-def images_to_evaluate(model: str | os.PathLike, data: str | os.PathLike, *, split: str | None = None,
-                       split_seed: int | None = None, label_map: str | None = None) -> pd.DataFrame:
+def images_to_evaluate(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    split: str | None = None,
+    split_seed: int | None = None,
+    label_map: str | None = None,
+) -> pd.DataFrame:
     """The labelled images of ``data``, or of one split of it re-derived as the bundle's card recorded it."""
     from build.make.datasets import SPLITS, load_dataset, split_by_group
 
     recorded = _bundle_split(model)
     # Cards written before the build merged HAM10000's duplicate lesions split without the merge.
-    frame = load_dataset(data, label_map=label_map,
-                         merge_duplicate_lesions=recorded.duplicate_lesions_merged if recorded else True)
+    frame = load_dataset(
+        data,
+        label_map=label_map,
+        merge_duplicate_lesions=recorded.duplicate_lesions_merged if recorded else True,
+    )
     if split is None:
         return frame
     if split not in SPLITS:
@@ -199,7 +214,9 @@ def _split_config(model: str | os.PathLike, split_seed: int | None) -> SplitConf
     """The bundle's own split (so ``--split val`` re-derives its validation images), else the default."""
     recorded = _bundle_split(model)
     if split_seed is not None:
-        return SplitConfig(seed=split_seed, fractions=recorded.fractions if recorded else SplitConfig().fractions)
+        return SplitConfig(
+            seed=split_seed, fractions=recorded.fractions if recorded else SplitConfig().fractions
+        )
     return recorded.split_config() if recorded else SplitConfig()
 
 
@@ -209,8 +226,13 @@ def _warn_if_other_data(model: str | os.PathLike, frame: pd.DataFrame) -> None:
     recorded = _bundle_split(model)
     expected = recorded.data_fingerprint if recorded else None
     if expected and fingerprint(frame) != expected:
-        LOGGER.warning("the data differ from what %s was built on (fingerprint %s, card %s): the split will "
-                       "not match the card's", model, fingerprint(frame), expected)
+        LOGGER.warning(
+            "the data differ from what %s was built on (fingerprint %s, card %s): the split will "
+            "not match the card's",
+            model,
+            fingerprint(frame),
+            expected,
+        )
 
 
 # -- opening models ------------------------------------------------------------------------------------------
@@ -255,8 +277,11 @@ def _classifier_runner(classifier: Any) -> _Runner:
     variant = f" ({classifier.variant})" if classifier.variant else ""
     # A bundle's file is named relative to the bundle (its card names it), so a report copied into a
     # release never points at the build machine's run folder.
-    where = (f"{Path(classifier.model_path).name}{variant} of {card.name} {card.version}" if card
-             else f"{classifier.model_path}{variant}")
+    where = (
+        f"{Path(classifier.model_path).name}{variant} of {card.name} {card.version}"
+        if card
+        else f"{classifier.model_path}{variant}"
+    )
     return _Runner(
         tuple(classifier.labels),
         malignant,

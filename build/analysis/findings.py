@@ -136,10 +136,12 @@ def _scope_advice(card: Any) -> str:
     limitations = list(getattr(card, "limitations", None) or ())
     if not limitations:
         return advice + "; what the model was trained on is in its model card."
-    abstains = ("; its abstain rule declines photos unlike its training images" if getattr(card, "abstain", None)
-                else "; it has no abstain rule, so it answers for any photo")
+    abstains = (
+        "; its abstain rule declines photos unlike its training images"
+        if getattr(card, "abstain", None)
+        else "; it has no abstain rule, so it answers for any photo"
+    )
     return f"{advice}{abstains}. {limitations[0].rstrip('.')}."
-
 
 
 def _confusion_findings(metrics: Metrics) -> list[str]:
@@ -188,12 +190,13 @@ def _subgroup_spread(metrics: Metrics) -> str | None:
     )
 
 
-
-def format_interval(low: float, high: float, *, min_decimals: int = 0, max_decimals: int = 3) -> tuple[str, str]:
+def format_interval(
+    low: float, high: float, *, min_decimals: int = 0, max_decimals: int = 3
+) -> tuple[str, str]:
     """Both bounds as percentages with the fewest decimals (at least ``min_decimals``) that tell them apart.
 
-        >>> format_interval(0.2512, 0.2549)
-        ('25.1%', '25.5%')
+    >>> format_interval(0.2512, 0.2549)
+    ('25.1%', '25.5%')
     """
     decimals = min_decimals
     while decimals < max_decimals and f"{low:.{decimals}%}" == f"{high:.{decimals}%}":

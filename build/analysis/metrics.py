@@ -25,6 +25,7 @@ from sklearn import metrics as skm
 
 from build.atomic import write_text_atomic
 from build.analysis.significance import balanced_accuracy_interval
+
 # Calibration error is computed where the temperature is fitted (the build's lower layer); the report reads it here.
 from build.make.calibration import ECE_BINS, expected_calibration_error, reliability_bins  # noqa: F401
 from edge.accuracy import balanced_accuracy
@@ -90,7 +91,9 @@ class Metrics:
     def from_dict(cls, data: dict[str, Any]) -> Metrics:
         names = {f.name for f in dataclasses.fields(cls)}
         tuples = ("classes", "balanced_accuracy_interval")
-        return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in data.items() if k in names})
+        return cls(
+            **{k: (tuple(v) if k in tuples and v is not None else v) for k, v in data.items() if k in names}
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes metrics.json atomically and returns its path."""

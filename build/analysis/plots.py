@@ -190,7 +190,6 @@ def plot_training_curves(log_csv: str | os.PathLike, path: str | os.PathLike) ->
     return _save(figure, path)
 
 
-
 def _save(figure: Figure, path: str | os.PathLike) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)

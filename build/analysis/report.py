@@ -20,11 +20,20 @@ from typing import Any
 from build.atomic import write_text_atomic
 from build.analysis.findings import format_interval, interpret, recommendations
 from build.analysis.metrics import Metrics
+
 # Imported by callers written before the report's plots and words had their own modules.
 from build.analysis.plots import PLOT_FILES, PLOT_TITLES, make_plots
 
-__all__ = ["PLOT_FILES", "REPORT_HTML", "REPORT_MD", "format_interval", "interpret", "make_plots",
-           "recommendations", "write_report"]
+__all__ = [
+    "PLOT_FILES",
+    "REPORT_HTML",
+    "REPORT_MD",
+    "format_interval",
+    "interpret",
+    "make_plots",
+    "recommendations",
+    "write_report",
+]
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -56,7 +65,9 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     missing = [str(p) for p in plots.values() if not Path(p).is_file()]
     if missing:
-        raise FileNotFoundError(f"plots not found: {missing}; draw them first (build.analysis.plots.make_plots)")
+        raise FileNotFoundError(
+            f"plots not found: {missing}; draw them first (build.analysis.plots.make_plots)"
+        )
     sections = _sections(metrics, context or {}, card)
     md = _markdown(title, sections, plots, out_dir)
     page = _html(title, sections, plots)
@@ -67,7 +78,10 @@ def _sections(metrics: Metrics, context: Mapping[str, str], card: Any = None) ->
     headline = [
         ("Images", str(metrics.n)),
         ("Accuracy", _pct(metrics.accuracy)),
-        ("Balanced accuracy", _pct(metrics.balanced_accuracy) + _interval(metrics.balanced_accuracy_interval)),
+        (
+            "Balanced accuracy",
+            _pct(metrics.balanced_accuracy) + _interval(metrics.balanced_accuracy_interval),
+        ),
         ("Macro F1", _pct(metrics.macro["f1"])),
         ("Macro AUC", _num(metrics.macro["auc"])),
         ("ECE (15 bins)", _num(metrics.ece)),

@@ -36,7 +36,8 @@ def _age_item(low: float, high: float) -> str:
 # The evaluation's subgroup age bands (build.analysis.metrics), so a rule and a subgroup row name the same people:
 # (low, high, item) in years, low inclusive, high exclusive.
 AGE_BANDS: tuple[tuple[float, float, str], ...] = tuple(
-    (low, high, _age_item(low, high)) for low, high, _ in SUBGROUP_AGE_BANDS)
+    (low, high, _age_item(low, high)) for low, high, _ in SUBGROUP_AGE_BANDS
+)
 
 # Metadata columns turned into items, in the order items are printed within a rule.
 METADATA_COLUMNS = ("localization", "age", "sex", "dx_type")
@@ -73,8 +74,12 @@ class Rule:
         return "{" + ", ".join(self.antecedent) + "} -> " + right
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "antecedent": list(self.antecedent),
-                "consequent": list(self.consequent), "rule": str(self)}
+        return {
+            **dataclasses.asdict(self),
+            "antecedent": list(self.antecedent),
+            "consequent": list(self.consequent),
+            "rule": str(self),
+        }
 
 
 def age_band(age: float) -> str | None:
@@ -87,8 +92,9 @@ def age_band(age: float) -> str | None:
     return None
 
 
-def encode_items(frame: pd.DataFrame, *, label_column: str = "label",
-                 columns: Sequence[str] = METADATA_COLUMNS) -> pd.DataFrame:
+def encode_items(
+    frame: pd.DataFrame, *, label_column: str = "label", columns: Sequence[str] = METADATA_COLUMNS
+) -> pd.DataFrame:
     """One-hot items of each row: ``attribute=value`` for metadata, age bands, and ``dx=<label>``.
 
     Columns of ``columns`` that the frame lacks are skipped, so data sets without ``dx_type`` (or
@@ -103,8 +109,9 @@ def encode_items(frame: pd.DataFrame, *, label_column: str = "label",
         A boolean DataFrame, one column per item, same row order as ``frame``.
     """
     if label_column not in frame.columns:
-        raise ValueError(f"encode_items: no {label_column!r} column in the table "
-                         f"(columns: {list(frame.columns)})")
+        raise ValueError(
+            f"encode_items: no {label_column!r} column in the table (columns: {list(frame.columns)})"
+        )
     parts = []
     for column in [c for c in columns if c in frame.columns]:
         if column == "age":
@@ -119,8 +126,9 @@ def encode_items(frame: pd.DataFrame, *, label_column: str = "label",
     return pd.concat(parts, axis=1)
 
 
-def frequent_itemsets(items: pd.DataFrame, *, min_support: float, max_length: int = 4
-                      ) -> dict[tuple[str, ...], float]:
+def frequent_itemsets(
+    items: pd.DataFrame, *, min_support: float, max_length: int = 4
+) -> dict[tuple[str, ...], float]:
     """Apriori: every itemset whose support is at least ``min_support``.
 
     Args:
@@ -168,9 +176,14 @@ def frequent_itemsets(items: pd.DataFrame, *, min_support: float, max_length: in
     return {tuple(names[i] for i in key): value for key, value in found.items()}
 
 
-def association_rules(itemsets: dict[tuple[str, ...], float], *, min_confidence: float,
-                      consequent_prefix: str | None = DIAGNOSIS_PREFIX, min_lift: float = 0.0,
-                      drop_redundant: bool = True) -> list[Rule]:
+def association_rules(
+    itemsets: dict[tuple[str, ...], float],
+    *,
+    min_confidence: float,
+    consequent_prefix: str | None = DIAGNOSIS_PREFIX,
+    min_lift: float = 0.0,
+    drop_redundant: bool = True,
+) -> list[Rule]:
     """Rules ``A -> C`` from frequent itemsets, sorted by lift (then confidence, support), highest first.
 
     Args:
@@ -202,28 +215,52 @@ def association_rules(itemsets: dict[tuple[str, ...], float], *, min_confidence:
     return rules
 
 
-def mine_rules(items: pd.DataFrame, *, min_support: float = MIN_SUPPORT,
-               min_confidence: float = MIN_CONFIDENCE,
-               max_length: int = 4, consequent_prefix: str | None = DIAGNOSIS_PREFIX,
-               min_lift: float = 1.0, drop_redundant: bool = True) -> list[Rule]:
+def mine_rules(
+    items: pd.DataFrame,
+    *,
+    min_support: float = MIN_SUPPORT,
+    min_confidence: float = MIN_CONFIDENCE,
+    max_length: int = 4,
+    consequent_prefix: str | None = DIAGNOSIS_PREFIX,
+    min_lift: float = 1.0,
+    drop_redundant: bool = True,
+) -> list[Rule]:
     """Frequent itemsets and their rules in one call.
 
     See :func:`frequent_itemsets` and :func:`association_rules` for the arguments.
     """
     itemsets = frequent_itemsets(items, min_support=min_support, max_length=max_length)
-    return association_rules(itemsets, min_confidence=min_confidence, consequent_prefix=consequent_prefix,
-                             min_lift=min_lift, drop_redundant=drop_redundant)
+    return association_rules(
+        itemsets,
+        min_confidence=min_confidence,
+        consequent_prefix=consequent_prefix,
+        min_lift=min_lift,
+        drop_redundant=drop_redundant,
+    )
 
 
 def rules_table(rules: Iterable[Rule]) -> pd.DataFrame:
     """Rules as a table (rule, antecedent, consequent, support, confidence, lift) for CSV export."""
-    rows = [{"rule": str(r), "antecedent": "; ".join(r.antecedent), "consequent": "; ".join(r.consequent),
-             "support": r.support, "confidence": r.confidence, "lift": r.lift} for r in rules]
+    rows = [
+        {
+            "rule": str(r),
+            "antecedent": "; ".join(r.antecedent),
+            "consequent": "; ".join(r.consequent),
+            "support": r.support,
+            "confidence": r.confidence,
+            "lift": r.lift,
+        }
+        for r in rules
+    ]
     return pd.DataFrame(rows, columns=["rule", "antecedent", "consequent", "support", "confidence", "lift"])
 
 
-def _has_better_general_rule(itemsets: dict[tuple[str, ...], float], itemset: tuple[str, ...],
-                             consequent: tuple[str, ...], confidence: float) -> bool:
+def _has_better_general_rule(
+    itemsets: dict[tuple[str, ...], float],
+    itemset: tuple[str, ...],
+    consequent: tuple[str, ...],
+    confidence: float,
+) -> bool:
     antecedent = [i for i in itemset if i not in consequent]
     for size in range(1, len(antecedent)):
         for general in combinations(antecedent, size):

@@ -62,15 +62,23 @@ class Comparison:
         return "no measurable difference"
 
 
-def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, *, resamples: int = RESAMPLES,
-                               level: float = LEVEL, seed: int = 0) -> tuple[float, float]:
+def balanced_accuracy_interval(
+    y_true: np.ndarray, y_pred: np.ndarray, *, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0
+) -> tuple[float, float]:
     """The ``level`` percentile-bootstrap interval of the balanced accuracy of ``y_pred``."""
     scores = _resampled_recalls(np.asarray(y_true), [np.asarray(y_pred)], resamples, seed)[0].mean(axis=1)
     return _percentiles(scores, level)
 
 
-def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, *, resamples: int = RESAMPLES, level: float = LEVEL,
-                        seed: int = 0, shared_only: bool = False) -> Comparison:
+def compare_predictions(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    *,
+    resamples: int = RESAMPLES,
+    level: float = LEVEL,
+    seed: int = 0,
+    shared_only: bool = False,
+) -> Comparison:
     """Compares two ``predictions.csv`` tables of ``skinlesion evaluate`` (columns image_id, label, predicted).
 
     With ``shared_only`` the images only one table holds are left out (and counted), e.g. two releases
@@ -82,9 +90,11 @@ def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, *, resamples: int = RE
     merged = a.merge(b, on="image_id", suffixes=("_a", "_b"), validate="one_to_one")
     left_out = {"a": len(a) - len(merged), "b": len(b) - len(merged)}
     if any(left_out.values()) and not shared_only:
-        raise ValueError(f"the two evaluations share {len(merged)} images of {len(a)} and {len(b)}: evaluate "
-                         "both models on the same --data and --split, or pass --shared-only to compare on the "
-                         "images both hold")
+        raise ValueError(
+            f"the two evaluations share {len(merged)} images of {len(a)} and {len(b)}: evaluate "
+            "both models on the same --data and --split, or pass --shared-only to compare on the "
+            "images both hold"
+        )
     if merged.empty:
         raise ValueError("the two evaluations share no image: evaluate both models on the same data")
     if not (merged["label_a"] == merged["label_b"]).all():
@@ -100,13 +110,24 @@ def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, *, resamples: int = RE
     per_class = {}
     for column, k in enumerate(np.unique(y_true)):
         hits = [float(np.mean(p[y_true == k] == k)) for p in predictions]
-        per_class[classes[k]] = {"n": int(np.sum(y_true == k)), "recall_a": hits[0], "recall_b": hits[1],
-                                 "difference": hits[1] - hits[0],
-                                 "interval": _percentiles(recalls[1, :, column] - recalls[0, :, column], level)}
-    return Comparison(n=len(merged), balanced_accuracy_a=score_a, balanced_accuracy_b=score_b,
-                      difference=score_b - score_a, interval=_percentiles(differences, level),
-                      b_better_share=float(np.mean(differences > 0)), level=level, per_class=per_class,
-                      left_out=left_out if shared_only else {})
+        per_class[classes[k]] = {
+            "n": int(np.sum(y_true == k)),
+            "recall_a": hits[0],
+            "recall_b": hits[1],
+            "difference": hits[1] - hits[0],
+            "interval": _percentiles(recalls[1, :, column] - recalls[0, :, column], level),
+        }
+    return Comparison(
+        n=len(merged),
+        balanced_accuracy_a=score_a,
+        balanced_accuracy_b=score_b,
+        difference=score_b - score_a,
+        interval=_percentiles(differences, level),
+        b_better_share=float(np.mean(differences > 0)),
+        level=level,
+        per_class=per_class,
+        left_out=left_out if shared_only else {},
+    )
 
 
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
@@ -114,13 +135,17 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     file = path / "predictions.csv" if path.is_dir() else path
     if not file.is_file():
-        raise FileNotFoundError(f"{path}: no predictions.csv; pass the --out folder of `skinlesion evaluate` "
-                                "or its predictions.csv")
+        raise FileNotFoundError(
+            f"{path}: no predictions.csv; pass the --out folder of `skinlesion evaluate` "
+            "or its predictions.csv"
+        )
     table = pd.read_csv(file, dtype={"image_id": str, "label": str, "predicted": str})
     missing = {"image_id", "label", "predicted"} - set(table.columns)
     if missing:
-        raise ValueError(f"{file} has no {', '.join(sorted(missing))} column: is it a predictions.csv of "
-                         "`skinlesion evaluate`?")
+        raise ValueError(
+            f"{file} has no {', '.join(sorted(missing))} column: is it a predictions.csv of "
+            "`skinlesion evaluate`?"
+        )
     return table
 
 
@@ -135,18 +160,24 @@ def format_comparison(comparison: Comparison, name_a: str, name_b: str) -> str:
         f"{100 * low:+.1f} to {100 * high:+.1f} pt; B higher in {comparison.b_better_share:.0%} of resamples)",
         f"  {comparison.verdict}",
     ]
-    lines += [f"  left out: {n} images only {side.upper()} was evaluated on"
-              for side, n in comparison.left_out.items() if n]
+    lines += [
+        f"  left out: {n} images only {side.upper()} was evaluated on"
+        for side, n in comparison.left_out.items()
+        if n
+    ]
     if comparison.per_class:
         lines.append("recall per class (B - A, interval)")
-    lines += [f"  {code:>10} n={row['n']:<4} A {row['recall_a']:.3f}  B {row['recall_b']:.3f}  "
-              f"{100 * row['difference']:+.1f} pt ({100 * row['interval'][0]:+.1f} to {100 * row['interval'][1]:+.1f})"
-              for code, row in comparison.per_class.items()]
+    lines += [
+        f"  {code:>10} n={row['n']:<4} A {row['recall_a']:.3f}  B {row['recall_b']:.3f}  "
+        f"{100 * row['difference']:+.1f} pt ({100 * row['interval'][0]:+.1f} to {100 * row['interval'][1]:+.1f})"
+        for code, row in comparison.per_class.items()
+    ]
     return "\n".join(lines)
 
 
-def _resampled_recalls(y_true: np.ndarray, predictions: list[np.ndarray], resamples: int,
-                       seed: int) -> np.ndarray:
+def _resampled_recalls(
+    y_true: np.ndarray, predictions: list[np.ndarray], resamples: int, seed: int
+) -> np.ndarray:
     """Per-class recall of each prediction on the same ``resamples`` stratified bootstrap resamples:
     (predictions, resamples, classes present); their mean over classes is the balanced accuracy.
 

@@ -28,10 +28,24 @@ import numpy as np
 import pandas as pd
 
 from build.atomic import write_with
-from build.make.datasets import (METADATA, SPLITS, SplitConfig, duplicate_lesion_pairs, load_dataset, merge_datasets,
-                            split_by_group)
-from build.analysis.rules import (DIAGNOSIS_PREFIX, MIN_CONFIDENCE, MIN_SUPPORT, Rule, encode_items, mine_rules,
-                         rules_table)
+from build.make.datasets import (
+    METADATA,
+    SPLITS,
+    SplitConfig,
+    duplicate_lesion_pairs,
+    load_dataset,
+    merge_datasets,
+    split_by_group,
+)
+from build.analysis.rules import (
+    DIAGNOSIS_PREFIX,
+    MIN_CONFIDENCE,
+    MIN_SUPPORT,
+    Rule,
+    encode_items,
+    mine_rules,
+    rules_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +121,17 @@ class Summary:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
-def summarize(sources: Sequence[str], label_maps: Sequence[str | None], out_dir: str | Path, *,
-              split: SplitConfig, top_rules: int = 15, labels: Sequence[str] | None = None,
-              min_support: float = MIN_SUPPORT, min_confidence: float = MIN_CONFIDENCE) -> Summary:
+def summarize(
+    sources: Sequence[str],
+    label_maps: Sequence[str | None],
+    out_dir: str | Path,
+    *,
+    split: SplitConfig,
+    top_rules: int = 15,
+    labels: Sequence[str] | None = None,
+    min_support: float = MIN_SUPPORT,
+    min_confidence: float = MIN_CONFIDENCE,
+) -> Summary:
     """Loads, merges and splits ``sources``; writes the summary, rules and plots to ``out_dir``.
 
     Args:
@@ -130,8 +152,10 @@ def summarize(sources: Sequence[str], label_maps: Sequence[str | None], out_dir:
     if not sources:
         raise ValueError("data summary needs at least one data set")
     if len(label_maps) != len(sources):
-        raise ValueError(f"got {len(label_maps)} label maps for {len(sources)} data sets; give one per data "
-                         "set (None or '' for no map)")
+        raise ValueError(
+            f"got {len(label_maps)} label maps for {len(sources)} data sets; give one per data "
+            "set (None or '' for no map)"
+        )
     if top_rules < 0:
         raise ValueError(f"top_rules must be >= 0, got {top_rules}")
     started = time.perf_counter()
@@ -141,13 +165,17 @@ def summarize(sources: Sequence[str], label_maps: Sequence[str | None], out_dir:
     frames = [load_dataset(source, label_map=m or None) for source, m in zip(sources, maps)]
     frame, report = merge_datasets(frames, labels=labels)
     frame = split_by_group(frame, split)
-    log.info("summary: %d images loaded, merged and split in %.1f s", len(frame),
-             time.perf_counter() - started)
+    log.info(
+        "summary: %d images loaded, merged and split in %.1f s", len(frame), time.perf_counter() - started
+    )
 
     items = encode_items(frame)
     has_metadata = items.loc[:, [c for c in items.columns if not c.startswith(DIAGNOSIS_PREFIX)]].any(axis=1)
-    rules = mine_rules(items[has_metadata], min_support=min_support, min_confidence=min_confidence) \
-        if has_metadata.any() else []
+    rules = (
+        mine_rules(items[has_metadata], min_support=min_support, min_confidence=min_confidence)
+        if has_metadata.any()
+        else []
+    )
 
     files: dict[str, str] = {}
     skipped: dict[str, str] = {}
@@ -162,31 +190,46 @@ def summarize(sources: Sequence[str], label_maps: Sequence[str | None], out_dir:
     if rules:
         table = rules_table(rules)
         write_with(out_dir / "rules.csv", lambda tmp: table.to_csv(tmp, index=False))
-        write_with(out_dir / "rules.json", lambda tmp: tmp.write_text(
-            json.dumps([r.to_dict() for r in rules], indent=2) + "\n"))
+        write_with(
+            out_dir / "rules.json",
+            lambda tmp: tmp.write_text(json.dumps([r.to_dict() for r in rules], indent=2) + "\n"),
+        )
         files["rules_csv"], files["rules_json"] = str(out_dir / "rules.csv"), str(out_dir / "rules.json")
     else:
-        skipped["rules"] = ("no images with metadata" if not has_metadata.any()
-                            else f"no rule reached support {min_support:g} and confidence {min_confidence:g}")
+        skipped["rules"] = (
+            "no images with metadata"
+            if not has_metadata.any()
+            else f"no rule reached support {min_support:g} and confidence {min_confidence:g}"
+        )
         for stale in ("rules.csv", "rules.json"):
             (out_dir / stale).unlink(missing_ok=True)
     files["summary_json"], files["summary_txt"] = str(out_dir / "summary.json"), str(out_dir / "summary.txt")
 
     group_sizes = frame.groupby("group").size()
     summary = Summary(
-        sources=tuple(str(s) for s in sources), label_maps=maps, images=len(frame),
+        sources=tuple(str(s) for s in sources),
+        label_maps=maps,
+        images=len(frame),
         lesions=int(frame["group"].nunique()),
         classes=_counts(frame["label"]),
         splits={s: _counts(frame.loc[frame["split"] == s, "label"]) for s in SPLITS},
         split_lesions={s: int(frame.loc[frame["split"] == s, "group"].nunique()) for s in SPLITS},
         by_source={str(s): _counts(part["label"]) for s, part in frame.groupby("source", sort=False)},
         images_per_lesion={int(k): int(v) for k, v in sorted(group_sizes.value_counts().items())},
-        kept=report.kept, dropped_duplicates=report.dropped_duplicates,
-        dropped_unmapped=report.dropped_unmapped, dropped_conflicting=report.dropped_conflicting,
+        kept=report.kept,
+        dropped_duplicates=report.dropped_duplicates,
+        dropped_unmapped=report.dropped_unmapped,
+        dropped_conflicting=report.dropped_conflicting,
         duplicate_labels=duplicate_labels(frames, labels=labels),
         metadata={c: int(frame[c].map(_present).sum()) for c in METADATA if c in frame.columns},
-        rule_images=int(has_metadata.sum()), min_support=min_support, min_confidence=min_confidence,
-        rules_found=len(rules), rules=tuple(rules[:top_rules]), split=split, files=files, skipped=skipped,
+        rule_images=int(has_metadata.sum()),
+        min_support=min_support,
+        min_confidence=min_confidence,
+        rules_found=len(rules),
+        rules=tuple(rules[:top_rules]),
+        split=split,
+        files=files,
+        skipped=skipped,
         merged_lesions={str(s): n for s in sources if (n := duplicate_lesion_pairs(s))},
     )
     write_with(out_dir / "summary.json", lambda tmp: tmp.write_text(summary.to_json()))
@@ -195,8 +238,9 @@ def summarize(sources: Sequence[str], label_maps: Sequence[str | None], out_dir:
     return summary
 
 
-def duplicate_labels(frames: Sequence[pd.DataFrame], *,
-                     labels: Sequence[str] | None = None) -> dict[str, int]:
+def duplicate_labels(
+    frames: Sequence[pd.DataFrame], *, labels: Sequence[str] | None = None
+) -> dict[str, int]:
     """For each image dropped as a duplicate, its label against the kept copy's: ``"nv -> akiec"`` -> count.
 
     Follows ``merge_datasets``: earlier frames win, rows outside ``labels`` are ignored.
@@ -217,10 +261,13 @@ def duplicate_labels(frames: Sequence[pd.DataFrame], *,
 
 def format_summary(summary: Summary) -> str:
     """The summary as terminal text: counts table, merge report, lesions, metadata, top rules, files."""
-    out = [f"{summary.images:,} images of {summary.lesions:,} lesions "
-           f"from {len(summary.sources)} data set(s)"]
-    out += [f"  {source}" + (f"  (label map: {m})" if m else "") for source, m in zip(summary.sources,
-                                                                                     summary.label_maps)]
+    out = [
+        f"{summary.images:,} images of {summary.lesions:,} lesions from {len(summary.sources)} data set(s)"
+    ]
+    out += [
+        f"  {source}" + (f"  (label map: {m})" if m else "")
+        for source, m in zip(summary.sources, summary.label_maps)
+    ]
     out += ["", "Merge"] + [f"  {line}" for line in _merge_lines(summary)]
 
     sources = list(summary.by_source)
@@ -241,14 +288,18 @@ def format_summary(summary: Summary) -> str:
         known = ", ".join(f"{c} {n:,}" for c, n in summary.metadata.items())
         out += [f"Metadata present (images): {known}"]
 
-    out += ["", f"Association rules -> diagnosis over {summary.rule_images:,} images with metadata "
-                f"(support >= {summary.min_support:.1%}, confidence >= {summary.min_confidence:.0%}, "
-                f"sorted by lift): {summary.rules_found} found"]
+    out += [
+        "",
+        f"Association rules -> diagnosis over {summary.rule_images:,} images with metadata "
+        f"(support >= {summary.min_support:.1%}, confidence >= {summary.min_confidence:.0%}, "
+        f"sorted by lift): {summary.rules_found} found",
+    ]
     if summary.rules:
-        out += _table(["lift", "confidence", "support", "rule"],
-                      [[f"{r.lift:.2f}", f"{r.confidence:.0%}", f"{r.support:.1%}", str(r)]
-                       for r in summary.rules],
-                      left_last=True)
+        out += _table(
+            ["lift", "confidence", "support", "rule"],
+            [[f"{r.lift:.2f}", f"{r.confidence:.0%}", f"{r.support:.1%}", str(r)] for r in summary.rules],
+            left_last=True,
+        )
     out += ["", "Files"] + [f"  {path}" for path in summary.files.values()]
     out += [f"  not written: {name} ({reason})" for name, reason in summary.skipped.items()]
     return "\n".join(out)
@@ -256,6 +307,7 @@ def format_summary(summary: Summary) -> str:
 
 # --- plots ------------------------------------------------------------------------------------------
 # Each returns None once the PNG is written, or the reason it was not.
+
 
 def plot_age_by_diagnosis(frame: pd.DataFrame, path: Path) -> str | None:
     """One age histogram per diagnosis (small multiples share the x axis)."""
@@ -272,7 +324,7 @@ def plot_age_by_diagnosis(frame: pd.DataFrame, path: Path) -> str | None:
         values = data.loc[data["label"] == label, "age"]
         axis.hist(values, bins=bins, color="tab:blue")
         axis.set_title(f"{label} (n={len(values):,}, median {values.median():.0f})", fontsize=9)
-    for axis in list(axes.flat)[len(labels):]:
+    for axis in list(axes.flat)[len(labels) :]:
         axis.set_visible(False)
     for axis in axes[-1]:
         axis.set_xlabel("age (years)")
@@ -315,8 +367,15 @@ def plot_localization_by_diagnosis(frame: pd.DataFrame, path: Path) -> str | Non
     axis.set_yticks(range(len(table)), [f"{site} (n={n:,})" for site, n in table.sum(axis=1).items()])
     for (row, column), count in np.ndenumerate(table.to_numpy()):
         if count:
-            axis.text(column, row, str(count), ha="center", va="center", fontsize=7,
-                      color="black" if shares.iat[row, column] > 0.6 else "white")
+            axis.text(
+                column,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if shares.iat[row, column] > 0.6 else "white",
+            )
     figure.colorbar(image, ax=axis, label="share of the site's images")
     figure.suptitle("Diagnosis by localization")
     _save(figure, path)
@@ -332,22 +391,38 @@ PLOTS: dict[str, Callable[[pd.DataFrame, Path], str | None]] = {
 
 # --- helpers ----------------------------------------------------------------------------------------
 
+
 def _merge_lines(summary: Summary) -> list[str]:
     lines = [f"kept {n:,} images from {source}" for source, n in summary.kept.items()]
-    lines += [f"dropped {n:,} images from {source}: same image_id already kept (from an earlier source or "
-              "earlier in this one)" for source, n in summary.dropped_duplicates.items() if n]
-    lines += [f"dropped {n:,} images labelled {label!r}: not a target class"
-              for label, n in summary.dropped_unmapped.items() if n]
-    lines += [f"dropped {n:,} images from {source}: it lists each of them under two or more classes"
-              for source, n in summary.dropped_conflicting.items() if n]
+    lines += [
+        f"dropped {n:,} images from {source}: same image_id already kept (from an earlier source or "
+        "earlier in this one)"
+        for source, n in summary.dropped_duplicates.items()
+        if n
+    ]
+    lines += [
+        f"dropped {n:,} images labelled {label!r}: not a target class"
+        for label, n in summary.dropped_unmapped.items()
+        if n
+    ]
+    lines += [
+        f"dropped {n:,} images from {source}: it lists each of them under two or more classes"
+        for source, n in summary.dropped_conflicting.items()
+        if n
+    ]
     disagree = {pair: n for pair, n in summary.duplicate_labels.items() if len(set(pair.split(" -> "))) > 1}
     if summary.duplicate_labels:
         same = sum(summary.duplicate_labels.values()) - sum(disagree.values())
-        lines.append(f"duplicates with the same label as the kept copy: {same:,}; with a different label: "
-                     f"{sum(disagree.values()):,} (the kept copy's label is used)")
+        lines.append(
+            f"duplicates with the same label as the kept copy: {same:,}; with a different label: "
+            f"{sum(disagree.values()):,} (the kept copy's label is used)"
+        )
         lines += [f"  dropped label -> kept label  {pair}: {n:,}" for pair, n in disagree.items()]
-    lines += [f"merged {n} pairs of lesion ids that name one lesion in {source} (duplicate_lesions.csv), so "
-              "each pair stays in one split" for source, n in summary.merged_lesions.items()]
+    lines += [
+        f"merged {n} pairs of lesion ids that name one lesion in {source} (duplicate_lesions.csv), so "
+        "each pair stays in one split"
+        for source, n in summary.merged_lesions.items()
+    ]
     return lines or ["nothing dropped"]
 
 
@@ -370,8 +445,9 @@ def _crosstab(frame: pd.DataFrame, column: str, by: str = "label") -> pd.DataFra
 
 
 def _table(header: list[str], rows: list[list], *, left_last: bool = False) -> list[str]:
-    cells = [[f"{c:,}" if isinstance(c, (int, np.integer)) else str(c) for c in row]
-             for row in [header, *rows]]
+    cells = [
+        [f"{c:,}" if isinstance(c, (int, np.integer)) else str(c) for c in row] for row in [header, *rows]
+    ]
     widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(len(header))]
 
     def fmt(row: list[str]) -> str:

@@ -57,14 +57,17 @@ class SweepSpace:
         for name in ("learning_rate", "l2"):
             low, high = getattr(self, name)
             if not 0 < low <= high:
-                raise ValueError(f"SweepSpace.{name} must be (low, high) with 0 < low <= high, "
-                                 f"got {(low, high)}")
+                raise ValueError(
+                    f"SweepSpace.{name} must be (low, high) with 0 < low <= high, got {(low, high)}"
+                )
         if not 0 <= self.dropout[0] <= self.dropout[1] < 1:
             raise ValueError(f"SweepSpace.dropout must be (low, high) within [0, 1), got {self.dropout}")
         unknown = sorted(set(self.optimizers) - set(_LEARNING_RATE_SCALE))
         if not self.optimizers or unknown:
-            raise ValueError(f"SweepSpace.optimizers must be a non-empty subset of "
-                             f"{sorted(_LEARNING_RATE_SCALE)}, got {self.optimizers}")
+            raise ValueError(
+                f"SweepSpace.optimizers must be a non-empty subset of "
+                f"{sorted(_LEARNING_RATE_SCALE)}, got {self.optimizers}"
+            )
 
 
 @dataclass(frozen=True)
@@ -116,8 +119,15 @@ class TrialResult:
         return dataclasses.asdict(self)
 
 
-def sweep(run_dir: str | Path, base_config: BuildConfig, *, trials: int, seed: int = 0,
-          space: SweepSpace = SweepSpace(), budget: SweepBudget = SweepBudget()) -> list[TrialResult]:
+def sweep(
+    run_dir: str | Path,
+    base_config: BuildConfig,
+    *,
+    trials: int,
+    seed: int = 0,
+    space: SweepSpace = SweepSpace(),
+    budget: SweepBudget = SweepBudget(),
+) -> list[TrialResult]:
     """Trains ``trials`` short variants of ``base_config`` and returns them best first.
 
     Trial ``i`` draws its hyperparameters from ``(seed, i)`` alone, so asking for more trials later
@@ -158,8 +168,12 @@ def sweep(run_dir: str | Path, base_config: BuildConfig, *, trials: int, seed: i
             train_float(prepare(run, config))
             seconds = time.perf_counter() - started
             trained.append(seconds)
-            log.info("sweep: trial %d done in %.0f s; sweep ETA %s", trial, seconds,
-                     format_duration((trials - trial - 1) * sum(trained) / len(trained)))
+            log.info(
+                "sweep: trial %d done in %.0f s; sweep ETA %s",
+                trial,
+                seconds,
+                format_duration((trials - trial - 1) * sum(trained) / len(trained)),
+            )
             # Each trial builds a fresh model; without this the graph of every earlier one stays alive.
             keras.backend.clear_session()
         results.append(_read_result(trial, run, config))
@@ -167,14 +181,26 @@ def sweep(run_dir: str | Path, base_config: BuildConfig, *, trials: int, seed: i
         _save(root, ranked, seed=seed, space=space, budget=budget)
     print(format_table(ranked))
     best = ranked[0]
-    log.info("sweep: best is trial %d (%s, lr %.2g, dropout %.2f, l2 %.1e): val balanced accuracy %.4f",
-             best.trial, best.optimizer, best.learning_rate, best.dropout, best.l2,
-             best.val_balanced_accuracy)
+    log.info(
+        "sweep: best is trial %d (%s, lr %.2g, dropout %.2f, l2 %.1e): val balanced accuracy %.4f",
+        best.trial,
+        best.optimizer,
+        best.learning_rate,
+        best.dropout,
+        best.l2,
+        best.val_balanced_accuracy,
+    )
     return ranked
 
 
-def trial_config(base: BuildConfig, trial: int, *, seed: int = 0, space: SweepSpace = SweepSpace(),
-                 budget: SweepBudget = SweepBudget()) -> BuildConfig:
+def trial_config(
+    base: BuildConfig,
+    trial: int,
+    *,
+    seed: int = 0,
+    space: SweepSpace = SweepSpace(),
+    budget: SweepBudget = SweepBudget(),
+) -> BuildConfig:
     """The config of trial ``trial``: ``base`` with drawn hyperparameters and a short budget."""
     rng = np.random.default_rng([seed, trial])
     optimizer = str(space.optimizers[rng.integers(len(space.optimizers))])
@@ -187,15 +213,21 @@ def trial_config(base: BuildConfig, trial: int, *, seed: int = 0, space: SweepSp
     if train.steps_per_epoch:
         steps = min(train.steps_per_epoch, steps) if steps else train.steps_per_epoch
     new_train = dataclasses.replace(
-        train, optimizer=optimizer, learning_rate=_round(learning_rate),
-        head_learning_rate=_round(learning_rate * head_ratio), steps_per_epoch=steps,
-        head_epochs=min(train.head_epochs, budget.head_epochs), epochs=min(train.epochs, budget.epochs),
-        warmup_epochs=min(train.warmup_epochs, max(0, min(train.epochs, budget.epochs) - 1)))
+        train,
+        optimizer=optimizer,
+        learning_rate=_round(learning_rate),
+        head_learning_rate=_round(learning_rate * head_ratio),
+        steps_per_epoch=steps,
+        head_epochs=min(train.head_epochs, budget.head_epochs),
+        epochs=min(train.epochs, budget.epochs),
+        warmup_epochs=min(train.warmup_epochs, max(0, min(train.epochs, budget.epochs) - 1)),
+    )
     model = dataclasses.replace(base.model, dropout=_round(dropout), l2=_round(l2))
     # QAT and export are not part of a trial; switching QAT off keeps the trial's saved config honest.
     qat = dataclasses.replace(base.qat, enabled=False)
-    return dataclasses.replace(base, name=f"{base.name}-trial-{trial:03d}", train=new_train, model=model,
-                               qat=qat)
+    return dataclasses.replace(
+        base, name=f"{base.name}-trial-{trial:03d}", train=new_train, model=model, qat=qat
+    )
 
 
 def rank(results: list[TrialResult]) -> list[TrialResult]:
@@ -205,12 +237,16 @@ def rank(results: list[TrialResult]) -> list[TrialResult]:
 
 def format_table(results: list[TrialResult]) -> str:
     """The ranked results as a fixed-width text table."""
-    header = f"{'rank':>4} {'trial':>5} {'optimizer':<9} {'lr':>8} {'dropout':>7} {'l2':>8} " \
-             f"{'val bal acc':>11} {'best ep':>7} {'seconds':>8}"
+    header = (
+        f"{'rank':>4} {'trial':>5} {'optimizer':<9} {'lr':>8} {'dropout':>7} {'l2':>8} "
+        f"{'val bal acc':>11} {'best ep':>7} {'seconds':>8}"
+    )
     lines = [header, "-" * len(header)]
     for place, r in enumerate(results, start=1):
-        lines.append(f"{place:>4} {r.trial:>5} {r.optimizer:<9} {r.learning_rate:>8.2g} {r.dropout:>7.2f} "
-                     f"{r.l2:>8.1e} {r.val_balanced_accuracy:>11.4f} {r.best_epoch:>7} {r.seconds:>8.0f}")
+        lines.append(
+            f"{place:>4} {r.trial:>5} {r.optimizer:<9} {r.learning_rate:>8.2g} {r.dropout:>7.2f} "
+            f"{r.l2:>8.1e} {r.val_balanced_accuracy:>11.4f} {r.best_epoch:>7} {r.seconds:>8.0f}"
+        )
     return "\n".join(lines)
 
 
@@ -218,28 +254,52 @@ def _read_result(trial: int, run: Run, config: BuildConfig) -> TrialResult:
     # state.json is written after every epoch, so it is there even if summary.json never was.
     state_file = run.root / "float" / "state.json"
     if not state_file.is_file():
-        raise FileNotFoundError(f"sweep trial {trial}: {state_file} is missing although training finished; "
-                                f"delete {run.root} and run the sweep again")
+        raise FileNotFoundError(
+            f"sweep trial {trial}: {state_file} is missing although training finished; "
+            f"delete {run.root} and run the sweep again"
+        )
     state = json.loads(state_file.read_text())
     return TrialResult(
-        trial=trial, optimizer=config.train.optimizer, learning_rate=config.train.learning_rate,
-        head_learning_rate=config.train.head_learning_rate, dropout=config.model.dropout, l2=config.model.l2,
-        val_balanced_accuracy=float(state["best"]), best_epoch=int(state["best_epoch"]),
-        epochs=int(state["epoch"]), seconds=round(float(state["seconds"]), 1), run_dir=str(run.root))
+        trial=trial,
+        optimizer=config.train.optimizer,
+        learning_rate=config.train.learning_rate,
+        head_learning_rate=config.train.head_learning_rate,
+        dropout=config.model.dropout,
+        l2=config.model.l2,
+        val_balanced_accuracy=float(state["best"]),
+        best_epoch=int(state["best_epoch"]),
+        epochs=int(state["epoch"]),
+        seconds=round(float(state["seconds"]), 1),
+        run_dir=str(run.root),
+    )
 
 
-def _save(root: Path, ranked: list[TrialResult], *, seed: int, space: SweepSpace,
-          budget: SweepBudget) -> None:
+def _save(
+    root: Path, ranked: list[TrialResult], *, seed: int, space: SweepSpace, budget: SweepBudget
+) -> None:
     write_csv_atomic(root / "sweep.csv", pd.DataFrame([r.to_dict() for r in ranked]))
-    write_text_atomic(root / "sweep.json", json.dumps(
-        {"seed": seed, "space": dataclasses.asdict(space), "budget": dataclasses.asdict(budget),
-         "ranked_by": "val_balanced_accuracy", "results": [r.to_dict() for r in ranked]}, indent=2) + "\n")
+    write_text_atomic(
+        root / "sweep.json",
+        json.dumps(
+            {
+                "seed": seed,
+                "space": dataclasses.asdict(space),
+                "budget": dataclasses.asdict(budget),
+                "ranked_by": "val_balanced_accuracy",
+                "results": [r.to_dict() for r in ranked],
+            },
+            indent=2,
+        )
+        + "\n",
+    )
 
 
 def _describe(config: BuildConfig) -> str:
     train, model = config.train, config.model
-    return (f"{train.optimizer}, lr {train.learning_rate:.2g}, dropout {model.dropout:.2f}, "
-            f"l2 {model.l2:.1e}, {train.head_epochs}+{train.epochs} epochs")
+    return (
+        f"{train.optimizer}, lr {train.learning_rate:.2g}, dropout {model.dropout:.2f}, "
+        f"l2 {model.l2:.1e}, {train.head_epochs}+{train.epochs} epochs"
+    )
 
 
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:

@@ -29,8 +29,9 @@ def make_augmenter(config: AugmentConfig, spec: InputSpec, *, seed: int):
     from models.keras import tf
 
     square = spec.height == spec.width
-    geometric = bool(config.flip or (config.rotate_90 and square) or config.rotation or config.shift
-                     or config.zoom)
+    geometric = bool(
+        config.flip or (config.rotate_90 and square) or config.rotation or config.shift or config.zoom
+    )
     # Two compiled steps, not one: with the warp and the per-image mean (contrast) in one program,
     # XLA re-runs the warp's gathers inside each consumer; a materialized warp is cheaper.
     move = tf.function(functools.partial(_move_pixels, geometric=geometric), jit_compile=True)
@@ -40,15 +41,25 @@ def make_augmenter(config: AugmentConfig, spec: InputSpec, *, seed: int):
         rng = _StatelessDraws(tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)]))
         batch = tf.shape(images)[0]
         unit = tf.ones([batch, 1, 1, 1])
-        transforms = (_random_transforms(config, spec, rng, batch, square) if geometric
-                      else tf.zeros([batch, 8]))
-        brightness = rng.uniform([batch, 1, 1, 1], -config.brightness, config.brightness) * 255.0 \
-            if config.brightness else 0.0 * unit
-        contrast = rng.uniform([batch, 1, 1, 1], 1 - config.contrast, 1 + config.contrast) \
-            if config.contrast else unit
+        transforms = (
+            _random_transforms(config, spec, rng, batch, square) if geometric else tf.zeros([batch, 8])
+        )
+        brightness = (
+            rng.uniform([batch, 1, 1, 1], -config.brightness, config.brightness) * 255.0
+            if config.brightness
+            else 0.0 * unit
+        )
+        contrast = (
+            rng.uniform([batch, 1, 1, 1], 1 - config.contrast, 1 + config.contrast)
+            if config.contrast
+            else unit
+        )
         hue = rng.uniform([batch, 1, 1], -config.hue, config.hue) if config.hue else tf.zeros([batch, 1, 1])
-        saturation = rng.uniform([batch, 1, 1], 1 - config.saturation, 1 + config.saturation) \
-            if config.saturation else tf.ones([batch, 1, 1])
+        saturation = (
+            rng.uniform([batch, 1, 1], 1 - config.saturation, 1 + config.saturation)
+            if config.saturation
+            else tf.ones([batch, 1, 1])
+        )
         # XLA's own random numbers are slow on CPU: draw uniforms here, shape them to a Gaussian in XLA.
         # The open interval keeps erfinv finite (tails cut at 4.9 standard deviations).
         noise = rng.uniform(tf.shape(images), 5e-7, 1 - 5e-7) if config.noise else tf.zeros([batch, 1, 1, 1])
@@ -84,8 +95,9 @@ def _random_transforms(config: AugmentConfig, spec: InputSpec, rng, batch, squar
     one, zero = tf.ones([batch]), tf.zeros([batch])
 
     def matrix(row0, row1):
-        return tf.stack([tf.stack(row0, axis=1), tf.stack(row1, axis=1), tf.stack([zero, zero, one], axis=1)],
-                        axis=1)
+        return tf.stack(
+            [tf.stack(row0, axis=1), tf.stack(row1, axis=1), tf.stack([zero, zero, one], axis=1)], axis=1
+        )
 
     result = tf.eye(3, batch_shape=[batch])
     if config.flip:
@@ -104,8 +116,9 @@ def _random_transforms(config: AugmentConfig, spec: InputSpec, rng, batch, squar
         cx, cy = (width - 1) / 2, (height - 1) / 2
         # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2): rotate/scale about
         # the centre.
-        result = result @ matrix([cos, -sin, cx - cos * cx + sin * cy + dx],
-                                 [sin, cos, cy - sin * cx - cos * cy + dy])
+        result = result @ matrix(
+            [cos, -sin, cx - cos * cx + sin * cy + dx], [sin, cos, cy - sin * cx - cos * cy + dy]
+        )
     return tf.reshape(result, [batch, 9])[:, :8]
 
 
@@ -128,8 +141,14 @@ def _shade_pixels(images, contrast, hue, saturation, noise, *, config: AugmentCo
         images = (images - mean) * contrast + mean
     if config.saturation or config.hue:
         hsv = tf.image.rgb_to_hsv(tf.clip_by_value(images / 255.0, 0.0, 1.0))
-        hsv = tf.stack([tf.math.floormod(hsv[..., 0] + hue, 1.0),
-                        tf.clip_by_value(hsv[..., 1] * saturation, 0.0, 1.0), hsv[..., 2]], axis=-1)
+        hsv = tf.stack(
+            [
+                tf.math.floormod(hsv[..., 0] + hue, 1.0),
+                tf.clip_by_value(hsv[..., 1] * saturation, 0.0, 1.0),
+                hsv[..., 2],
+            ],
+            axis=-1,
+        )
         images = tf.image.hsv_to_rgb(hsv) * 255.0
     if config.noise:
         # Uniform (0, 1) -> N(0, noise^2) through the inverse normal CDF.

@@ -50,7 +50,9 @@ class CachedImages:
         return self.pixels[index, :height, :width]
 
 
-def build_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *, workers: int = 0) -> np.ndarray:
+def build_cache(
+    paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *, workers: int = 0
+) -> np.ndarray:
     """Decodes ``paths`` once through ``edge.preprocess`` into a memory-mapped uint8 array.
 
     The file name hashes the paths, their sizes and modification times, and the spec, so the cache is
@@ -63,8 +65,9 @@ def build_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *,
     return np.load(target, mmap_mode="r")
 
 
-def build_source_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *,
-                       workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def build_source_cache(
+    paths: Sequence[str], spec: InputSpec, cache_dir: str | Path, *, workers: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Decodes ``paths`` at their own aspect onto a square canvas (``build.make.framing.canvas_side``), for
     training crops; returns the memory-mapped pixels and each image's (height, width) on its canvas.
 
@@ -84,13 +87,20 @@ def build_source_cache(paths: Sequence[str], spec: InputSpec, cache_dir: str | P
             canvas, sizes[index] = fit_on_canvas(open_rgb(path, max_pixels=spec.max_pixels), side)
             return canvas
 
-        _write_cache(target, list(zip(paths, range(len(paths)))), (side, side), decode, workers,
-                     before_rename=lambda: write_with(sizes_file, lambda tmp: np.save(tmp, sizes)))
+        _write_cache(
+            target,
+            list(zip(paths, range(len(paths)))),
+            (side, side),
+            decode,
+            workers,
+            before_rename=lambda: write_with(sizes_file, lambda tmp: np.save(tmp, sizes)),
+        )
     return np.load(target, mmap_mode="r"), np.load(sizes_file)
 
 
-def _write_cache(target: Path, items: Sequence, shape: tuple[int, int], decode, workers: int,
-                 before_rename=None) -> None:
+def _write_cache(
+    target: Path, items: Sequence, shape: tuple[int, int], decode, workers: int, before_rename=None
+) -> None:
     """Decodes every item into a temporary (N, *shape, 3) memory map renamed to ``target`` when complete."""
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -115,8 +125,14 @@ def _write_cache(target: Path, items: Sequence, shape: tuple[int, int], decode, 
         raise
     pixels = None  # close the memory map before the rename  # noqa: F841
     os.replace(tmp, target)
-    log.info("cache: %d images at %dx%d in %.1f s -> %s", len(items), shape[0], shape[1],
-             time.perf_counter() - started, target)
+    log.info(
+        "cache: %d images at %dx%d in %.1f s -> %s",
+        len(items),
+        shape[0],
+        shape[1],
+        time.perf_counter() - started,
+        target,
+    )
 
 
 def _cache_key(paths: Sequence[str], spec: InputSpec) -> str:

@@ -103,8 +103,12 @@ def fit_balanced_shift(probs_or_logits: np.ndarray, y: np.ndarray) -> np.ndarray
     def loss(params: np.ndarray) -> float:
         return _nll(logits / np.exp(params[0]) + params[1:], y)
 
-    fitted = minimize(loss, np.zeros(num_classes + 1), method="L-BFGS-B",
-                      bounds=[LOG_T_BOUNDS] + [(-20.0, 20.0)] * num_classes).x
+    fitted = minimize(
+        loss,
+        np.zeros(num_classes + 1),
+        method="L-BFGS-B",
+        bounds=[LOG_T_BOUNDS] + [(-20.0, 20.0)] * num_classes,
+    ).x
     temperature, bias = np.exp(fitted[0]), fitted[1:]
     shift = -temperature * (bias - np.log(counts / counts.sum()))
     return shift - shift.mean()

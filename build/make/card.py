@@ -12,8 +12,17 @@ from build.make.results import CARD_QAT_KEYS, FloatResult, QatResult
 from edge.card import ModelCard
 from edge.tasks import task as task_row
 
-def make_card(ctx: RunContext, floated: FloatResult, quantized: QatResult | None, *, temperature: float,
-              abstain: dict, validation: dict, seconds: float) -> ModelCard:
+
+def make_card(
+    ctx: RunContext,
+    floated: FloatResult,
+    quantized: QatResult | None,
+    *,
+    temperature: float,
+    abstain: dict,
+    validation: dict,
+    seconds: float,
+) -> ModelCard:
     """The bundle's card, before metrics are added: the run's classes and input, the stages' records
     (``floated``, and ``quantized`` when QAT ran), calibration, abstain rule and parity reports."""
     config, classes = ctx.config, ctx.classes
@@ -29,18 +38,34 @@ def make_card(ctx: RunContext, floated: FloatResult, quantized: QatResult | None
     }
     task = task_row(config.data.task)
     return ModelCard(
-        name=config.name, version=datetime.date.today().strftime("%Y.%m.%d"),
+        name=config.name,
+        version=datetime.date.today().strftime("%Y.%m.%d"),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         task=f"{task.image_kind}, {len(classes)} classes",
-        classes=tuple(task.class_info(c) for c in classes), input=ctx.spec,
-        temperature=temperature, abstain=abstain, validation=validation, training=training,
-        license=task.license, intended_use=task.intended_use, limitations=task.limitations)
+        classes=tuple(task.class_info(c) for c in classes),
+        input=ctx.spec,
+        temperature=temperature,
+        abstain=abstain,
+        validation=validation,
+        training=training,
+        license=task.license,
+        intended_use=task.intended_use,
+        limitations=task.limitations,
+    )
 
 
 def code_version() -> str:
     """The checkout's ``git describe``, recorded in the card and in the export reuse keys."""
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "describe", "--always", "--dirty"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=10,
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -65,7 +65,9 @@ class RunContext:
         if source_aspect:
             pixels, sizes = build_source_cache(list(part["path"]), self.spec, self.run.cache_dir)
             return CachedImages(pixels=pixels, labels=labels, sizes=sizes)
-        return CachedImages(pixels=build_cache(list(part["path"]), self.spec, self.run.cache_dir), labels=labels)
+        return CachedImages(
+            pixels=build_cache(list(part["path"]), self.spec, self.run.cache_dir), labels=labels
+        )
 
     def split_summary(self) -> dict:
         """What the card records of the split (see ``build.make.run.split_summary``)."""
@@ -79,8 +81,10 @@ class RunContext:
             ValueError: ``config`` changes the classes or the input spec.
         """
         if input_spec(config) != self.spec or tuple(class_names(config, self.frame)) != self.classes:
-            raise ValueError("with_config keeps the split, classes and input spec; prepare() a new context "
-                             "for a config that changes data or model settings")
+            raise ValueError(
+                "with_config keeps the split, classes and input spec; prepare() a new context "
+                "for a config that changes data or model settings"
+            )
         return dataclasses.replace(self, config=config)
 
 
@@ -88,5 +92,10 @@ def prepare(run: Run, config: BuildConfig) -> RunContext:
     """Builds the context of ``run``: loads or makes the split (``split.csv``), names the classes and
     the input spec. The images are decoded later, when a stage first reads them."""
     frame = prepare_split(run, config)
-    return RunContext(run=run, config=config, frame=frame, classes=tuple(class_names(config, frame)),
-                      spec=input_spec(config))
+    return RunContext(
+        run=run,
+        config=config,
+        frame=frame,
+        classes=tuple(class_names(config, frame)),
+        spec=input_spec(config),
+    )

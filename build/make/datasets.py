@@ -31,8 +31,15 @@ COLUMNS = ["path", "image_id", "label", "group", "source", "age", "sex", "locali
 METADATA = ("age", "sex", "localization", "dx_type")
 SPLITS = ("train", "val", "test")
 
-ISIC2018_COLUMNS = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "BKL": "bkl", "DF": "df",
-                    "VASC": "vasc"}
+ISIC2018_COLUMNS = {
+    "MEL": "mel",
+    "NV": "nv",
+    "BCC": "bcc",
+    "AKIEC": "akiec",
+    "BKL": "bkl",
+    "DF": "df",
+    "VASC": "vasc",
+}
 
 
 @dataclass(frozen=True)
@@ -46,17 +53,31 @@ class MergeReport:
 
     def lines(self) -> list[str]:
         out = [f"kept {n} images from {source}" for source, n in self.kept.items()]
-        out += [f"dropped {n} images from {source}: it lists each of them under two or more classes"
-                for source, n in self.dropped_conflicting.items() if n]
-        out += [f"dropped {n} images from {source}: same image_id already in an earlier source"
-                for source, n in self.dropped_duplicates.items() if n]
-        out += [f"dropped {n} images labelled {label!r}: no mapping to a target class"
-                for label, n in self.dropped_unmapped.items() if n]
+        out += [
+            f"dropped {n} images from {source}: it lists each of them under two or more classes"
+            for source, n in self.dropped_conflicting.items()
+            if n
+        ]
+        out += [
+            f"dropped {n} images from {source}: same image_id already in an earlier source"
+            for source, n in self.dropped_duplicates.items()
+            if n
+        ]
+        out += [
+            f"dropped {n} images labelled {label!r}: no mapping to a target class"
+            for label, n in self.dropped_unmapped.items()
+            if n
+        ]
         return out
 
 
-def load_dataset(root: str | Path, *, label_map: Mapping[str, str] | str | None = None,
-                 source: str | None = None, merge_duplicate_lesions: bool = True) -> pd.DataFrame:
+def load_dataset(
+    root: str | Path,
+    *,
+    label_map: Mapping[str, str] | str | None = None,
+    source: str | None = None,
+    merge_duplicate_lesions: bool = True,
+) -> pd.DataFrame:
     """Reads any supported layout under ``root`` into the common table.
 
     Layouts, tried in this order: a HAM10000 root (``HAM10000_metadata.csv`` anywhere below, images
@@ -86,8 +107,10 @@ def load_dataset(root: str | Path, *, label_map: Mapping[str, str] | str | None 
         mapping = resolve_label_map(label_map)
         unmapped = sorted(set(frame["label"]) - set(mapping))
         if unmapped:
-            raise ValueError(f"{root}: labels {unmapped} have no entry in the label map; add them to the map "
-                             f"(known targets: {sorted(set(mapping.values()))})")
+            raise ValueError(
+                f"{root}: labels {unmapped} have no entry in the label map; add them to the map "
+                f"(known targets: {sorted(set(mapping.values()))})"
+            )
         frame["label"] = frame["label"].map(mapping)
     return frame[COLUMNS].reset_index(drop=True)
 
@@ -100,8 +123,9 @@ def resolve_label_map(label_map: Mapping[str, str] | str) -> dict[str, str]:
     return dict(label_map)
 
 
-def merge_datasets(frames: Iterable[pd.DataFrame], *, labels: Iterable[str] | None = None
-                   ) -> tuple[pd.DataFrame, MergeReport]:
+def merge_datasets(
+    frames: Iterable[pd.DataFrame], *, labels: Iterable[str] | None = None
+) -> tuple[pd.DataFrame, MergeReport]:
     """Concatenates sources, keeping the first copy of each image_id and only rows with a known label;
     an image that a source lists under two classes is dropped from that source.
 
@@ -128,10 +152,12 @@ def merge_datasets(frames: Iterable[pd.DataFrame], *, labels: Iterable[str] | No
     dropped = merged.loc[duplicated, "source"].value_counts().to_dict()
     merged = merged[~duplicated].reset_index(drop=True)
     kept = merged["source"].value_counts(sort=False).to_dict()
-    report = MergeReport(kept={str(k): int(v) for k, v in kept.items()},
-                         dropped_duplicates={str(k): int(v) for k, v in dropped.items()},
-                         dropped_unmapped={str(k): int(v) for k, v in unmapped.items()},
-                         dropped_conflicting={str(k): int(v) for k, v in conflicts.items()})
+    report = MergeReport(
+        kept={str(k): int(v) for k, v in kept.items()},
+        dropped_duplicates={str(k): int(v) for k, v in dropped.items()},
+        dropped_unmapped={str(k): int(v) for k, v in unmapped.items()},
+        dropped_conflicting={str(k): int(v) for k, v in conflicts.items()},
+    )
     return merged, report
 
 
@@ -161,8 +187,9 @@ def split_by_group(frame: pd.DataFrame, config: SplitConfig = SplitConfig()) -> 
     return result
 
 
-def add_to_training(frame: pd.DataFrame, extras: Iterable[pd.DataFrame], *, labels: Iterable[str] | None = None
-                    ) -> tuple[pd.DataFrame, MergeReport]:
+def add_to_training(
+    frame: pd.DataFrame, extras: Iterable[pd.DataFrame], *, labels: Iterable[str] | None = None
+) -> tuple[pd.DataFrame, MergeReport]:
     """Adds more sources' images to the training split of an already split ``frame``.
 
     Validation and test keep exactly ``frame``'s images. Copies of ``frame``'s images (same ``image_id``,
@@ -187,8 +214,10 @@ def check_groups_within_splits(frame: pd.DataFrame) -> None:
     splits_per_group = frame.groupby("group")["split"].nunique()
     leaking = splits_per_group[splits_per_group > 1]
     if len(leaking):
-        raise ValueError(f"{len(leaking)} lesion groups straddle splits (e.g. {list(leaking.index[:5])}); "
-                         "images of one lesion must stay in one split")
+        raise ValueError(
+            f"{len(leaking)} lesion groups straddle splits (e.g. {list(leaking.index[:5])}); "
+            "images of one lesion must stay in one split"
+        )
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -198,6 +227,7 @@ def fingerprint(frame: pd.DataFrame) -> str:
 
 
 # --- layouts -----------------------------------------------------------------------------------------
+
 
 def _read_layout(root: Path, source: str, merge_duplicate_lesions: bool = True) -> pd.DataFrame:
     if root.is_file():
@@ -217,8 +247,10 @@ def _read_layout(root: Path, source: str, merge_duplicate_lesions: bool = True) 
     class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _images_under(d, recursive=False)]
     if class_dirs:
         return _from_class_folders(class_dirs, source)
-    raise ValueError(f"{root}: no known data layout (expected HAM10000_metadata.csv, an ISIC 2018 one-hot CSV, "
-                     "labels.csv beside images/, or one folder of images per class)")
+    raise ValueError(
+        f"{root}: no known data layout (expected HAM10000_metadata.csv, an ISIC 2018 one-hot CSV, "
+        "labels.csv beside images/, or one folder of images per class)"
+    )
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -242,24 +274,40 @@ def _require_images(ids: Iterable[str], index: Mapping[str, Path], where: Path) 
     missing = [i for i in ids if i not in index]
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise FileNotFoundError(f"{len(missing)} images named in the labels are missing under {where}: {shown}. "
-                                "Add the image files, or remove their rows from the labels.")
+        raise FileNotFoundError(
+            f"{len(missing)} images named in the labels are missing under {where}: {shown}. "
+            "Add the image files, or remove their rows from the labels."
+        )
     return [index[i] for i in ids]
 
 
-def _from_ham10000(csv_path: Path, root: Path, source: str, merge_duplicate_lesions: bool = True) -> pd.DataFrame:
+def _from_ham10000(
+    csv_path: Path, root: Path, source: str, merge_duplicate_lesions: bool = True
+) -> pd.DataFrame:
     table = _read_csv(csv_path)
     needed = {"lesion_id", "image_id", "dx"}
     if not needed <= set(table.columns):
-        raise ValueError(f"{csv_path}: HAM10000 metadata needs columns {sorted(needed)}, has {list(table.columns)}")
+        raise ValueError(
+            f"{csv_path}: HAM10000 metadata needs columns {sorted(needed)}, has {list(table.columns)}"
+        )
     paths = _require_images(table["image_id"], _index_images(root), root)
-    return pd.DataFrame({
-        "path": [str(p) for p in paths], "image_id": table["image_id"], "label": table["dx"],
-        "group": (merge_lesion_ids(table["lesion_id"], csv_path.parent / DUPLICATE_LESIONS)
-                  if merge_duplicate_lesions else table["lesion_id"]),
-        "source": source, "age": table.get("age"),
-        "sex": table.get("sex"), "localization": table.get("localization"), "dx_type": table.get("dx_type"),
-    })
+    return pd.DataFrame(
+        {
+            "path": [str(p) for p in paths],
+            "image_id": table["image_id"],
+            "label": table["dx"],
+            "group": (
+                merge_lesion_ids(table["lesion_id"], csv_path.parent / DUPLICATE_LESIONS)
+                if merge_duplicate_lesions
+                else table["lesion_id"]
+            ),
+            "source": source,
+            "age": table.get("age"),
+            "sex": table.get("sex"),
+            "localization": table.get("localization"),
+            "dx_type": table.get("dx_type"),
+        }
+    )
 
 
 def merge_lesion_ids(lesion_ids: pd.Series, duplicates_csv: Path) -> pd.Series:
@@ -312,8 +360,10 @@ def _from_isic2018(table: pd.DataFrame, root: Path, source: str) -> pd.DataFrame
     onehot = table[list(ISIC2018_COLUMNS)].to_numpy()
     bad = np.flatnonzero(onehot.sum(axis=1) != 1)
     if len(bad):
-        raise ValueError(f"{root}: {len(bad)} rows of the ISIC one-hot CSV do not have exactly one class set "
-                         f"(e.g. {list(table['image'].iloc[bad[:5]])})")
+        raise ValueError(
+            f"{root}: {len(bad)} rows of the ISIC one-hot CSV do not have exactly one class set "
+            f"(e.g. {list(table['image'].iloc[bad[:5]])})"
+        )
     labels = np.array(list(ISIC2018_COLUMNS.values()))[onehot.argmax(axis=1)]
     paths = _require_images(table["image"], _index_images(root), root)
     return _table(paths, table["image"], labels, groups=table["image"], source=source)
@@ -322,14 +372,18 @@ def _from_isic2018(table: pd.DataFrame, root: Path, source: str) -> pd.DataFrame
 def _from_labels_csv(table: pd.DataFrame, root: Path, source: str, *, csv_path: Path) -> pd.DataFrame:
     label_column = next((c for c in ("dx", "label") if c in table.columns), None)
     if label_column is None or not ({"image_id", "path"} & set(table.columns)):
-        raise ValueError(f"{csv_path}: labels.csv needs an 'image_id' or 'path' column and a 'dx' or 'label' "
-                         f"column; found {list(table.columns)}")
+        raise ValueError(
+            f"{csv_path}: labels.csv needs an 'image_id' or 'path' column and a 'dx' or 'label' "
+            f"column; found {list(table.columns)}"
+        )
     if "path" in table.columns:
         paths = [(root / p).resolve() for p in table["path"]]
         missing = [str(p) for p in paths if not p.exists()]
         if missing:
-            raise FileNotFoundError(f"{len(missing)} images listed in {csv_path} are missing: "
-                                    f"{', '.join(missing[:10])}. Add them, or remove their rows.")
+            raise FileNotFoundError(
+                f"{len(missing)} images listed in {csv_path} are missing: "
+                f"{', '.join(missing[:10])}. Add them, or remove their rows."
+            )
         ids = table["image_id"] if "image_id" in table.columns else [p.stem for p in paths]
     else:
         image_dir = root / "images" if (root / "images").is_dir() else root
@@ -352,6 +406,16 @@ def _from_class_folders(class_dirs: list[Path], source: str) -> pd.DataFrame:
 
 
 def _table(paths, ids, labels, *, groups, source: str) -> pd.DataFrame:
-    return pd.DataFrame({"path": [str(p) for p in paths], "image_id": list(ids), "label": list(labels),
-                         "group": list(groups), "source": source, "age": np.nan, "sex": None,
-                         "localization": None, "dx_type": None})
+    return pd.DataFrame(
+        {
+            "path": [str(p) for p in paths],
+            "image_id": list(ids),
+            "label": list(labels),
+            "group": list(groups),
+            "source": source,
+            "age": np.nan,
+            "sex": None,
+            "localization": None,
+            "dx_type": None,
+        }
+    )

@@ -70,8 +70,14 @@ class Calibrated:
     failures: list[str]
 
 
-def export_checked(ctx: RunContext, floated: FloatResult, quantized: QatResult | None, out: Path,
-                   val_pixels: np.ndarray, val_labels: np.ndarray) -> Checked:
+def export_checked(
+    ctx: RunContext,
+    floated: FloatResult,
+    quantized: QatResult | None,
+    out: Path,
+    val_pixels: np.ndarray,
+    val_labels: np.ndarray,
+) -> Checked:
     """Exports every planned variant (reusing those unchanged since the last export), validates each
     against the float model, chooses the shipped int8 file and gates every shipped variant.
     Writes ``parity.json`` (before the gates, so a failure leaves the measured reports)."""
@@ -80,39 +86,64 @@ def export_checked(ctx: RunContext, floated: FloatResult, quantized: QatResult |
     config, spec = ctx.config, ctx.spec
     float_path, qat_path = floated.path, quantized.path if quantized is not None else None
     record = ExportRecord(out)
-    sources = {"float": file_digest(float_path), "qat": file_digest(qat_path) if qat_path is not None else None}
-    keys = {variant: export_key(variant=variant, source=sources["qat" if variant == "int8-qat" else "float"],
-                                export=dataclasses.asdict(config.export), seed=config.train.seed,
-                                validation=fingerprint(ctx.frame[ctx.frame["split"] == "val"]), n=len(val_labels),
-                                code=code_version())
-            for variant in _planned_variants(config)}
+    sources = {
+        "float": file_digest(float_path),
+        "qat": file_digest(qat_path) if qat_path is not None else None,
+    }
+    keys = {
+        variant: export_key(
+            variant=variant,
+            source=sources["qat" if variant == "int8-qat" else "float"],
+            export=dataclasses.asdict(config.export),
+            seed=config.train.seed,
+            validation=fingerprint(ctx.frame[ctx.frame["split"] == "val"]),
+            n=len(val_labels),
+            code=code_version(),
+        )
+        for variant in _planned_variants(config)
+    }
     done = {variant: found for variant in keys if (found := record.reusable(variant, keys[variant]))}
-    files = {**export_variants(float_path, qat_path, out, ctx, skip=set(done)),
-             **{variant: path for variant, (path, _) in done.items()}}
+    files = {
+        **export_variants(float_path, qat_path, out, ctx, skip=set(done)),
+        **{variant: path for variant, (path, _) in done.items()},
+    }
     reports = {}
     for variant, path in files.items():
         if variant in done:
             reports[variant] = done[variant][1]
             continue
-        reports[variant] = validate_tflite(path, float_path, val_pixels, val_labels, input_spec=spec,
-                                           variant=_gate_name(variant)).to_dict()
+        reports[variant] = validate_tflite(
+            path, float_path, val_pixels, val_labels, input_spec=spec, variant=_gate_name(variant)
+        ).to_dict()
         record.record(variant, keys[variant], path, reports[variant])
     if "int8-qat" in files and "qat_model" not in reports["int8-qat"]:
         # Against the model it was converted from: what conversion alone changed (the float model is a
         # step further away, since QAT trained on). The card keeps both.
-        own = validate_tflite(files["int8-qat"], qat_path, val_pixels, val_labels, input_spec=spec, variant="int8")
-        reports["int8-qat"]["qat_model"] = {"top1_agreement": own.top1_agreement,
-                                            "balanced_accuracy": own.balanced_accuracy_reference,
-                                            "balanced_accuracy_delta": own.balanced_accuracy_delta}
-        log.info("int8 from QAT against its QAT model: top-1 agreement %.4f, balanced accuracy %+.2f pt",
-                 own.top1_agreement, 100 * own.balanced_accuracy_delta)
+        own = validate_tflite(
+            files["int8-qat"], qat_path, val_pixels, val_labels, input_spec=spec, variant="int8"
+        )
+        reports["int8-qat"]["qat_model"] = {
+            "top1_agreement": own.top1_agreement,
+            "balanced_accuracy": own.balanced_accuracy_reference,
+            "balanced_accuracy_delta": own.balanced_accuracy_delta,
+        }
+        log.info(
+            "int8 from QAT against its QAT model: top-1 agreement %.4f, balanced accuracy %+.2f pt",
+            own.top1_agreement,
+            100 * own.balanced_accuracy_delta,
+        )
         record.record("int8-qat", keys["int8-qat"], files["int8-qat"], reports["int8-qat"])
     write_text_atomic(out / PARITY_FILE, json.dumps(reports, indent=2) + "\n")
     _log_parity(reports)
     if "int8" in config.export.variants:
         source = choose_int8(reports, config.export.int8_source, _gate(config, "int8"))
-        files["int8"], reports["int8"] = files[f"int8-{source}"], {**reports[f"int8-{source}"], "source": source}
-        log.info("int8 ships from %s (top-1 agreement %.4f)", source.upper(), reports["int8"]["top1_agreement"])
+        files["int8"], reports["int8"] = (
+            files[f"int8-{source}"],
+            {**reports[f"int8-{source}"], "source": source},
+        )
+        log.info(
+            "int8 ships from %s (top-1 agreement %.4f)", source.upper(), reports["int8"]["top1_agreement"]
+        )
     failures = []
     for variant in config.export.variants:
         gate = _gate(config, variant)
@@ -122,8 +153,15 @@ def export_checked(ctx: RunContext, floated: FloatResult, quantized: QatResult |
     return Checked(files, reports, failures)
 
 
-def export_calibrated(ctx: RunContext, checked: Checked, floated: FloatResult, quantized: QatResult | None,
-                      out: Path, val_pixels: np.ndarray, val_labels: np.ndarray) -> Calibrated:
+def export_calibrated(
+    ctx: RunContext,
+    checked: Checked,
+    floated: FloatResult,
+    quantized: QatResult | None,
+    out: Path,
+    val_pixels: np.ndarray,
+    val_labels: np.ndarray,
+) -> Calibrated:
     """Fits the temperature on the shipped int8 file's validation outputs, exports the shipped variants
     again with the temperature and the abstain head inside (``out/final``), and gates them again against
     the float model at the same temperature. Writes ``parity.json`` again."""
@@ -133,26 +171,44 @@ def export_calibrated(ctx: RunContext, checked: Checked, floated: FloatResult, q
     config, spec, train = ctx.config, ctx.spec, ctx.train
     reports, failures = dict(checked.reports), []
     shipped = {v: checked.files[v] for v in config.export.variants}
-    val_probs, _ = run_tflite(shipped[SHIPPED_INT8] if SHIPPED_INT8 in shipped else next(iter(shipped.values())),
-                              val_pixels, spec)
+    val_probs, _ = run_tflite(
+        shipped[SHIPPED_INT8] if SHIPPED_INT8 in shipped else next(iter(shipped.values())), val_pixels, spec
+    )
     calibration = calibrate(val_probs, val_labels)
-    sample = np.random.default_rng(0).choice(len(train.labels), size=min(3000, len(train.labels)), replace=False)
+    sample = np.random.default_rng(0).choice(
+        len(train.labels), size=min(3000, len(train.labels)), replace=False
+    )
     # The shipped files are exported again with the temperature and the abstain head inside, so a phone
     # (MediaPipe Tasks) returns calibrated scores and "I can't tell" with no code of ours; they are gated
     # again against the float model at the same temperature.
-    sources = {v: (quantized.path if v == "int8" and reports["int8"].get("source") == "qat" else floated.path)
-               for v in shipped}
-    shipped, heads, final = export_safe_variants(sources, out / "final", ctx, sample, val_pixels,
-                                                 temperature=calibration.temperature)
+    sources = {
+        v: (quantized.path if v == "int8" and reports["int8"].get("source") == "qat" else floated.path)
+        for v in shipped
+    }
+    shipped, heads, final = export_safe_variants(
+        sources, out / "final", ctx, sample, val_pixels, temperature=calibration.temperature
+    )
     for variant, path in shipped.items():
-        report = validate_tflite(path, sources[variant], val_pixels, val_labels, input_spec=spec,
-                                 variant=variant, temperature=calibration.temperature)
+        report = validate_tflite(
+            path,
+            sources[variant],
+            val_pixels,
+            val_labels,
+            input_spec=spec,
+            variant=variant,
+            temperature=calibration.temperature,
+        )
         gate = _gate(config, variant)
         missed = check_gate(report, gate)
-        reports[variant] = {**report.to_dict(), "source": reports[variant].get("source"),
-                            **({"qat_model": reports[variant]["qat_model"]} if "qat_model" in reports[variant] else {}),
-                            "gate": dataclasses.asdict(gate), "passed": not missed,
-                            "temperature": calibration.temperature, "abstain_head": variant in heads}
+        reports[variant] = {
+            **report.to_dict(),
+            "source": reports[variant].get("source"),
+            **({"qat_model": reports[variant]["qat_model"]} if "qat_model" in reports[variant] else {}),
+            "gate": dataclasses.asdict(gate),
+            "passed": not missed,
+            "temperature": calibration.temperature,
+            "abstain_head": variant in heads,
+        }
         failures += missed
     write_text_atomic(out / PARITY_FILE, json.dumps(reports, indent=2) + "\n")
     return Calibrated(shipped, heads, final, calibration, sample, reports, failures)
@@ -161,9 +217,13 @@ def export_calibrated(ctx: RunContext, checked: Checked, floated: FloatResult, q
 def _metadata(ctx: RunContext) -> dict[str, Any]:
     """What every exported file carries: input spec, labels with display names, name and license."""
     task = task_row(ctx.config.data.task)
-    return dict(input_spec=ctx.spec, labels=list(ctx.classes),
-                display_names=[task.class_info(c).display_name for c in ctx.classes],
-                name=ctx.config.name, license=task.license)
+    return dict(
+        input_spec=ctx.spec,
+        labels=list(ctx.classes),
+        display_names=[task.class_info(c).display_name for c in ctx.classes],
+        name=ctx.config.name,
+        license=task.license,
+    )
 
 
 def operating_point_fields(card: ModelCard, calibrated: np.ndarray, labels: np.ndarray) -> dict:
@@ -178,9 +238,14 @@ def operating_point_fields(card: ModelCard, calibrated: np.ndarray, labels: np.n
         log.warning("no operating points in this bundle: %s; the card keeps its default threshold", error)
         return {}
     screening = points["screening"]
-    log.info("operating points: screening %.3f (sensitivity %.3f, specificity %.3f), high %.3f (specificity %.3f)",
-             screening["threshold"], screening["sensitivity"], screening["specificity"],
-             points["high"]["threshold"], points["high"]["specificity"])
+    log.info(
+        "operating points: screening %.3f (sensitivity %.3f, specificity %.3f), high %.3f (specificity %.3f)",
+        screening["threshold"],
+        screening["sensitivity"],
+        screening["specificity"],
+        points["high"]["threshold"],
+        points["high"]["specificity"],
+    )
     return {"operating_points": points, "malignant_threshold": screening["threshold"]}
 
 
@@ -193,8 +258,9 @@ def _planned_variants(config: BuildConfig) -> list[str]:
     return planned
 
 
-def export_variants(float_path: Path, qat_path: Path | None, out: Path, ctx: RunContext, *,
-                    skip: set[str] = frozenset()) -> dict[str, Path]:
+def export_variants(
+    float_path: Path, qat_path: Path | None, out: Path, ctx: RunContext, *, skip: set[str] = frozenset()
+) -> dict[str, Path]:
     """Writes the configured float variants and two int8 candidates: ``int8-qat`` (from the QAT model)
     and ``int8-ptq`` (post-training quantization of the float model), so the report shows what QAT
     bought and :func:`choose_int8` can ship the one that follows the float model more closely. Variants
@@ -216,8 +282,15 @@ def export_variants(float_path: Path, qat_path: Path | None, out: Path, ctx: Run
     return files
 
 
-def export_safe_variants(sources: dict[str, Path], out: Path, ctx: RunContext, sample: np.ndarray,
-                         val_pixels: np.ndarray, *, temperature: float) -> tuple[dict[str, Path], dict, Path]:
+def export_safe_variants(
+    sources: dict[str, Path],
+    out: Path,
+    ctx: RunContext,
+    sample: np.ndarray,
+    val_pixels: np.ndarray,
+    *,
+    temperature: float,
+) -> tuple[dict[str, Path], dict, Path]:
     """Exports each shipped variant from its source model with ``temperature`` folded into the head and
     the abstain head (fitted on that source model's features) as a second output.
 
@@ -239,17 +312,29 @@ def export_safe_variants(sources: dict[str, Path], out: Path, ctx: RunContext, s
             model = load_keras_model(source)
             try:
                 head = fit_abstain_head(
-                    model, (runtime_view(train.source(i), spec) for i in np.sort(sample)), list(val_pixels),
-                    input_spec=spec, labels=(task.abstain_label, "other"))
+                    model,
+                    (runtime_view(train.source(i), spec) for i in np.sort(sample)),
+                    list(val_pixels),
+                    input_spec=spec,
+                    labels=(task.abstain_label, "other"),
+                )
             except ValueError as error:
                 log.warning("no abstain head in %s files: %s", source.name, error)
                 head = None
             fitted[source] = (is_qat_model(model), head)
         qat, head = fitted[source]
-        calibration = (calibration_sample(train, spec, config.export.calibration_images, config.train.seed)
-                       if needs_calibration(variant) and not qat else None)
-        files[variant] = export_tflite(source, out / variant_row(variant).file,
-                                       for_variant(variant, calibration), abstain_head=head, **common).path
+        calibration = (
+            calibration_sample(train, spec, config.export.calibration_images, config.train.seed)
+            if needs_calibration(variant) and not qat
+            else None
+        )
+        files[variant] = export_tflite(
+            source,
+            out / variant_row(variant).file,
+            for_variant(variant, calibration),
+            abstain_head=head,
+            **common,
+        ).path
         if head is not None:
             heads[variant] = head
     final = files.get(SHIPPED_INT8, next(iter(files.values())))
@@ -265,8 +350,10 @@ def choose_int8(reports: dict[str, dict], policy: str, gate=None) -> str:
     available = [source for source in ("qat", "ptq") if f"int8-{source}" in reports]
     if policy in ("qat", "ptq"):
         if policy not in available:
-            raise ValueError(f"export.int8_source = {policy!r}, but there is no {policy.upper()} int8 file "
-                             f"(qat.enabled = false?); use 'best' or 'ptq'")
+            raise ValueError(
+                f"export.int8_source = {policy!r}, but there is no {policy.upper()} int8 file "
+                f"(qat.enabled = false?); use 'best' or 'ptq'"
+            )
         return policy
 
     def rank(source: str) -> tuple[bool, float, bool]:
@@ -287,8 +374,11 @@ def _gate(config: BuildConfig, variant: str):
 
     gate = ParityGate.for_variant(variant)
     if variant == "int8":
-        return dataclasses.replace(gate, min_top1_agreement=config.export.int8_min_agreement,
-                                   max_balanced_accuracy_drop=config.export.int8_max_drop_points)
+        return dataclasses.replace(
+            gate,
+            min_top1_agreement=config.export.int8_min_agreement,
+            max_balanced_accuracy_drop=config.export.int8_max_drop_points,
+        )
     if variant in ("float16", "float32"):
         return dataclasses.replace(gate, min_top1_agreement=config.export.float_min_agreement)
     return gate
@@ -298,5 +388,11 @@ def _log_parity(reports: dict) -> None:
     """The parity reports as a table, one log line per variant."""
     log.info("%-10s %9s %8s %8s %7s", "variant", "agreement", "max|dp|", "bal.acc", "delta")
     for variant, r in reports.items():
-        log.info("%-10s %9.4f %8.4f %8.4f %+6.2fpt", variant, r["top1_agreement"], r["max_abs_diff"],
-                 r["balanced_accuracy_tflite"], 100 * r["balanced_accuracy_delta"])
+        log.info(
+            "%-10s %9.4f %8.4f %8.4f %+6.2fpt",
+            variant,
+            r["top1_agreement"],
+            r["max_abs_diff"],
+            r["balanced_accuracy_tflite"],
+            100 * r["balanced_accuracy_delta"],
+        )

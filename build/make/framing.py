@@ -56,14 +56,18 @@ def runtime_view(source: np.ndarray, spec: InputSpec) -> np.ndarray:
     return np.asarray(image.resize((spec.width, spec.height), resample=RESAMPLE, box=box), dtype=np.uint8)
 
 
-def frame_batch(sources: list[np.ndarray], spec: InputSpec, config: AugmentConfig,
-                rng: np.random.Generator) -> np.ndarray:
+def frame_batch(
+    sources: list[np.ndarray], spec: InputSpec, config: AugmentConfig, rng: np.random.Generator
+) -> np.ndarray:
     """Frames each source image (H x W x 3 uint8, any size) to the model's input: (B, H, W, 3) uint8."""
     out = np.empty((len(sources), spec.height, spec.width, 3), dtype=np.uint8)
     for i, source in enumerate(sources):
         box = random_crop(source.shape[1], source.shape[0], config, rng)
-        name = config.resample_filters[rng.integers(len(config.resample_filters))] \
-            if config.resample_filters else "bilinear"
+        name = (
+            config.resample_filters[rng.integers(len(config.resample_filters))]
+            if config.resample_filters
+            else "bilinear"
+        )
         framed = resize_region(source, box, (spec.width, spec.height), name)
         if config.blur and rng.random() < 0.5:
             framed = blur(framed, rng.uniform(0.3, config.blur))
@@ -73,8 +77,9 @@ def frame_batch(sources: list[np.ndarray], spec: InputSpec, config: AugmentConfi
     return out
 
 
-def random_crop(width: int, height: int, config: AugmentConfig,
-                rng: np.random.Generator) -> tuple[float, float, float, float]:
+def random_crop(
+    width: int, height: int, config: AugmentConfig, rng: np.random.Generator
+) -> tuple[float, float, float, float]:
     """A random-resized-crop box (left, top, right, bottom) in source pixels.
 
     The area is a uniform fraction ``config.crop_area`` of the source and the aspect (crop width over
@@ -93,8 +98,9 @@ def random_crop(width: int, height: int, config: AugmentConfig,
     return left, top, left + crop_w, top + crop_h
 
 
-def resize_region(source: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int],
-                  filter_name: str) -> np.ndarray:
+def resize_region(
+    source: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int], filter_name: str
+) -> np.ndarray:
     """The ``box`` region of ``source`` resized to ``size`` (w, h) with the named filter."""
     if filter_name not in FILTERS:
         raise ValueError(f"resample filter must be one of {sorted(FILTERS)}, got {filter_name!r}")
@@ -120,7 +126,9 @@ def recompress(pixels: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"), dtype=np.uint8)
 
 
-def _point_bilinear(source: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]) -> np.ndarray:
+def _point_bilinear(
+    source: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]
+) -> np.ndarray:
     """Bilinear interpolation at each output pixel's centre, without antialiasing."""
     left, top, right, bottom = box
     out_w, out_h = size

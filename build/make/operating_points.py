@@ -20,9 +20,14 @@ SCREENING_SENSITIVITY = 0.90  # at least 9 in 10 malignant lesions at or above t
 HIGH_SPECIFICITY = 0.85  # at least 85 in 100 benign lesions below the "high" point
 
 
-def fit_operating_points(malignant_probability: np.ndarray, is_malignant: np.ndarray, *,
-                         screening_sensitivity: float = SCREENING_SENSITIVITY,
-                         high_specificity: float = HIGH_SPECIFICITY, fitted_on: str = "val") -> dict[str, Any]:
+def fit_operating_points(
+    malignant_probability: np.ndarray,
+    is_malignant: np.ndarray,
+    *,
+    screening_sensitivity: float = SCREENING_SENSITIVITY,
+    high_specificity: float = HIGH_SPECIFICITY,
+    fitted_on: str = "val",
+) -> dict[str, Any]:
     """The ``screening`` point (the highest threshold that still calls ``screening_sensitivity`` of the
     malignant lesions) and the ``high`` point (the lowest threshold that leaves ``high_specificity`` of
     the benign ones below it), each with the sensitivity and specificity it reached.
@@ -37,19 +42,27 @@ def fit_operating_points(malignant_probability: np.ndarray, is_malignant: np.nda
     if score.shape != actual.shape:
         raise ValueError(f"malignant_probability has {score.shape} entries, is_malignant {actual.shape}")
     if actual.all() or not actual.any():
-        raise ValueError(f"operating points need malignant and benign images; got {int(actual.sum())} "
-                         f"malignant of {len(actual)}")
+        raise ValueError(
+            f"operating points need malignant and benign images; got {int(actual.sum())} "
+            f"malignant of {len(actual)}"
+        )
     malignant = np.sort(score[actual])[::-1]
     benign = np.sort(score[~actual])
     screening = float(malignant[math.ceil(screening_sensitivity * len(malignant)) - 1])
     # Just above the benign score at the wanted quantile, so that score itself stays below the threshold.
     high = float(np.nextafter(benign[math.ceil(high_specificity * len(benign)) - 1], np.inf))
     high = max(high, screening)  # "high" never starts below "screening"
-    return {name: _point(threshold, score, actual, fitted_on)
-            for name, threshold in (("screening", screening), ("high", high))}
+    return {
+        name: _point(threshold, score, actual, fitted_on)
+        for name, threshold in (("screening", screening), ("high", high))
+    }
 
 
 def _point(threshold: float, score: np.ndarray, actual: np.ndarray, fitted_on: str) -> dict[str, Any]:
     called = score >= threshold
-    return {"threshold": threshold, "sensitivity": float(called[actual].mean()),
-            "specificity": float((~called[~actual]).mean()), "fitted_on": fitted_on}
+    return {
+        "threshold": threshold,
+        "sensitivity": float(called[actual].mean()),
+        "specificity": float((~called[~actual]).mean()),
+        "fitted_on": fitted_on,
+    }

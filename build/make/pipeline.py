@@ -20,17 +20,26 @@ from build.make.cache import CachedImages, build_cache, build_source_cache
 from build.stage_configs import AugmentConfig, BalanceConfig
 from edge.preprocess import InputSpec
 
-__all__ = ["AugmentConfig", "BalanceConfig", "CachedImages", "build_cache", "build_source_cache",
-           "calibration_sample", "class_loss_weights", "class_sampling_weights", "evaluation_batches",
-           "make_augmenter", "training_dataset"]
-
+__all__ = [
+    "AugmentConfig",
+    "BalanceConfig",
+    "CachedImages",
+    "build_cache",
+    "build_source_cache",
+    "calibration_sample",
+    "class_loss_weights",
+    "class_sampling_weights",
+    "evaluation_batches",
+    "make_augmenter",
+    "training_dataset",
+]
 
 
 def class_sampling_weights(labels: np.ndarray, num_classes: int, balance: BalanceConfig) -> np.ndarray:
     """The probability of drawing each class per training example under ``balance``."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     if balance.mode == "oversample":
-        weights = np.where(counts > 0, counts ** balance.power, 0.0)
+        weights = np.where(counts > 0, counts**balance.power, 0.0)
     elif balance.mode == "undersample":
         cap = balance.max_per_class or counts[counts > 0].min()
         weights = np.minimum(counts, cap)
@@ -46,9 +55,18 @@ def class_loss_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def training_dataset(data: CachedImages, spec: InputSpec, *, num_classes: int, batch_size: int,
-                     augment: AugmentConfig, balance: BalanceConfig, seed: int, label_smoothing: float = 0.0,
-                     start_step: int = 0):
+def training_dataset(
+    data: CachedImages,
+    spec: InputSpec,
+    *,
+    num_classes: int,
+    batch_size: int,
+    augment: AugmentConfig,
+    balance: BalanceConfig,
+    seed: int,
+    label_smoothing: float = 0.0,
+    start_step: int = 0,
+):
     """An endless, balanced and augmented ``tf.data.Dataset`` of (normalized images, one-hot targets).
 
     Batch ``k`` (counted from ``start_step``) is a pure function of ``(seed, k)``: which images are
@@ -91,10 +109,12 @@ def training_dataset(data: CachedImages, spec: InputSpec, *, num_classes: int, b
             targets = targets * (1 - label_smoothing) + label_smoothing / num_classes
         return images, targets
 
-    return (tf.data.Dataset.range(start_step, 2**62)
-            .map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
-            .map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        tf.data.Dataset.range(start_step, 2**62)
+        .map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def calibration_sample(data: CachedImages, spec: InputSpec, count: int, seed: int) -> list[np.ndarray]:
@@ -112,4 +132,4 @@ def evaluation_batches(pixels: np.ndarray, spec: InputSpec, batch_size: int = 64
     from edge.preprocess import normalize
 
     for start in range(0, len(pixels), batch_size):
-        yield normalize(np.asarray(pixels[start:start + batch_size]), spec)
+        yield normalize(np.asarray(pixels[start : start + batch_size]), spec)

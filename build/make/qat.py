@@ -17,8 +17,17 @@ from build.atomic import write_text_atomic
 from build.console import fit_progress, timed_stage
 from build.make.context import RunContext
 from build.make.pipeline import calibration_sample, training_dataset
-from build.make.reproducible import (BestWeights, append_log, load_state, load_weights, make_reproducible,
-                                     reseed_layers, save_model_atomic, save_weights_atomic, truncate_log)
+from build.make.reproducible import (
+    BestWeights,
+    append_log,
+    load_state,
+    load_weights,
+    make_reproducible,
+    reseed_layers,
+    save_model_atomic,
+    save_weights_atomic,
+    truncate_log,
+)
 from build.make.results import SUMMARY_FILE, FloatResult, QatResult, read_qat
 from build.make.train import float_decision_shift, training_prior, validation_balanced_accuracy
 from converters.export import load_keras_model
@@ -39,8 +48,10 @@ def quantize_aware(model):
 
     nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
     if nested:
-        raise ValueError(f"quantization-aware training needs a flat model; {model.name!r} nests {nested}. "
-                         "Build it with models.classifier.build_model.")
+        raise ValueError(
+            f"quantization-aware training needs a flat model; {model.name!r} nests {nested}. "
+            "Build it with models.classifier.build_model."
+        )
     return quantize_model(model)
 
 
@@ -48,8 +59,14 @@ def quantize_aware(model):
 # move 0.1% of the way towards each batch's min/max; weights (LastValueQuantizer) take the weights'
 # min/max; the input (AllValuesQuantizer) widens to every value seen.
 _EMA_DECAY = 0.999
-_MOVING_RANGES = ("output_min", "output_max", "post_activation_min", "post_activation_max",
-                  "pre_activation_min", "pre_activation_max")
+_MOVING_RANGES = (
+    "output_min",
+    "output_max",
+    "post_activation_min",
+    "post_activation_max",
+    "pre_activation_min",
+    "pre_activation_max",
+)
 _OBSERVED_RANGES = ("kernel_min", "kernel_max", "depthwise_kernel_min", "depthwise_kernel_max")
 # The input's QuantizeLayer names its range after itself: "quantize_layer_min", or "quantize_layer_3_min"
 # when the process has wrapped models before.
@@ -110,7 +127,7 @@ def _compiled_trainer(model, float_model, distillation: float, optimizer):
 
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _range_kind(variable) -> str:
@@ -121,7 +138,9 @@ def _range_kind(variable) -> str:
 
 
 @timed_stage("qat")
-def apply_qat(ctx: RunContext, floated: FloatResult, *, quantize=quantize_aware, finish: bool = False) -> QatResult:
+def apply_qat(
+    ctx: RunContext, floated: FloatResult, *, quantize=quantize_aware, finish: bool = False
+) -> QatResult:
     """Fine-tunes the float model (``floated``, the float stage's result) with fake quantization; returns
     the QAT stage's record, also saved as ``qat/result.json``.
 
@@ -153,8 +172,12 @@ def apply_qat(ctx: RunContext, floated: FloatResult, *, quantize=quantize_aware,
     shift_logits(float_model, -shift)
     freeze_batchnorm_statistics(float_model)
     model = quantize(float_model)
-    calibration = [normalize(np.stack(images), spec) for images in _chunks(
-        calibration_sample(train, spec, config.export.calibration_images, cfg.seed), cfg.batch_size)]
+    calibration = [
+        normalize(np.stack(images), spec)
+        for images in _chunks(
+            calibration_sample(train, spec, config.export.calibration_images, cfg.seed), cfg.batch_size
+        )
+    ]
     optimizer = keras.optimizers.Adam(qcfg.learning_rate)
     optimizer.build(model.trainable_variables)  # its moments exist before a resume restores them
     trainer = _compiled_trainer(model, float_model, qcfg.distillation, optimizer)
@@ -176,32 +199,65 @@ def apply_qat(ctx: RunContext, floated: FloatResult, *, quantize=quantize_aware,
         log.info("qat: before fine-tuning, val balanced accuracy %.4f", state["best"])
 
     if finish and 0 < state["epoch"] < qcfg.epochs and not state.get("finished_early"):
-        log.info("qat: finishing after epoch %d of %d as asked; the best is epoch %d (val balanced accuracy %.4f)",
-                 state["epoch"], qcfg.epochs, state["best_epoch"], state["best"])
+        log.info(
+            "qat: finishing after epoch %d of %d as asked; the best is epoch %d (val balanced accuracy %.4f)",
+            state["epoch"],
+            qcfg.epochs,
+            state["best_epoch"],
+            state["best"],
+        )
         state["finished_early"] = True
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
     last_epoch = state["epoch"] if state.get("finished_early") else qcfg.epochs
 
     for epoch in range(state["epoch"], last_epoch):
         reseed_layers(model, cfg.seed * 1_000_003 + 1000 + epoch)
-        dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
-                                   augment=cfg.augment, balance=cfg.balance, seed=cfg.seed + 1000,
-                                   label_smoothing=cfg.label_smoothing, start_step=epoch * steps)
+        dataset = training_dataset(
+            train,
+            spec,
+            num_classes=len(classes),
+            batch_size=cfg.batch_size,
+            augment=cfg.augment,
+            balance=cfg.balance,
+            seed=cfg.seed + 1000,
+            label_smoothing=cfg.label_smoothing,
+            start_step=epoch * steps,
+        )
         epoch_started = time.perf_counter()
-        history = trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
-                              callbacks=[fit_progress(f"qat epoch {epoch + 1}/{last_epoch}", steps, cfg.batch_size)])
+        history = trainer.fit(
+            dataset,
+            steps_per_epoch=steps,
+            epochs=1,
+            verbose=0,
+            callbacks=[fit_progress(f"qat epoch {epoch + 1}/{last_epoch}", steps, cfg.batch_size)],
+        )
         seconds = time.perf_counter() - epoch_started
         score = validation_balanced_accuracy(model, val, spec, shift)
         improved = score > state["best"]
         if improved:
             best.stage(model, epoch + 1)
             state.update(best=score, best_epoch=epoch + 1)
-        append_log(stage / "log.csv", {
-            "epoch": epoch + 1, "stage": "qat", "lr": qcfg.learning_rate, "loss": history.history["loss"][-1],
-            "accuracy": history.history["accuracy"][-1], "val_balanced_accuracy": score,
-            "seconds": round(seconds, 1)})
-        log.info("qat: epoch %d/%d loss %.4f val balanced accuracy %.4f%s in %.0f s", epoch + 1, qcfg.epochs,
-                 history.history["loss"][-1], score, " (best)" if improved else "", seconds)
+        append_log(
+            stage / "log.csv",
+            {
+                "epoch": epoch + 1,
+                "stage": "qat",
+                "lr": qcfg.learning_rate,
+                "loss": history.history["loss"][-1],
+                "accuracy": history.history["accuracy"][-1],
+                "val_balanced_accuracy": score,
+                "seconds": round(seconds, 1),
+            },
+        )
+        log.info(
+            "qat: epoch %d/%d loss %.4f val balanced accuracy %.4f%s in %.0f s",
+            epoch + 1,
+            qcfg.epochs,
+            history.history["loss"][-1],
+            score,
+            " (best)" if improved else "",
+            seconds,
+        )
         state["epoch"] = epoch + 1
         state["seconds"] += seconds
         manager.save(checkpoint_number=epoch + 1)
@@ -213,12 +269,21 @@ def apply_qat(ctx: RunContext, floated: FloatResult, *, quantize=quantize_aware,
     # Measured again on the final weights: the shift moves the logits' range.
     calibrate_ranges(model, calibration)
     save_model_atomic(model, final_path)
-    write_text_atomic(stage / SUMMARY_FILE, json.dumps(
-        {**state, "steps_per_epoch": steps, "wall_seconds": time.perf_counter() - started}, indent=2))
-    result = QatResult(path=final_path, best=state["best"], best_epoch=state["best_epoch"], epoch=state["epoch"],
-                       seconds=state["seconds"], steps_per_epoch=steps,
-                       finished_early=bool(state.get("finished_early")))
+    write_text_atomic(
+        stage / SUMMARY_FILE,
+        json.dumps(
+            {**state, "steps_per_epoch": steps, "wall_seconds": time.perf_counter() - started}, indent=2
+        ),
+    )
+    result = QatResult(
+        path=final_path,
+        best=state["best"],
+        best_epoch=state["best_epoch"],
+        epoch=state["epoch"],
+        seconds=state["seconds"],
+        steps_per_epoch=steps,
+        finished_early=bool(state.get("finished_early")),
+    )
     result.save()
     log.info("qat: val balanced accuracy %.4f (epoch %d)", state["best"], state["best_epoch"])
     return result
-

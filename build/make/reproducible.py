@@ -22,7 +22,15 @@ def load_state(stage: Path) -> dict:
     path = stage / "state.json"
     if path.exists():
         return json.loads(path.read_text())
-    return {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0, "seconds": 0.0, "stopped": False, "phase": ""}
+    return {
+        "epoch": 0,
+        "best": -1.0,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "seconds": 0.0,
+        "stopped": False,
+        "phase": "",
+    }
 
 
 def append_log(path: Path, row: dict) -> None:

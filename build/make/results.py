@@ -26,8 +26,17 @@ from build.stage_configs import SplitConfig
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "summary.json"  # what a stage wrote before RESULT_FILE existed; still written, for people
 # What the card's training.float and training.qat record of each stage (the card's layout, unchanged).
-CARD_FLOAT_KEYS = ("best", "best_epoch", "epoch", "seconds", "steps_per_epoch", "logit_shift", "deterministic",
-                   "schedule", "seconds_per_epoch")
+CARD_FLOAT_KEYS = (
+    "best",
+    "best_epoch",
+    "epoch",
+    "seconds",
+    "steps_per_epoch",
+    "logit_shift",
+    "deterministic",
+    "schedule",
+    "seconds_per_epoch",
+)
 CARD_QAT_KEYS = ("best", "best_epoch", "epoch", "seconds", "steps_per_epoch")
 
 
@@ -173,9 +182,12 @@ class SplitRecord:
         split = card.get("training", {}).get("split")
         if not split:
             return None
-        return cls(seed=split["seed"], fractions=tuple(split["fractions"]),
-                   data_fingerprint=split.get("data_fingerprint"),
-                   duplicate_lesions_merged=split.get("duplicate_lesions_merged", False))
+        return cls(
+            seed=split["seed"],
+            fractions=tuple(split["fractions"]),
+            data_fingerprint=split.get("data_fingerprint"),
+            duplicate_lesions_merged=split.get("duplicate_lesions_merged", False),
+        )
 
     def split_config(self) -> SplitConfig:
         """The split config that re-derives the bundle's split."""
@@ -191,7 +203,9 @@ def read_float(root: Path, *, needed_by: str) -> FloatResult:
     folder = root / "float"
     path = folder / "model.keras"
     if not path.exists():
-        raise FileNotFoundError(f"{needed_by} needs the float model {path}; run `skinlesion train {root}` first")
+        raise FileNotFoundError(
+            f"{needed_by} needs the float model {path}; run `skinlesion train {root}` first"
+        )
     return _read(FloatResult, folder, path)
 
 
@@ -204,8 +218,10 @@ def read_qat(root: Path, *, needed_by: str) -> QatResult:
     folder = root / "qat"
     path = folder / "model.h5"
     if not path.exists():
-        raise FileNotFoundError(f"{needed_by} needs the QAT model {path}; run `skinlesion qat {root}` "
-                                "(or set qat.enabled = false)")
+        raise FileNotFoundError(
+            f"{needed_by} needs the QAT model {path}; run `skinlesion qat {root}` "
+            "(or set qat.enabled = false)"
+        )
     return _read(QatResult, folder, path)
 
 

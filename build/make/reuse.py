@@ -49,8 +49,11 @@ class ExportRecord:
             return None
         if file_digest(Path(entry["path"])) != entry.get("sha256"):
             return None  # changed on disk since: export again
-        log.info("export: %s unchanged since the last export (%s), reused with its parity report", variant,
-                 entry["path"])
+        log.info(
+            "export: %s unchanged since the last export (%s), reused with its parity report",
+            variant,
+            entry["path"],
+        )
         return Path(entry["path"]), entry["report"]
 
     def record(self, variant: str, key: str, path: Path, report: dict) -> None:

@@ -1,16 +1,16 @@
 """The run folder: where a build keeps its config, split, cache, checkpoints and outputs.
 
-    runs/<name>/
-      config.json        the resolved BuildConfig; --resume refuses changed data/model/train settings
-      split.csv          image_id, path, label, group, split (+ metadata): the exact images of each split
-      float/             checkpoints/<phase>/, best.weights.npz, last.weights.npz, log.csv, state.json,
-                         model.keras (the float reference), summary.json, result.json (build.make.results)
-      qat/               checkpoints/, best.weights.npz, log.csv, state.json, model.h5 (quantization-aware),
-                         summary.json, result.json
-      export/            model_<variant>.tflite, qat/ and ptq/ int8 candidates, parity.json, report/, result.json
-      bundle/            the model bundle (see converters.bundle and edge.card)
-      cache/             decoded uint8 images (~1.3 GB for HAM10000 at 160 px); `--cache-dir DIR` puts them
-                         elsewhere, e.g. one folder that runs with the same data and input size share
+runs/<name>/
+  config.json        the resolved BuildConfig; --resume refuses changed data/model/train settings
+  split.csv          image_id, path, label, group, split (+ metadata): the exact images of each split
+  float/             checkpoints/<phase>/, best.weights.npz, last.weights.npz, log.csv, state.json,
+                     model.keras (the float reference), summary.json, result.json (build.make.results)
+  qat/               checkpoints/, best.weights.npz, log.csv, state.json, model.h5 (quantization-aware),
+                     summary.json, result.json
+  export/            model_<variant>.tflite, qat/ and ptq/ int8 candidates, parity.json, report/, result.json
+  bundle/            the model bundle (see converters.bundle and edge.card)
+  cache/             decoded uint8 images (~1.3 GB for HAM10000 at 160 px); `--cache-dir DIR` puts them
+                     elsewhere, e.g. one folder that runs with the same data and input size share
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ class Run:
         return from_dict(BuildConfig, json.loads(self.config_file.read_text()), where=str(self.config_file))
 
 
-def start_run(root: str | Path, config: BuildConfig, *, resume: bool, cache_dir: str | Path | None = None) -> Run:
+def start_run(
+    root: str | Path, config: BuildConfig, *, resume: bool, cache_dir: str | Path | None = None
+) -> Run:
     """Creates a run folder, or reopens one for ``resume`` after checking the config is unchanged.
 
     Raises:
@@ -81,8 +83,10 @@ def start_run(root: str | Path, config: BuildConfig, *, resume: bool, cache_dir:
     run = Run(Path(root), Path(cache_dir) if cache_dir is not None else None)
     if run.config_file.exists():
         if not resume:
-            raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it, or choose "
-                                  "another --run folder")
+            raise FileExistsError(
+                f"{run.root} already holds a run; pass --resume to continue it, or choose "
+                "another --run folder"
+            )
         # Through the dataclasses: a key added to the code since the run started reads as its default.
         saved, wanted = json.loads(run.load_config().to_json()), json.loads(config.to_json())
         changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
@@ -92,8 +96,10 @@ def start_run(root: str | Path, config: BuildConfig, *, resume: bool, cache_dir:
         if train_changes <= set(AFTER_TRAINING_KEYS) and not (run.root / "float" / "model.keras").exists():
             allowed |= {"train"}
         if set(changed) - allowed:
-            raise ValueError(f"cannot resume {run.root}: the config differs from the saved one in {changed}. "
-                             "Resume with the same config, or start a new run folder.")
+            raise ValueError(
+                f"cannot resume {run.root}: the config differs from the saved one in {changed}. "
+                "Resume with the same config, or start a new run folder."
+            )
         if changed:
             log.info("resume: %s changed; the stages still to run use the new values", changed)
             write_text_atomic(run.config_file, config.to_json())
@@ -107,8 +113,13 @@ def input_spec(config: BuildConfig) -> InputSpec:
     """The input spec every stage and the bundle share: the config's size and framing, the backbone's
     normalization (``models.backbones.Backbone``)."""
     backbone = BACKBONES[config.model.backbone]
-    return InputSpec(height=config.model.image_size, width=config.model.image_size, resize=config.resize,
-                     mean=backbone.mean, std=backbone.std)
+    return InputSpec(
+        height=config.model.image_size,
+        width=config.model.image_size,
+        resize=config.resize,
+        mean=backbone.mean,
+        std=backbone.std,
+    )
 
 
 def class_names(config: BuildConfig, frame: pd.DataFrame | None = None) -> list[str]:
@@ -156,14 +167,20 @@ def split_summary(frame: pd.DataFrame, config: BuildConfig) -> dict:
     """What the card records so ``--split val`` re-derives exactly the same images later: the fingerprint
     covers the split's own sources, not the images added to training alone."""
     train_only = frame.get("train_only", pd.Series(False, index=frame.index)).astype(bool)
-    summary = {"seed": config.data.split.seed, "fractions": list(config.data.split.fractions),
-               "grouped_by": "lesion_id", "duplicate_lesions_merged": True,
-               "lesion_groups": int(frame.loc[~train_only, "group"].nunique()),
-               "data_fingerprint": fingerprint(frame[~train_only]),
-               "counts": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")}}
+    summary = {
+        "seed": config.data.split.seed,
+        "fractions": list(config.data.split.fractions),
+        "grouped_by": "lesion_id",
+        "duplicate_lesions_merged": True,
+        "lesion_groups": int(frame.loc[~train_only, "group"].nunique()),
+        "data_fingerprint": fingerprint(frame[~train_only]),
+        "counts": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")},
+    }
     if train_only.any():
-        summary["training_only"] = {"sources": list(config.data.train_only_sources),
-                                    "images": int(train_only.sum())}
+        summary["training_only"] = {
+            "sources": list(config.data.train_only_sources),
+            "images": int(train_only.sum()),
+        }
     return summary
 
 

@@ -21,11 +21,25 @@ from build.atomic import write_text_atomic
 from build.config import BuildConfig, TrainConfig
 from build.console import fit_progress, format_duration, timed_stage
 from build.make.context import RunContext
-from build.make.pipeline import (CachedImages, class_loss_weights, class_sampling_weights, evaluation_batches,
-                                 training_dataset)
-from build.make.reproducible import (BestWeights, append_log, averaged_weights, load_state, load_weights,
-                                     make_reproducible, reseed_layers, save_model_atomic, save_weights_atomic,
-                                     truncate_log)
+from build.make.pipeline import (
+    CachedImages,
+    class_loss_weights,
+    class_sampling_weights,
+    evaluation_batches,
+    training_dataset,
+)
+from build.make.reproducible import (
+    BestWeights,
+    append_log,
+    averaged_weights,
+    load_state,
+    load_weights,
+    make_reproducible,
+    reseed_layers,
+    save_model_atomic,
+    save_weights_atomic,
+    truncate_log,
+)
 from build.make.results import SUMMARY_FILE, FloatResult, read_float
 from build.make.strategy import make_strategy
 from edge.accuracy import balanced_accuracy
@@ -79,9 +93,13 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
     # Also with no epoch completed: a kill between the log row and state.json leaves a row behind.
     truncate_log(stage / "log.csv", state["epoch"])
     if state["epoch"] > 0:
-        log.info("float: resuming after epoch %d (best val balanced accuracy %.4f)", state["epoch"], state["best"])
+        log.info(
+            "float: resuming after epoch %d (best val balanced accuracy %.4f)", state["epoch"], state["best"]
+        )
 
-    class_weight = class_loss_weights(train.labels, len(classes)) if cfg.balance.mode == "class_weight" else None
+    class_weight = (
+        class_loss_weights(train.labels, len(classes)) if cfg.balance.mode == "class_weight" else None
+    )
     phase = None
     resumed_after = state["epoch"]
     epochs_timed, seconds_here = 0, 0.0  # this process's epochs, for the ETA
@@ -94,14 +112,19 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
             # A fresh optimizer per phase: Adam moments of newly unfrozen weights must start with their
             # own bias correction, or the first fine-tuning steps are several times too large.
             with strategy.scope():
-                trainable = set_trainable_top(model, config.model.backbone,
-                                              0 if phase == "head" else cfg.unfreeze_blocks,
-                                              freeze_batchnorm=freeze_batchnorm(config, phase))
+                trainable = set_trainable_top(
+                    model,
+                    config.model.backbone,
+                    0 if phase == "head" else cfg.unfreeze_blocks,
+                    freeze_batchnorm=freeze_batchnorm(config, phase),
+                )
                 optimizer = make_optimizer(cfg)
                 optimizer.build(model.trainable_variables)
                 model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
             checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-            manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints" / phase), max_to_keep=2)
+            manager = tf.train.CheckpointManager(
+                checkpoint, str(stage / "checkpoints" / phase), max_to_keep=2
+            )
             if resumed_after and epoch == resumed_after:
                 _restore(stage, state, phase, model, checkpoint)
             log.info("float: phase %s, %d trainable layers", phase, trainable)
@@ -109,12 +132,26 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
         optimizer.learning_rate.assign(rate)
         with strategy.scope():
             reseed_layers(model, cfg.seed * 1_000_003 + epoch)
-        dataset = training_dataset(train, spec, num_classes=len(classes), batch_size=cfg.batch_size,
-                                   augment=cfg.augment, balance=cfg.balance, seed=cfg.seed,
-                                   label_smoothing=cfg.label_smoothing, start_step=epoch * steps)
+        dataset = training_dataset(
+            train,
+            spec,
+            num_classes=len(classes),
+            batch_size=cfg.batch_size,
+            augment=cfg.augment,
+            balance=cfg.balance,
+            seed=cfg.seed,
+            label_smoothing=cfg.label_smoothing,
+            start_step=epoch * steps,
+        )
         epoch_started = time.perf_counter()
-        history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, class_weight=class_weight,
-                            callbacks=[fit_progress(f"float epoch {epoch + 1}/{total_epochs}", steps, cfg.batch_size)])
+        history = model.fit(
+            dataset,
+            steps_per_epoch=steps,
+            epochs=1,
+            verbose=0,
+            class_weight=class_weight,
+            callbacks=[fit_progress(f"float epoch {epoch + 1}/{total_epochs}", steps, cfg.batch_size)],
+        )
         seconds = time.perf_counter() - epoch_started
         # Judged (and kept) with the weight average when there is one: that is the model that ships.
         with averaged_weights(model, optimizer):
@@ -126,16 +163,35 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
             state.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
         elif phase == "finetune":
             state["bad_epochs"] += 1
-        append_log(stage / "log.csv", {
-            "epoch": epoch + 1, "stage": phase, "lr": rate, "loss": history.history["loss"][-1],
-            "accuracy": history.history["accuracy"][-1], "val_balanced_accuracy": score,
-            "seconds": round(seconds, 1), "images_per_second": round(steps * cfg.batch_size / seconds, 1)})
+        append_log(
+            stage / "log.csv",
+            {
+                "epoch": epoch + 1,
+                "stage": phase,
+                "lr": rate,
+                "loss": history.history["loss"][-1],
+                "accuracy": history.history["accuracy"][-1],
+                "val_balanced_accuracy": score,
+                "seconds": round(seconds, 1),
+                "images_per_second": round(steps * cfg.batch_size / seconds, 1),
+            },
+        )
         epochs_timed += 1
         seconds_here += seconds
         left = (total_epochs - epoch - 1) * seconds_here / epochs_timed
-        log.info("float: epoch %d/%d (%s) loss %.4f val balanced accuracy %.4f%s in %.0f s (%.1f images/s); "
-                 "training ETA %s", epoch + 1, total_epochs, phase, history.history["loss"][-1], score,
-                 " (best)" if improved else "", seconds, steps * cfg.batch_size / seconds, format_duration(left))
+        log.info(
+            "float: epoch %d/%d (%s) loss %.4f val balanced accuracy %.4f%s in %.0f s (%.1f images/s); "
+            "training ETA %s",
+            epoch + 1,
+            total_epochs,
+            phase,
+            history.history["loss"][-1],
+            score,
+            " (best)" if improved else "",
+            seconds,
+            steps * cfg.batch_size / seconds,
+            format_duration(left),
+        )
         state["epoch"] = epoch + 1
         state["seconds"] += seconds
         state["stopped"] = phase == "finetune" and state["bad_epochs"] >= cfg.patience
@@ -149,23 +205,43 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
     shift = decision_shift(model, val, spec, prior, cfg)
     shift_logits(model, shift)
     save_model_atomic(model, final_path)
-    summary = {**state, "steps_per_epoch": steps, "train_prior": prior.tolist(), "classes": classes,
-               "logit_shift": shift.tolist(), "fit_class_bias": cfg.fit_class_bias,
-               "val_balanced_accuracy_shifted": validation_balanced_accuracy(model, val, spec,
-                                                                             np.zeros_like(shift)),
-               "deterministic": cfg.deterministic,
-               "schedule": {"head_epochs": cfg.head_epochs, "epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs,
-                            "learning_rate": cfg.learning_rate, "optimizer": cfg.optimizer, "ema": cfg.ema,
-                            "unfreeze_blocks": cfg.unfreeze_blocks, "batch_size": cfg.batch_size},
-               "seconds_per_epoch": state["seconds"] / max(1, state["epoch"]),
-               "wall_seconds": time.perf_counter() - started}
+    summary = {
+        **state,
+        "steps_per_epoch": steps,
+        "train_prior": prior.tolist(),
+        "classes": classes,
+        "logit_shift": shift.tolist(),
+        "fit_class_bias": cfg.fit_class_bias,
+        "val_balanced_accuracy_shifted": validation_balanced_accuracy(model, val, spec, np.zeros_like(shift)),
+        "deterministic": cfg.deterministic,
+        "schedule": {
+            "head_epochs": cfg.head_epochs,
+            "epochs": cfg.epochs,
+            "warmup_epochs": cfg.warmup_epochs,
+            "learning_rate": cfg.learning_rate,
+            "optimizer": cfg.optimizer,
+            "ema": cfg.ema,
+            "unfreeze_blocks": cfg.unfreeze_blocks,
+            "batch_size": cfg.batch_size,
+        },
+        "seconds_per_epoch": state["seconds"] / max(1, state["epoch"]),
+        "wall_seconds": time.perf_counter() - started,
+    }
     write_text_atomic(stage / SUMMARY_FILE, json.dumps(summary, indent=2))
-    result = FloatResult(path=final_path, classes=tuple(classes), logit_shift=tuple(shift.tolist()),
-                         best=state["best"], best_epoch=state["best_epoch"], epoch=state["epoch"],
-                         seconds=state["seconds"], steps_per_epoch=steps,
-                         seconds_per_epoch=summary["seconds_per_epoch"], deterministic=cfg.deterministic,
-                         schedule=summary["schedule"],
-                         finished_early=bool(state.get("finished_early")))
+    result = FloatResult(
+        path=final_path,
+        classes=tuple(classes),
+        logit_shift=tuple(shift.tolist()),
+        best=state["best"],
+        best_epoch=state["best_epoch"],
+        epoch=state["epoch"],
+        seconds=state["seconds"],
+        steps_per_epoch=steps,
+        seconds_per_epoch=summary["seconds_per_epoch"],
+        deterministic=cfg.deterministic,
+        schedule=summary["schedule"],
+        finished_early=bool(state.get("finished_early")),
+    )
     result.save()  # last: a run killed before this line trains nothing again, and reads its summary
     log.info("float: best val balanced accuracy %.4f at epoch %d", state["best"], state["best_epoch"])
     warn_if_at_chance(state["best"], len(classes), "float")
@@ -185,20 +261,32 @@ def warn_if_at_chance(balanced_accuracy: float, num_classes: int, stage: str) ->
     chance = 1.0 / num_classes
     if not is_at_chance(balanced_accuracy, num_classes):
         return False
-    log.warning("%s: WARNING: validation balanced accuracy %.3f is at chance level (%.3f for %d classes): this "
-                "model has learned nothing useful. Train longer, check the data and labels, or lower the "
-                "learning rate before shipping it.", stage, balanced_accuracy, chance, num_classes)
+    log.warning(
+        "%s: WARNING: validation balanced accuracy %.3f is at chance level (%.3f for %d classes): this "
+        "model has learned nothing useful. Train longer, check the data and labels, or lower the "
+        "learning rate before shipping it.",
+        stage,
+        balanced_accuracy,
+        chance,
+        num_classes,
+    )
     return True
 
 
 def _finish_early(stage: Path, state: dict) -> None:
     """Marks an interrupted training as stopped, so that the best completed epoch becomes the model."""
     if state["epoch"] == 0:
-        raise ValueError(f"cannot finish the training in {stage}: no epoch has completed yet. Resume it "
-                         "without --finish-training, or start a shorter run.")
+        raise ValueError(
+            f"cannot finish the training in {stage}: no epoch has completed yet. Resume it "
+            "without --finish-training, or start a shorter run."
+        )
     if not state["stopped"]:
-        log.info("float: finishing after epoch %d as asked; the best is epoch %d (val balanced accuracy %.4f)",
-                 state["epoch"], state["best_epoch"], state["best"])
+        log.info(
+            "float: finishing after epoch %d as asked; the best is epoch %d (val balanced accuracy %.4f)",
+            state["epoch"],
+            state["best_epoch"],
+            state["best"],
+        )
         state.update(stopped=True, finished_early=True)
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
 
@@ -218,9 +306,11 @@ def warm_start(model, path: Path, *, fallback_shift: np.ndarray) -> None:
     or a released bundle's float16/float32 ``.tflite``, whose head decision shift is taken out again (the
     one its card records, else ``fallback_shift``, the shift this config's prior correction would fold in)."""
     if not path.is_file():
-        raise FileNotFoundError(f"train.init_from: {path} does not exist; pass the float/best.weights.npz "
-                                "of an earlier run of the same model, a bundle's model_float16.tflite, or "
-                                "leave init_from empty")
+        raise FileNotFoundError(
+            f"train.init_from: {path} does not exist; pass the float/best.weights.npz "
+            "of an earlier run of the same model, a bundle's model_float16.tflite, or "
+            "leave init_from empty"
+        )
     try:
         if path.suffix == ".tflite":
             from converters.float_weights import load_float_tflite_weights
@@ -229,13 +319,17 @@ def warm_start(model, path: Path, *, fallback_shift: np.ndarray) -> None:
             load_float_tflite_weights(model, path)
             recorded = recorded_logit_shift(path)
             shift_logits(model, -(fallback_shift if recorded is None else recorded))
-            log.info("float: head decision shift taken out (%s)",
-                     "the card's" if recorded is not None else "not in the card: prior correction's")
+            log.info(
+                "float: head decision shift taken out (%s)",
+                "the card's" if recorded is not None else "not in the card: prior correction's",
+            )
         else:
             load_weights(model, path)
     except (ValueError, KeyError) as error:
-        raise ValueError(f"train.init_from: {path} does not fit this model ({error}); it must come from a "
-                         "run with the same [model] settings and classes") from error
+        raise ValueError(
+            f"train.init_from: {path} does not fit this model ({error}); it must come from a "
+            "run with the same [model] settings and classes"
+        ) from error
     log.info("float: warm start from %s", path)
 
 
@@ -257,8 +351,9 @@ def freeze_batchnorm(config: BuildConfig, phase: str) -> bool:
     return not (config.train.train_batchnorm and phase == "finetune")
 
 
-def decision_shift(model, val: CachedImages, spec: InputSpec, prior: np.ndarray,
-                   cfg: TrainConfig) -> np.ndarray:
+def decision_shift(
+    model, val: CachedImages, spec: InputSpec, prior: np.ndarray, cfg: TrainConfig
+) -> np.ndarray:
     """The logit shift folded into the head of a model trained under ``prior``: logit adjustment of
     strength ``cfg.prior_correction``, or with ``cfg.fit_class_bias`` a balanced shift fitted on the
     validation split (the model's own log-probabilities are its logits up to a per-image constant)."""
@@ -269,8 +364,11 @@ def decision_shift(model, val: CachedImages, spec: InputSpec, prior: np.ndarray,
     from build.make.calibration import fit_balanced_shift
 
     shift = fit_balanced_shift(predict_probabilities(model, val.pixels, spec), val.labels)
-    log.info("float: class shift fitted on validation %s (prior correction would be %s)", np.round(shift, 2),
-             np.round(prior_shift(prior, cfg.prior_correction), 2))
+    log.info(
+        "float: class shift fitted on validation %s (prior correction would be %s)",
+        np.round(shift, 2),
+        np.round(prior_shift(prior, cfg.prior_correction), 2),
+    )
     return shift
 
 
@@ -328,7 +426,9 @@ def make_optimizer(cfg: TrainConfig):
 
 def predict_probabilities(model, pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Class probabilities of a Keras model for cached uint8 pixels."""
-    return np.concatenate([model(batch, training=False).numpy() for batch in evaluation_batches(pixels, spec)])
+    return np.concatenate(
+        [model(batch, training=False).numpy() for batch in evaluation_batches(pixels, spec)]
+    )
 
 
 def validation_balanced_accuracy(model, val: CachedImages, spec: InputSpec, shift: np.ndarray) -> float:

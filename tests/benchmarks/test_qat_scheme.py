@@ -21,8 +21,17 @@ def test_every_scheme_gets_a_validated_int8_file(tmp_path, capsys):
     run = start_run(tmp_path / "runs" / "tiny", config, resume=False)
     train_float(prepare(run, config))
 
-    status = main([str(run.root), "--steps", "2", "--out", str(tmp_path / "schemes"),
-                   "--json", str(tmp_path / "rows.json")])
+    status = main(
+        [
+            str(run.root),
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "schemes"),
+            "--json",
+            str(tmp_path / "rows.json"),
+        ]
+    )
 
     assert status == 0
     rows = json.loads((tmp_path / "rows.json").read_text())

@@ -9,10 +9,21 @@ from converters.validate import ParityGate
 
 
 def _report(agreement: float, delta: float) -> dict:
-    return {"variant": "int8", "model": "model_int8.tflite", "n": 1000, "top1_agreement": agreement,
-            "max_abs_diff": 0.5, "mean_abs_diff": 0.05, "mean_kl": 0.1, "balanced_accuracy_reference": 0.67,
-            "balanced_accuracy_tflite": 0.67 + delta, "balanced_accuracy_delta": delta, "input_dtype": "uint8",
-            "output_dtype": "uint8", "seconds": 1.0}
+    return {
+        "variant": "int8",
+        "model": "model_int8.tflite",
+        "n": 1000,
+        "top1_agreement": agreement,
+        "max_abs_diff": 0.5,
+        "mean_abs_diff": 0.05,
+        "mean_kl": 0.1,
+        "balanced_accuracy_reference": 0.67,
+        "balanced_accuracy_tflite": 0.67 + delta,
+        "balanced_accuracy_delta": delta,
+        "input_dtype": "uint8",
+        "output_dtype": "uint8",
+        "seconds": 1.0,
+    }
 
 
 GATE = ParityGate(min_top1_agreement=0.70, max_balanced_accuracy_drop=2.0)

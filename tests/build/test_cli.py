@@ -19,8 +19,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_every_documented_command_is_there():
     commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse has no API
-    assert {"data", "build", "train", "qat", "export", "validate", "evaluate", "sweep", "predict", "bench",
-            "app"} <= set(commands)
+    assert {
+        "data",
+        "build",
+        "train",
+        "qat",
+        "export",
+        "validate",
+        "evaluate",
+        "sweep",
+        "predict",
+        "bench",
+        "app",
+    } <= set(commands)
 
 
 def test_run_folder_option_does_not_shadow_the_command():
@@ -43,15 +54,21 @@ def test_a_missing_config_is_a_clear_error(tmp_path, capsys):
 
 
 def test_finishing_training_without_resume_is_a_clear_error(tmp_path, capsys):
-    assert main(["build", "--config", str(TINY_TOML), "--run", str(tmp_path / "run"), "--finish-training"]) == 2
+    assert (
+        main(["build", "--config", str(TINY_TOML), "--run", str(tmp_path / "run"), "--finish-training"]) == 2
+    )
     assert "pass it with --resume" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
 def test_predict_and_bench_need_no_tensorflow_import_at_parse_time():
-    code = ("import sys; from build.cli import build_parser; build_parser(); "
-            "print(any(m.startswith('tensorflow') for m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    code = (
+        "import sys; from build.cli import build_parser; build_parser(); "
+        "print(any(m.startswith('tensorflow') for m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
     assert result.stdout.strip() == "False"
 
 
@@ -68,16 +85,29 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     data = write_synthetic_dataset(tmp_path / "data", n_per_class=24)
     published = tmp_path / "published"
     caplog.set_level(logging.INFO)
-    status = main(["build", "--config", str(TINY_TOML), "--data", str(data), "--run", str(tmp_path / "run"),
-                   "--publish", str(published)])
+    status = main(
+        [
+            "build",
+            "--config",
+            str(TINY_TOML),
+            "--data",
+            str(data),
+            "--run",
+            str(tmp_path / "run"),
+            "--publish",
+            str(published),
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 0, captured.out + captured.err
     last = captured.out.strip().splitlines()[-1]
     assert last.startswith("build finished in") and f"published to {published}" in last
     assert list((tmp_path / "run" / "cache").glob("pixels-*.npy"))  # the cache lives in the run folder
     # Progress: plain lines (the log is no terminal) with rate and ETA, and no TensorFlow chatter.
-    assert any("float epoch 1/3" in r.message and "images/s" in r.message and "ETA" in r.message
-               for r in caplog.records)
+    assert any(
+        "float epoch 1/3" in r.message and "images/s" in r.message and "ETA" in r.message
+        for r in caplog.records
+    )
     assert not any("Sharding callback" in r.getMessage() for r in caplog.records)
     bundle = load_bundle(published)
     assert bundle.card.labels == ["blu", "grn", "rdl"]  # folder names, sorted
@@ -117,15 +147,37 @@ def test_a_failed_gate_is_the_last_thing_the_build_says(tmp_path, capsys, monkey
     from build.make.results import ExportResult, FloatResult, QatResult
 
     data = write_synthetic_dataset(tmp_path / "data", n_per_class=4)
-    monkeypatch.setattr(build.make.train, "train_float",
-                        lambda ctx, finish=False: FloatResult(ctx.run.root / "float" / "model.keras"))
-    monkeypatch.setattr(build.make.qat, "apply_qat",
-                        lambda ctx, floated, finish=False: QatResult(ctx.run.root / "qat" / "model.h5"))
-    monkeypatch.setattr(build_module, "export_run", lambda ctx, floated, quantized, publish=None: ExportResult(
-        passed=False, parity=ctx.run.root / "export" / "parity.json"))
+    monkeypatch.setattr(
+        build.make.train,
+        "train_float",
+        lambda ctx, finish=False: FloatResult(ctx.run.root / "float" / "model.keras"),
+    )
+    monkeypatch.setattr(
+        build.make.qat,
+        "apply_qat",
+        lambda ctx, floated, finish=False: QatResult(ctx.run.root / "qat" / "model.h5"),
+    )
+    monkeypatch.setattr(
+        build_module,
+        "export_run",
+        lambda ctx, floated, quantized, publish=None: ExportResult(
+            passed=False, parity=ctx.run.root / "export" / "parity.json"
+        ),
+    )
 
-    status = main(["build", "--config", str(TINY_TOML), "--data", str(data), "--run", str(tmp_path / "run"),
-                   "--publish", str(tmp_path / "published")])
+    status = main(
+        [
+            "build",
+            "--config",
+            str(TINY_TOML),
+            "--data",
+            str(data),
+            "--run",
+            str(tmp_path / "run"),
+            "--publish",
+            str(tmp_path / "published"),
+        ]
+    )
 
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert status == 1
@@ -134,6 +186,7 @@ def test_a_failed_gate_is_the_last_thing_the_build_says(tmp_path, capsys, monkey
 
 
 # -- --version, missing extras, --help examples ----------------------------------------------------------
+
 
 def test_version_prints_the_code_and_the_shipped_cards(capsys):
     from edge.cli import code_version
@@ -149,15 +202,23 @@ def test_version_prints_the_code_and_the_shipped_cards(capsys):
         assert f"bundle msid: {data['name']} {data['version']}" in out
 
 
-@pytest.mark.parametrize("argv, module, extra", [
-    (["data", "summary", "some/data"], "pandas", "build"),
-    (["evaluate", "ham10000", "--data", "some/data"], "pandas", "build"),
-    (["app", "--port", "7999"], "gradio", "app"),
-])
+@pytest.mark.parametrize(
+    "argv, module, extra",
+    [
+        (["data", "summary", "some/data"], "pandas", "build"),
+        (["evaluate", "ham10000", "--data", "some/data"], "pandas", "build"),
+        (["app", "--port", "7999"], "gradio", "app"),
+    ],
+)
 def test_a_missing_extra_is_named_instead_of_a_traceback(argv, module, extra, monkeypatch, capsys):
     for name in list(sys.modules):
-        if name == module or name.startswith(module + ".") or name.startswith(("gradio_app", "build.analysis.summary",
-                                                                               "build.analysis.evaluate", "build.make.datasets")):
+        if (
+            name == module
+            or name.startswith(module + ".")
+            or name.startswith(
+                ("gradio_app", "build.analysis.summary", "build.analysis.evaluate", "build.make.datasets")
+            )
+        ):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, module, None)  # `import pandas` fails as on the base install
     assert main(argv) == 2

@@ -38,7 +38,8 @@ def test_msid_config_is_the_four_class_mpox_build():
     assert config.data.split.fractions == (0.8, 0.1, 0.1)
     assert config.model.backbone == "mobilenet_v2" and config.model.alpha == 1.0
     assert Path(config.model.weights).name == (
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5")
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
+    )
 
 
 @pytest.mark.shared_data
@@ -53,9 +54,18 @@ def test_msid_config_points_at_the_shared_data_and_weights():
 
 
 def test_overrides_are_typed_like_the_field():
-    config = load_config(CONFIGS / "tiny.toml", overrides=[
-        "train.epochs=7", "model.alpha=1", "train.optimizer=sgd", "qat.enabled=false",
-        "data.sources=['a', 'b']", "data.split.seed=3", "name = renamed"])
+    config = load_config(
+        CONFIGS / "tiny.toml",
+        overrides=[
+            "train.epochs=7",
+            "model.alpha=1",
+            "train.optimizer=sgd",
+            "qat.enabled=false",
+            "data.sources=['a', 'b']",
+            "data.split.seed=3",
+            "name = renamed",
+        ],
+    )
     assert config.train.epochs == 7
     assert config.model.alpha == 1.0 and isinstance(config.model.alpha, float)
     assert config.train.optimizer == "sgd"
@@ -80,16 +90,19 @@ def test_unknown_keys_are_named_with_the_known_ones(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.epochs=2.5", "epochs must be int, got 2.5"),
-    ("model.image_size='big'", "image_size must be int, got 'big'"),
-    ("train.optimizer=adagrad", "optimizer must be adam|adamw|rmsprop|sgd, got 'adagrad'"),
-    ("train.strategy=tpu", "strategy must be auto|one|mirrored|multiworker, got 'tpu'"),
-    ("data.split.fractions=[0.5, 0.5, 0.5]", "fractions must be three non-negative numbers summing to 1"),
-    ("train.epochs", "must look like section.key=value"),
-    ("data.label_maps=['', '']", "data.label_maps has 2 entries for 1 source"),
-    ("data.label_maps=['isic']", "data.label_maps: unknown label map(s) ['isic']"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=2.5", "epochs must be int, got 2.5"),
+        ("model.image_size='big'", "image_size must be int, got 'big'"),
+        ("train.optimizer=adagrad", "optimizer must be adam|adamw|rmsprop|sgd, got 'adagrad'"),
+        ("train.strategy=tpu", "strategy must be auto|one|mirrored|multiworker, got 'tpu'"),
+        ("data.split.fractions=[0.5, 0.5, 0.5]", "fractions must be three non-negative numbers summing to 1"),
+        ("train.epochs", "must look like section.key=value"),
+        ("data.label_maps=['', '']", "data.label_maps has 2 entries for 1 source"),
+        ("data.label_maps=['isic']", "data.label_maps: unknown label map(s) ['isic']"),
+    ],
+)
 def test_bad_values_are_refused_with_the_value(override, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         load_config(CONFIGS / "tiny.toml", overrides=[override])
@@ -123,14 +136,17 @@ def test_training_only_sources_join_the_runs_training_split_and_leave_the_cards_
     main = write_class_folders(tmp_path / "main", {"a": 20, "b": 20}, prefix="m")
     extra = write_class_folders(tmp_path / "extra", {"a": 3, "b": 5}, prefix="x")
     alone = load_config(CONFIGS / "tiny.toml", [f"data.sources=['{main}']"])
-    merged = dataclasses.replace(alone, data=dataclasses.replace(alone.data, train_only_sources=(str(extra),)))
+    merged = dataclasses.replace(
+        alone, data=dataclasses.replace(alone.data, train_only_sources=(str(extra),))
+    )
 
     split_alone = prepare_split(start_run(tmp_path / "alone", alone, resume=False), alone)
     split_merged = prepare_split(start_run(tmp_path / "merged", merged, resume=False), merged)
 
     for split in ("val", "test"):
-        assert sorted(split_merged.loc[split_merged["split"] == split, "image_id"]) == \
-            sorted(split_alone.loc[split_alone["split"] == split, "image_id"])
+        assert sorted(split_merged.loc[split_merged["split"] == split, "image_id"]) == sorted(
+            split_alone.loc[split_alone["split"] == split, "image_id"]
+        )
     assert (split_merged["split"] == "train").sum() == (split_alone["split"] == "train").sum() + 8
     summary = split_summary(split_merged, merged)
     assert summary["data_fingerprint"] == split_summary(split_alone, alone)["data_fingerprint"]
@@ -177,31 +193,52 @@ def test_a_config_that_extends_another_holds_only_what_differs(tmp_path):
 
 
 def test_the_release_stage_2_config_continues_stage_1_with_its_model_and_data():
-    stage1, stage2 = load_config(CONFIGS / "ham10000-release2.toml"), load_config(CONFIGS / "ham10000-continue.toml")
-    assert (stage2.model, stage2.data, stage2.train.augment) == (stage1.model, stage1.data, stage1.train.augment)
+    stage1, stage2 = (
+        load_config(CONFIGS / "ham10000-release2.toml"),
+        load_config(CONFIGS / "ham10000-continue.toml"),
+    )
+    assert (stage2.model, stage2.data, stage2.train.augment) == (
+        stage1.model,
+        stage1.data,
+        stage1.train.augment,
+    )
     assert stage2.train.init_from and stage2.train.head_epochs == 0
 
 
 def test_the_release_stage_3_config_polishes_stage_2_at_a_low_rate_with_batchnorm_frozen():
-    stage2, stage3 = load_config(CONFIGS / "ham10000-continue.toml"), load_config(CONFIGS / "ham10000-polish.toml")
+    stage2, stage3 = (
+        load_config(CONFIGS / "ham10000-continue.toml"),
+        load_config(CONFIGS / "ham10000-polish.toml"),
+    )
     assert (stage3.model, stage3.data, stage3.qat) == (stage2.model, stage2.data, stage2.qat)
     assert stage3.train.init_from.startswith("runs/ham10000-continue/")
     assert stage3.train.learning_rate < stage2.train.learning_rate and not stage3.train.train_batchnorm
 
 
 def test_the_isic_config_is_stage_1_with_the_archive_added_to_training_alone():
-    stage1, isic = load_config(CONFIGS / "ham10000-release2.toml"), load_config(CONFIGS / "ham10000-isic.toml")
-    assert (isic.model, isic.train, isic.data.sources, isic.data.split) == \
-        (stage1.model, stage1.train, stage1.data.sources, stage1.data.split)
+    stage1, isic = (
+        load_config(CONFIGS / "ham10000-release2.toml"),
+        load_config(CONFIGS / "ham10000-isic.toml"),
+    )
+    assert (isic.model, isic.train, isic.data.sources, isic.data.split) == (
+        stage1.model,
+        stage1.train,
+        stage1.data.sources,
+        stage1.data.split,
+    )
     assert isic.data.train_only_sources == ("../shared/data/isic-archive-9class",)
     assert isic.data.train_only_label_maps == ("isic-archive",)
 
 
 def test_continuing_from_a_tflite_file_with_batchnorm_training_is_refused():
     with pytest.raises(ValueError, match=r"model_float16\.tflite.*folded.*train_batchnorm = false"):
-        load_config(CONFIGS / "ham10000-polish.toml",
-                    ["train.init_from='models/pretrained/ham10000/model_float16.tflite'",
-                     "train.train_batchnorm=true"])
+        load_config(
+            CONFIGS / "ham10000-polish.toml",
+            [
+                "train.init_from='models/pretrained/ham10000/model_float16.tflite'",
+                "train.train_batchnorm=true",
+            ],
+        )
 
 
 def test_a_missing_or_looping_parent_config_is_refused(tmp_path):
@@ -213,11 +250,12 @@ def test_a_missing_or_looping_parent_config_is_refused(tmp_path):
         load_config(tmp_path / "loop.toml")
 
 
-
 def test_configs_load_without_tensorflow():
     # A Pi, a CI job or a config linter can read and check a build config with no TensorFlow installed.
-    code = ("import sys; from build.config import load_config; load_config('build/configs/ham10000.toml'); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))")
+    code = (
+        "import sys; from build.config import load_config; load_config('build/configs/ham10000.toml'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"

@@ -80,16 +80,31 @@ def test_two_workers_train_the_weights_one_process_trains(tmp_path):
     base_env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     base_env["CUDA_VISIBLE_DEVICES"] = ""
 
-    single = subprocess.run([sys.executable, str(script), "one", str(tmp_path / "single.npz")], env=base_env,
-                            capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, str(script), "one", str(tmp_path / "single.npz")],
+        env=base_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
 
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
-        env = {**base_env, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        workers.append(subprocess.Popen([sys.executable, str(script), "multiworker", str(tmp_path / f"w{index}.npz")],
-                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **base_env,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, str(script), "multiworker", str(tmp_path / f"w{index}.npz")],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         outputs = [worker.communicate(timeout=300) for worker in workers]
     finally:
@@ -111,9 +126,17 @@ def test_two_workers_train_the_weights_one_process_trains(tmp_path):
 
 def weights_before_training(tmp_path: Path, script: Path, env: dict) -> list[np.ndarray]:
     untrained = tmp_path / "untrained.py"
-    untrained.write_text(script.read_text().replace(f"steps_per_epoch={STEPS}", "steps_per_epoch=1")
-                         .replace("model.fit(", "0 and model.fit("))
-    done = subprocess.run([sys.executable, str(untrained), "one", str(tmp_path / "start.npz")], env=env,
-                          capture_output=True, text=True, timeout=300)
+    untrained.write_text(
+        script.read_text()
+        .replace(f"steps_per_epoch={STEPS}", "steps_per_epoch=1")
+        .replace("model.fit(", "0 and model.fit(")
+    )
+    done = subprocess.run(
+        [sys.executable, str(untrained), "one", str(tmp_path / "start.npz")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return weights(tmp_path / "start.npz")

@@ -67,10 +67,17 @@ def model_weights(path: Path) -> list[np.ndarray]:
 def card_results(run_dir: Path) -> dict:
     """What the card says of the model, without timings."""
     card = json.loads((run_dir / "bundle" / "model_card.json").read_text())
-    validation = {variant: {k: v for k, v in report.items() if k != "seconds"}
-                  for variant, report in card["validation"].items()}
-    return {"metrics": card["metrics"], "temperature": card["temperature"], "validation": validation,
-            "abstain": card["abstain"], "deterministic": card["training"]["float"]["deterministic"]}
+    validation = {
+        variant: {k: v for k, v in report.items() if k != "seconds"}
+        for variant, report in card["validation"].items()
+    }
+    return {
+        "metrics": card["metrics"],
+        "temperature": card["temperature"],
+        "validation": validation,
+        "abstain": card["abstain"],
+        "deterministic": card["training"]["float"]["deterministic"],
+    }
 
 
 @pytest.mark.slow
@@ -115,9 +122,14 @@ def test_the_weight_average_survives_a_kill_and_resume(tmp_path):
 
     assert "resuming after epoch 3" in output
     for name in ("best.weights.npz", "last.weights.npz"):
-        with np.load(runs / "whole" / "float" / name) as whole, np.load(runs / "killed" / "float" / name) as killed:
+        with (
+            np.load(runs / "whole" / "float" / name) as whole,
+            np.load(runs / "killed" / "float" / name) as killed,
+        ):
             for key in whole.files:
-                np.testing.assert_allclose(killed[key], whole[key], rtol=0, atol=1e-6, err_msg=f"{name} {key}")
+                np.testing.assert_allclose(
+                    killed[key], whole[key], rtol=0, atol=1e-6, err_msg=f"{name} {key}"
+                )
     whole_log = (runs / "whole" / "float" / "log.csv").read_text().splitlines()
     killed_log = (runs / "killed" / "float" / "log.csv").read_text().splitlines()
     strip = lambda rows: [",".join(r.split(",")[:6]) for r in rows]  # noqa: E731  (without the timings)

@@ -53,6 +53,7 @@ def fake_export(monkeypatch) -> list[dict]:
 
 # -- variants -----------------------------------------------------------------------------------------------
 
+
 def test_export_defaults_and_gates_come_from_the_variant_table():
     export = ExportConfig()
     assert export.variants == variants.names()
@@ -60,7 +61,9 @@ def test_export_defaults_and_gates_come_from_the_variant_table():
     assert export.float_min_agreement == ParityGate.for_variant("float16").min_top1_agreement
     assert export_stage._gate(BuildConfig(), "dynamic") == ParityGate.for_variant("dynamic")
     assert export_stage._gate_name("int8-ptq") == "int8"
-    with pytest.raises(ValueError, match=r"export.also_validate: unknown variant\(s\) \['int4'\]; known: int8"):
+    with pytest.raises(
+        ValueError, match=r"export.also_validate: unknown variant\(s\) \['int4'\]; known: int8"
+    ):
         ExportConfig(also_validate=("int4",))
 
 
@@ -70,8 +73,15 @@ def test_planned_variants_follow_the_table(monkeypatch):
     no_qat = dataclasses.replace(config, qat=dataclasses.replace(config.qat, enabled=False))
     assert export_stage._planned_variants(no_qat) == ["float16", "float32", "int8-ptq"]
     # A third int8 candidate is one more row: the plan (and so the export and the choice) sees it.
-    distilled = Variant("int8-distilled", "distilled/model_int8.tflite", "int8 from a distilled QAT model",
-                        ParityGate.for_variant("int8"), quantization="int8", source="qat", shipped=False)
+    distilled = Variant(
+        "int8-distilled",
+        "distilled/model_int8.tflite",
+        "int8 from a distilled QAT model",
+        ParityGate.for_variant("int8"),
+        quantization="int8",
+        source="qat",
+        shipped=False,
+    )
     monkeypatch.setattr(variants, "VARIANTS", (*variants.VARIANTS, distilled))
     assert export_stage._planned_variants(config)[-3:] == ["int8-qat", "int8-ptq", "int8-distilled"]
 
@@ -86,7 +96,10 @@ def test_export_writes_each_row_s_file_with_its_factory_and_the_task_s_facts(mon
 
     assert list(files) == ["int4", "int8-qat", "int8-ptq"]
     assert [c["path"].relative_to(tmp_path).as_posix() for c in calls] == [
-        "model_int4.tflite", "qat/model_int8.tflite", "ptq/model_int8.tflite"]
+        "model_int4.tflite",
+        "qat/model_int8.tflite",
+        "ptq/model_int8.tflite",
+    ]
     assert [c["source"] for c in calls] == [float_path, qat_path, float_path]
     assert [c["config"].variant for c in calls] == ["float16", "int8", "int8"]
     assert [c["config"].representative_data for c in calls] == [None, None, ["calibration pixels"]]
@@ -98,37 +111,58 @@ def test_export_writes_each_row_s_file_with_its_factory_and_the_task_s_facts(mon
 def test_unchanged_variants_are_not_exported_again(monkeypatch, tmp_path):
     calls = fake_export(monkeypatch)
     config = config_with(variants=("int8", "float16"))
-    files = export_stage.export_variants(tmp_path / "f.keras", None, tmp_path, context(config, ["mel"]),
-                                         skip={"float16"})
+    files = export_stage.export_variants(
+        tmp_path / "f.keras", None, tmp_path, context(config, ["mel"]), skip={"float16"}
+    )
     assert list(files) == ["int8-ptq"] and len(calls) == 1
 
 
 # -- tasks --------------------------------------------------------------------------------------------------
 
+
 def test_an_unknown_task_is_refused_naming_the_value_and_the_known_ones():
-    with pytest.raises(ValueError, match=r"data.task = 'isic' is not a known task; choose one of ham10000, msid"):
+    with pytest.raises(
+        ValueError, match=r"data.task = 'isic' is not a known task; choose one of ham10000, msid"
+    ):
         load_config(CONFIGS / "tiny.toml", overrides=["data.task=isic"])
 
 
 def test_data_task_chooses_the_card_s_classes_licence_and_wording(monkeypatch, tmp_path):
     row = dataclasses.replace(
-        tasks.task("msid"), key="demo", image_kind="demo photos", license="Demo licence",
-        intended_use="Demonstrations only.", limitations=("Made up.",),
-        classes=(ClassInfo("b", "Bad spot", True), ClassInfo("a", "A spot", False)), fixed_classes=True)
+        tasks.task("msid"),
+        key="demo",
+        image_kind="demo photos",
+        license="Demo licence",
+        intended_use="Demonstrations only.",
+        limitations=("Made up.",),
+        classes=(ClassInfo("b", "Bad spot", True), ClassInfo("a", "A spot", False)),
+        fixed_classes=True,
+    )
     monkeypatch.setitem(tasks.TASKS, "demo", row)
     config = load_config(CONFIGS / "tiny.toml", overrides=["data.task=demo"])
-    frame = pd.DataFrame({"image_id": ["1", "2"], "label": ["a", "b"], "group": ["g1", "g2"],
-                          "split": ["train", "val"]})
+    frame = pd.DataFrame(
+        {"image_id": ["1", "2"], "label": ["a", "b"], "group": ["g1", "g2"], "split": ["train", "val"]}
+    )
     classes = class_names(config, frame)
     assert classes == ["b", "a"]  # the task's fixed classes, in its order, not the data's sorted labels
 
     ctx = RunContext(Run(tmp_path), config, frame, tuple(classes), input_spec(config))
-    card = card_module.make_card(ctx, FloatResult(tmp_path / "model.keras"), None, temperature=1.0, abstain={},
-                                 validation={}, seconds=1.0)
+    card = card_module.make_card(
+        ctx,
+        FloatResult(tmp_path / "model.keras"),
+        None,
+        temperature=1.0,
+        abstain={},
+        validation={},
+        seconds=1.0,
+    )
     assert card.task == "demo photos, 2 classes"
     assert card.display_names == {"b": "Bad spot", "a": "A spot"} and card.malignant_indices == [0]
-    assert (card.license, card.intended_use, card.limitations) == ("Demo licence", "Demonstrations only.",
-                                                                   ("Made up.",))
+    assert (card.license, card.intended_use, card.limitations) == (
+        "Demo licence",
+        "Demonstrations only.",
+        ("Made up.",),
+    )
 
 
 def test_a_task_without_fixed_classes_takes_them_from_the_data():
@@ -140,12 +174,15 @@ def test_a_task_without_fixed_classes_takes_them_from_the_data():
 
 def test_a_bare_model_s_malignant_outputs_come_from_the_task_rows(monkeypatch):
     assert _known_malignant(["nv", "mel", "Monkeypox", "bcc"]) == (1, 3)
-    demo = dataclasses.replace(tasks.task("msid"), key="demo", classes=(ClassInfo("Monkeypox", "Mpox", True),))
+    demo = dataclasses.replace(
+        tasks.task("msid"), key="demo", classes=(ClassInfo("Monkeypox", "Mpox", True),)
+    )
     monkeypatch.setattr(tasks, "TASKS", {"aaa-demo": demo, **tasks.TASKS})
     assert _known_malignant(["nv", "Monkeypox"]) == (1,)
 
 
 # -- backbones ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
 def test_input_spec_takes_the_backbone_s_normalization(name):
@@ -156,11 +193,13 @@ def test_input_spec_takes_the_backbone_s_normalization(name):
 
 
 def test_a_backbone_with_its_own_normalization_reaches_the_spec(monkeypatch):
-    imagenet = dataclasses.replace(backbones.BACKBONES["mobilenet"], mean=(123.7, 116.3, 103.5),
-                                   std=(58.4, 57.1, 57.4))
+    imagenet = dataclasses.replace(
+        backbones.BACKBONES["mobilenet"], mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4)
+    )
     monkeypatch.setitem(backbones.BACKBONES, "mobilenet", imagenet)
-    config = dataclasses.replace(BuildConfig(),
-                                 model=dataclasses.replace(BuildConfig().model, backbone="mobilenet"))
+    config = dataclasses.replace(
+        BuildConfig(), model=dataclasses.replace(BuildConfig().model, backbone="mobilenet")
+    )
     spec = input_spec(config)
     assert (spec.mean, spec.std) == ((123.7, 116.3, 103.5), (58.4, 57.1, 57.4))
     calibration = normalize(np.full((2, 2, 3), 255, np.uint8), spec)

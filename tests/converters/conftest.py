@@ -39,9 +39,17 @@ def exported(tmp_path_factory, tiny_keras_model, calibration_pixels):
         "int8": QuantizationConfig.for_int8(calibration_pixels),
         "int8_io_int8": QuantizationConfig.for_int8(calibration_pixels, io_type="int8"),
     }
-    return {name: export_tflite(tiny_keras_model, folder / f"{name}.tflite", config, input_spec=TINY_SPEC,
-                                labels=TINY_LABELS, display_names=DISPLAY_NAMES)
-            for name, config in configs.items()}
+    return {
+        name: export_tflite(
+            tiny_keras_model,
+            folder / f"{name}.tflite",
+            config,
+            input_spec=TINY_SPEC,
+            labels=TINY_LABELS,
+            display_names=DISPLAY_NAMES,
+        )
+        for name, config in configs.items()
+    }
 
 
 @pytest.fixture(scope="session")

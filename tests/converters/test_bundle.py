@@ -51,8 +51,9 @@ def test_rewriting_replaces_the_bundle_and_leaves_nothing_behind(tmp_path, tiny_
     report = tmp_path / "report"
     report.mkdir()
     (report / "summary.md").write_text("# report\n")
-    write_bundle(folder, card, {"float32": tiny_bundle / "model_float32.tflite"}, reference=None,
-                 report_dir=report)
+    write_bundle(
+        folder, card, {"float32": tiny_bundle / "model_float32.tflite"}, reference=None, report_dir=report
+    )
     bundle = load_bundle(folder)
     assert bundle.card.version == "2.0.0"
     assert set(bundle.card.files) == {"float32"}  # the old int8 and reference are gone with the old bundle
@@ -66,11 +67,13 @@ def test_a_model_that_does_not_fit_the_card_is_refused_before_writing(tmp_path, 
     two_classes = dataclasses.replace(card, classes=card.classes[:2])
     folder = tmp_path / "bundle"
     with pytest.raises(BundleError, match="outputs 3 scores but the card lists 2 classes"):
-        write_bundle(folder, two_classes, {"int8": tiny_bundle / "model_int8.tflite"}, reference=None,
-                     report_dir=None)
+        write_bundle(
+            folder, two_classes, {"int8": tiny_bundle / "model_int8.tflite"}, reference=None, report_dir=None
+        )
     with pytest.raises(BundleError, match="unknown variant 'int4'"):
-        write_bundle(folder, card, {"int4": tiny_bundle / "model_int8.tflite"}, reference=None,
-                     report_dir=None)
+        write_bundle(
+            folder, card, {"int4": tiny_bundle / "model_int8.tflite"}, reference=None, report_dir=None
+        )
     with pytest.raises(BundleError, match="missing.tflite not found"):
         write_bundle(folder, card, {"int8": tmp_path / "missing.tflite"}, reference=None, report_dir=None)
     assert list(tmp_path.iterdir()) == []
@@ -103,8 +106,13 @@ def test_a_write_killed_midway_leaves_the_previous_bundle_intact(tmp_path, tiny_
     folder = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tiny_bundle), str(folder)], cwd=REPO,
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tiny_bundle), str(folder)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         assert writer.stdout.readline().strip() == "copying"
     finally:
@@ -118,8 +126,13 @@ def test_a_write_killed_midway_leaves_the_previous_bundle_intact(tmp_path, tiny_
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
 
     # The next write cleans up after the killed one.
-    write_bundle(folder, dataclasses.replace(bundle.card, version="3.0.0"),
-                 {"int8": tiny_bundle / "model_int8.tflite"}, reference=None, report_dir=None)
+    write_bundle(
+        folder,
+        dataclasses.replace(bundle.card, version="3.0.0"),
+        {"int8": tiny_bundle / "model_int8.tflite"},
+        reference=None,
+        report_dir=None,
+    )
     assert load_bundle(folder).card.version == "3.0.0"
     assert _hidden_siblings(folder) == []
 
@@ -136,13 +149,19 @@ def test_an_old_bundle_moved_aside_by_a_killed_swap_is_restored(tmp_path, tiny_b
     monkeypatch.setattr("converters.bundle._copy_file", disk_full)
     card = _card(tiny_bundle)
     with pytest.raises(OSError, match="No space left"):
-        write_bundle(folder, dataclasses.replace(card, version="4.0.0"),
-                     {"int8": tiny_bundle / "model_int8.tflite"}, reference=None, report_dir=None)
+        write_bundle(
+            folder,
+            dataclasses.replace(card, version="4.0.0"),
+            {"int8": tiny_bundle / "model_int8.tflite"},
+            reference=None,
+            report_dir=None,
+        )
     assert load_bundle(folder).card.version == card.version
     assert _hidden_siblings(folder) == []  # the failed staging folder is removed too
 
 
 # --- publishing a built bundle ----------------------------------------------------------------------
+
 
 def test_publishing_releases_the_built_files_and_card_without_the_float_reference(tmp_path, tiny_bundle):
     built = tmp_path / "run" / "bundle"

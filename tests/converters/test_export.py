@@ -49,8 +49,9 @@ def test_uint8_input_takes_raw_pixels(exported):
 @pytest.mark.slow
 def test_int8_from_a_qat_model_file(tmp_path, qat_model_path, tiny_images):
     config = QuantizationConfig.for_int8(None)  # a QAT model carries its own ranges
-    result = export_tflite(qat_model_path, tmp_path / "model_int8.tflite", config, input_spec=TINY_SPEC,
-                           labels=TINY_LABELS)
+    result = export_tflite(
+        qat_model_path, tmp_path / "model_int8.tflite", config, input_spec=TINY_SPEC, labels=TINY_LABELS
+    )
     assert (result.input_dtype, result.output_dtype) == ("uint8", "uint8")
     tensors = Interpreter(model_path=str(result.path)).get_tensor_details()
     assert {np.dtype(t["dtype"]).name for t in tensors} <= {"uint8", "int8", "int32"}  # integer-only graph
@@ -61,25 +62,45 @@ def test_int8_from_a_qat_model_file(tmp_path, qat_model_path, tiny_images):
 
 def test_a_qat_model_is_not_exported_as_float(tmp_path, qat_model_path):
     with pytest.raises(ValueError, match="QAT model, which exports only as int8"):
-        export_tflite(qat_model_path, tmp_path / "m.tflite", QuantizationConfig.for_float16(),
-                      input_spec=TINY_SPEC, labels=TINY_LABELS)
+        export_tflite(
+            qat_model_path,
+            tmp_path / "m.tflite",
+            QuantizationConfig.for_float16(),
+            input_spec=TINY_SPEC,
+            labels=TINY_LABELS,
+        )
 
 
 def test_int8_from_a_float_model_needs_representative_data(tmp_path, tiny_keras_model):
     with pytest.raises(ValueError, match="needs representative data"):
-        export_tflite(tiny_keras_model, tmp_path / "m.tflite", QuantizationConfig.for_int8(None),
-                      input_spec=TINY_SPEC, labels=TINY_LABELS)
+        export_tflite(
+            tiny_keras_model,
+            tmp_path / "m.tflite",
+            QuantizationConfig.for_int8(None),
+            input_spec=TINY_SPEC,
+            labels=TINY_LABELS,
+        )
 
 
 def test_mismatched_spec_or_labels_are_refused_and_the_old_file_is_kept(tmp_path, tiny_keras_model):
     target = tmp_path / "model_float32.tflite"
     target.write_bytes(b"previous good file")
     with pytest.raises(ValueError, match=r"inputs of shape \(32, 32, 3\), but input_spec says \(64, 64, 3\)"):
-        export_tflite(tiny_keras_model, target, QuantizationConfig.for_float32(),
-                      input_spec=InputSpec(height=64, width=64), labels=TINY_LABELS)
+        export_tflite(
+            tiny_keras_model,
+            target,
+            QuantizationConfig.for_float32(),
+            input_spec=InputSpec(height=64, width=64),
+            labels=TINY_LABELS,
+        )
     with pytest.raises(ValueError, match="3 outputs but 2 labels"):
-        export_tflite(tiny_keras_model, target, QuantizationConfig.for_float32(), input_spec=TINY_SPEC,
-                      labels=TINY_LABELS[:2])
+        export_tflite(
+            tiny_keras_model,
+            target,
+            QuantizationConfig.for_float32(),
+            input_spec=TINY_SPEC,
+            labels=TINY_LABELS[:2],
+        )
     assert target.read_bytes() == b"previous good file"
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary files left
 
@@ -87,8 +108,9 @@ def test_mismatched_spec_or_labels_are_refused_and_the_old_file_is_kept(tmp_path
 def test_bad_calibration_images_name_the_expected_shape(tmp_path, tiny_keras_model):
     config = QuantizationConfig.for_int8([np.zeros((16, 16, 3), np.uint8)])
     with pytest.raises(ValueError, match=r"uint8 of shape \(32, 32, 3\)"):
-        export_tflite(tiny_keras_model, tmp_path / "m.tflite", config, input_spec=TINY_SPEC,
-                      labels=TINY_LABELS)
+        export_tflite(
+            tiny_keras_model, tmp_path / "m.tflite", config, input_spec=TINY_SPEC, labels=TINY_LABELS
+        )
     assert not list(tmp_path.iterdir())
 
 
@@ -106,8 +128,13 @@ def test_qat_input_range_is_pinned_to_the_pixel_range_without_changing_the_model
     low, high = (w for w in layer.weights if w.name.endswith(("_min:0", "_max:0")))
     low.assign(-0.5)
     high.assign(0.5)
-    result = export_tflite(model, tmp_path / "model_int8.tflite", QuantizationConfig.for_int8(None),
-                           input_spec=TINY_SPEC, labels=TINY_LABELS)
+    result = export_tflite(
+        model,
+        tmp_path / "model_int8.tflite",
+        QuantizationConfig.for_int8(None),
+        input_spec=TINY_SPEC,
+        labels=TINY_LABELS,
+    )
     assert result.input_scale == pytest.approx(1 / 127.5, rel=1e-3)
     assert result.input_zero_point in (127, 128)
     assert (float(low.numpy()), float(high.numpy())) == (-0.5, 0.5)

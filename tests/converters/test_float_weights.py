@@ -12,17 +12,20 @@ from tests.conftest import TINY_SPEC, _build_tiny_model
 
 @pytest.mark.parametrize("variant, tolerance", [("float32", 1e-5), ("float16", 5e-3)])
 def test_a_model_rebuilt_from_a_float_file_predicts_what_the_trained_model_predicts(
-        exported, tiny_keras_model, validation_set, variant, tolerance):
+    exported, tiny_keras_model, validation_set, variant, tolerance
+):
     pixels, _ = validation_set
     images = normalize(pixels, TINY_SPEC)
     rebuilt = _build_tiny_model()  # freshly initialised: nothing of the trained model but the file
-    assert not np.allclose(rebuilt.predict(images, verbose=0), tiny_keras_model.predict(images, verbose=0),
-                           atol=tolerance)
+    assert not np.allclose(
+        rebuilt.predict(images, verbose=0), tiny_keras_model.predict(images, verbose=0), atol=tolerance
+    )
 
     assert load_float_tflite_weights(rebuilt, exported[variant].path) == 4  # 3 convolutions, 1 dense
 
-    np.testing.assert_allclose(rebuilt.predict(images, verbose=0), tiny_keras_model.predict(images, verbose=0),
-                               atol=tolerance)
+    np.testing.assert_allclose(
+        rebuilt.predict(images, verbose=0), tiny_keras_model.predict(images, verbose=0), atol=tolerance
+    )
 
 
 def test_batchnorm_comes_back_as_an_identity_that_adds_the_folded_bias(exported):

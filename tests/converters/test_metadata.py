@@ -16,8 +16,9 @@ def _mediapipe_scores(path, pixels):
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions
 
-    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)),
-                                            max_results=-1)
+    options = vision.ImageClassifierOptions(
+        base_options=BaseOptions(model_asset_path=str(path)), max_results=-1
+    )
     with vision.ImageClassifier.create_from_options(options) as classifier:
         results = []
         for image in pixels:
@@ -49,8 +50,10 @@ def test_mediapipe_returns_our_names_and_the_litert_scores(exported, tiny_images
 
 def test_mediapipe_ranks_the_solid_colours_as_trained(exported, tiny_images):
     pixels = np.stack([load_image(tiny_images[name], TINY_SPEC) for name in ("red", "green", "blue")])
-    ranked = [max(categories, key=lambda c: c.score).category_name
-              for categories in _mediapipe_scores(exported["int8"].path, pixels)]
+    ranked = [
+        max(categories, key=lambda c: c.score).category_name
+        for categories in _mediapipe_scores(exported["int8"].path, pixels)
+    ]
     assert ranked == list(TINY_LABELS)
 
 

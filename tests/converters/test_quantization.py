@@ -17,13 +17,16 @@ def test_factories_name_their_variant_and_io_types():
     assert QuantizationConfig.for_int8(None, io_type="int8").io_type == "int8"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"variant": "int4"}, "variant must be one of"),
-    ({"variant": "float16", "io_type": "uint8"}, "io_type for float16"),
-    ({"variant": "int8", "io_type": "int16"}, "io_type for int8"),
-    ({"variant": "dynamic", "representative_data": []}, "only used by the int8"),
-    ({"variant": "int8", "calibration_steps": 0}, "calibration_steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"variant": "int4"}, "variant must be one of"),
+        ({"variant": "float16", "io_type": "uint8"}, "io_type for float16"),
+        ({"variant": "int8", "io_type": "int16"}, "io_type for int8"),
+        ({"variant": "dynamic", "representative_data": []}, "only used by the int8"),
+        ({"variant": "int8", "calibration_steps": 0}, "calibration_steps"),
+    ],
+)
 def test_bad_arguments_are_refused_with_the_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
         QuantizationConfig(**kwargs)
@@ -38,8 +41,12 @@ def test_a_one_shot_iterator_is_read_once_so_the_config_is_reusable():
 
 def test_to_dict_is_json_and_leaves_out_the_pixels():
     summary = QuantizationConfig.for_int8([np.zeros((4, 4, 3), np.uint8)]).to_dict()
-    assert json.loads(json.dumps(summary)) == {"variant": "int8", "io_type": "uint8", "calibrated": True,
-                                               "calibration_steps": 500}
+    assert json.loads(json.dumps(summary)) == {
+        "variant": "int8",
+        "io_type": "uint8",
+        "calibrated": True,
+        "calibration_steps": 500,
+    }
 
 
 def test_every_variant_row_has_a_factory_and_every_factory_a_row():
@@ -67,11 +74,19 @@ def test_a_new_row_with_its_factory_is_all_a_variant_needs(monkeypatch):
     from converters import quantization
     from edge import variants
 
-    row = variants.Variant("int8-fp32io", "model_int8-fp32io.tflite", "int8 with float I/O",
-                           variants.ParityGate(0.98, 1.0), quantization="int8-fp32io")
+    row = variants.Variant(
+        "int8-fp32io",
+        "model_int8-fp32io.tflite",
+        "int8 with float I/O",
+        variants.ParityGate(0.98, 1.0),
+        quantization="int8-fp32io",
+    )
     monkeypatch.setattr(variants, "VARIANTS", (*variants.VARIANTS, row))
-    monkeypatch.setitem(quantization.FACTORIES, "int8-fp32io",
-                        lambda pixels: QuantizationConfig.for_int8(pixels, io_type="float32"))
+    monkeypatch.setitem(
+        quantization.FACTORIES,
+        "int8-fp32io",
+        lambda pixels: QuantizationConfig.for_int8(pixels, io_type="float32"),
+    )
     monkeypatch.setattr(quantization, "CALIBRATED", (*quantization.CALIBRATED, "int8-fp32io"))
     config = quantization.for_variant("int8-fp32io", [np.zeros((4, 4, 3), np.uint8)])
     assert (config.variant, config.io_type) == ("int8", "float32")

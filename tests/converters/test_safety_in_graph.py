@@ -17,8 +17,11 @@ TEMPERATURE = 0.5  # far from 1, so a missing or doubled fold shows
 def _noise_images(n: int = 8) -> list[np.ndarray]:
     from build.analysis.trust import synthetic_images
 
-    return [image for images in synthetic_images(n // 4 or 1, (TINY_SPEC.height, TINY_SPEC.width)).values()
-            for image in images]
+    return [
+        image
+        for images in synthetic_images(n // 4 or 1, (TINY_SPEC.height, TINY_SPEC.width)).values()
+        for image in images
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +32,10 @@ def heads(tiny_keras_model, qat_model_path):
 
     train, _ = tiny_training_set()
     val, _ = tiny_training_set(n_per_class=12, seed=2)
-    return {source: fit_abstain_head(model, list(train), list(val), input_spec=TINY_SPEC, components=8)
-            for source, model in (("float", tiny_keras_model), ("qat", load_keras_model(qat_model_path)))}
+    return {
+        source: fit_abstain_head(model, list(train), list(val), input_spec=TINY_SPEC, components=8)
+        for source, model in (("float", tiny_keras_model), ("qat", load_keras_model(qat_model_path)))
+    }
 
 
 @pytest.fixture(scope="session")
@@ -41,18 +46,30 @@ def safe_exports(tmp_path_factory, tiny_keras_model, qat_model_path, calibration
     from converters.quantization import QuantizationConfig
 
     folder = tmp_path_factory.mktemp("safe")
-    jobs = {"float32": (tiny_keras_model, QuantizationConfig.for_float32(), heads["float"]),
-            "float16": (tiny_keras_model, QuantizationConfig.for_float16(), heads["float"]),
-            "int8": (tiny_keras_model, QuantizationConfig.for_int8(calibration_pixels), heads["float"]),
-            "int8-qat": (qat_model_path, QuantizationConfig.for_int8(None), heads["qat"])}
-    return {name: export_tflite(model, folder / f"{name}.tflite", config, input_spec=TINY_SPEC,
-                                labels=TINY_LABELS, display_names=DISPLAY_NAMES, temperature=TEMPERATURE,
-                                abstain_head=head)
-            for name, (model, config, head) in jobs.items()}
+    jobs = {
+        "float32": (tiny_keras_model, QuantizationConfig.for_float32(), heads["float"]),
+        "float16": (tiny_keras_model, QuantizationConfig.for_float16(), heads["float"]),
+        "int8": (tiny_keras_model, QuantizationConfig.for_int8(calibration_pixels), heads["float"]),
+        "int8-qat": (qat_model_path, QuantizationConfig.for_int8(None), heads["qat"]),
+    }
+    return {
+        name: export_tflite(
+            model,
+            folder / f"{name}.tflite",
+            config,
+            input_spec=TINY_SPEC,
+            labels=TINY_LABELS,
+            display_names=DISPLAY_NAMES,
+            temperature=TEMPERATURE,
+            abstain_head=head,
+        )
+        for name, (model, config, head) in jobs.items()
+    }
 
 
 def test_the_file_returns_calibrated_scores_and_the_model_is_left_as_it_was(
-        tmp_path, tiny_keras_model, exported, safe_exports, validation_set):
+    tmp_path, tiny_keras_model, exported, safe_exports, validation_set
+):
     pixels, _ = validation_set
     before = np.asarray(tiny_keras_model(normalize(pixels[:4], TINY_SPEC)))
     plain, _ = run_tflite(exported["float32"].path, pixels, TINY_SPEC)
@@ -65,11 +82,19 @@ def test_the_file_returns_calibrated_scores_and_the_model_is_left_as_it_was(
 
 @pytest.mark.parametrize("variant", ["float32", "float16", "int8", "int8-qat"])
 def test_calibrated_files_pass_their_gate_against_the_calibrated_reference(
-        safe_exports, tiny_keras_model, qat_model_path, validation_set, variant):
+    safe_exports, tiny_keras_model, qat_model_path, validation_set, variant
+):
     pixels, labels = validation_set
     reference = qat_model_path if variant == "int8-qat" else tiny_keras_model
-    report = validate_tflite(safe_exports[variant].path, reference, pixels, labels, input_spec=TINY_SPEC,
-                             variant=variant.split("-")[0], temperature=TEMPERATURE)
+    report = validate_tflite(
+        safe_exports[variant].path,
+        reference,
+        pixels,
+        labels,
+        input_spec=TINY_SPEC,
+        variant=variant.split("-")[0],
+        temperature=TEMPERATURE,
+    )
     assert check_gate(report, ParityGate.for_variant(report.variant)) == []
 
 
@@ -111,14 +136,17 @@ def test_mediapipe_returns_the_abstain_head_as_the_second_classification(safe_ex
     from mediapipe.tasks.python import BaseOptions
 
     options = vision.ImageClassifierOptions(
-        base_options=BaseOptions(model_asset_path=str(safe_exports[variant].path)), max_results=-1)
+        base_options=BaseOptions(model_asset_path=str(safe_exports[variant].path)), max_results=-1
+    )
     shaded, labels = tiny_training_set(n_per_class=3, seed=7)
     expected, _ = run_tflite(safe_exports[variant].path, shaded, TINY_SPEC)
     answered = []
     with vision.ImageClassifier.create_from_options(options) as classifier:
+
         def classify(pixels):
-            return classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB,
-                                                data=np.ascontiguousarray(pixels))).classifications
+            return classifier.classify(
+                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(pixels))
+            ).classifications
 
         for pixels, label, scores in zip(shaded, labels, expected):
             scores_head, abstain = classify(pixels)
@@ -160,7 +188,6 @@ def test_a_non_positive_temperature_is_refused(tiny_keras_model):
     with pytest.raises(ValueError, match="positive finite number, got 0"):
         with temperature_folded(tiny_keras_model, 0):
             pass
-
 
 
 def test_edge_refuses_with_the_files_own_head(safe_exports, tiny_images):

@@ -94,8 +94,11 @@ def tiny_models(tmp_path_factory) -> TinyModels:
 
     def representative():
         for colour in list(COLOURS.values()) + [None] * 12:
-            pixels = (np.full((1, SIZE, SIZE, 3), colour, np.float32) if colour is not None
-                      else rng.integers(0, 256, (1, SIZE, SIZE, 3)).astype(np.float32))
+            pixels = (
+                np.full((1, SIZE, SIZE, 3), colour, np.float32)
+                if colour is not None
+                else rng.integers(0, 256, (1, SIZE, SIZE, 3)).astype(np.float32)
+            )
             pixels[0, 0, 0], pixels[0, -1, -1] = 0, 255  # the full input range: scale 2/255
             yield [pixels / 127.5 - 1.0]
 
@@ -110,9 +113,15 @@ def tiny_models(tmp_path_factory) -> TinyModels:
     return TinyModels(folder / "float32.tflite", folder / "int8.tflite", folder / "reference.keras", model)
 
 
-def write_test_bundle(folder: Path, files: dict[str, Path], *, classes: tuple[ClassInfo, ...] = CLASSES,
-                      temperature: float = 1.0, abstain: dict[str, Any] | None = None,
-                      spec: InputSpec = SPEC) -> Path:
+def write_test_bundle(
+    folder: Path,
+    files: dict[str, Path],
+    *,
+    classes: tuple[ClassInfo, ...] = CLASSES,
+    temperature: float = 1.0,
+    abstain: dict[str, Any] | None = None,
+    spec: InputSpec = SPEC,
+) -> Path:
     """Writes a bundle by hand (card, labels.txt, files with sha256) so the loader is tested on its own."""
     folder.mkdir(parents=True)
     entries = {}
@@ -120,10 +129,17 @@ def write_test_bundle(folder: Path, files: dict[str, Path], *, classes: tuple[Cl
         name = f"model_{variant}.tflite" if variant != "reference" else "reference.keras"
         shutil.copyfile(source, folder / name)
         entries[variant] = ModelFile(name, (folder / name).stat().st_size, file_sha256(folder / name))
-    card = ModelCard(name="edge-tiny", version="0.0.0",
-                     created=_dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc).isoformat(),
-                     task="synthetic 3-class colour test", classes=classes, input=spec, files=entries,
-                     temperature=temperature, abstain=abstain or {})
+    card = ModelCard(
+        name="edge-tiny",
+        version="0.0.0",
+        created=_dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc).isoformat(),
+        task="synthetic 3-class colour test",
+        classes=classes,
+        input=spec,
+        files=entries,
+        temperature=temperature,
+        abstain=abstain or {},
+    )
     (folder / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
     (folder / LABELS_FILE).write_text("".join(c.code + "\n" for c in classes), encoding="utf-8")
     return folder
@@ -132,9 +148,10 @@ def write_test_bundle(folder: Path, files: dict[str, Path], *, classes: tuple[Cl
 @pytest.fixture(scope="session")
 def edge_bundle(tmp_path_factory, tiny_models) -> Path:
     """A read-only bundle with float32, int8 and reference; temperature 1; no abstain rule."""
-    return write_test_bundle(tmp_path_factory.mktemp("edge_bundle") / "tiny",
-                             {"float32": tiny_models.float32, "int8": tiny_models.int8,
-                              "reference": tiny_models.reference})
+    return write_test_bundle(
+        tmp_path_factory.mktemp("edge_bundle") / "tiny",
+        {"float32": tiny_models.float32, "int8": tiny_models.int8, "reference": tiny_models.reference},
+    )
 
 
 @pytest.fixture

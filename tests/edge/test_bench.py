@@ -14,14 +14,19 @@ LATENCY_KEYS = {"p50_ms", "p90_ms", "p99_ms", "mean_ms"}
 
 
 def test_bench_json_per_variant_and_thread_count(edge_bundle, capsys):
-    status = cli.main(["bench", str(edge_bundle), "--threads", "1,2", "--runs", "4", "--warmup", "1",
-                       "--json"])
+    status = cli.main(
+        ["bench", str(edge_bundle), "--threads", "1,2", "--runs", "4", "--warmup", "1", "--json"]
+    )
     assert status == 0
     report = json.loads(capsys.readouterr().out)
     assert report["model"] == str(edge_bundle) and report["machine"]["cpu_count"] >= 1
     results = report["results"]
-    assert [(r["variant"], r["threads"]) for r in results] == [("int8", 1), ("int8", 2), ("float32", 1),
-                                                               ("float32", 2)]
+    assert [(r["variant"], r["threads"]) for r in results] == [
+        ("int8", 1),
+        ("int8", 2),
+        ("float32", 1),
+        ("float32", 2),
+    ]
     for result in results:
         assert result["interpreter"] == "ai_edge_litert" and result["runs"] == 4
         for key in ("invoke", "pipeline"):

@@ -51,8 +51,9 @@ def test_ctrl_c_exits_cleanly(classifier):
 
 
 def test_camera_command_with_an_injected_source(edge_bundle):
-    args = cli.build_parser().parse_args(["camera", "--bundle", str(edge_bundle), "--interval", "0",
-                                          "--limit", "2"])
+    args = cli.build_parser().parse_args(
+        ["camera", "--bundle", str(edge_bundle), "--interval", "0", "--limit", "2"]
+    )
     stdout = io.StringIO()
     frames = (np.full((120, 160, 3), 255 * (i % 2), np.uint8) for i in range(10))
     assert cli.run_camera_command(args, frames=frames, stdout=stdout) == 0

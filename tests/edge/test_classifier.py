@@ -48,8 +48,9 @@ def test_keras_backend_runs_the_reference(edge_bundle, float_classifier):
     keras_classifier = Classifier(edge_bundle, backend="keras")
     assert keras_classifier.interpreter_name == "tf_keras" and keras_classifier.variant == "reference"
     image = asymmetric()
-    np.testing.assert_allclose(keras_classifier.probabilities(image), float_classifier.probabilities(image),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        keras_classifier.probabilities(image), float_classifier.probabilities(image), atol=1e-5
+    )
 
 
 def test_int8_with_uint8_input_agrees_with_float(edge_bundle, float_classifier):
@@ -57,8 +58,9 @@ def test_int8_with_uint8_input_agrees_with_float(edge_bundle, float_classifier):
     assert int8.variant == "int8"
     assert int8.model.input.dtype == np.uint8 and int8.model.output.dtype == np.int8
     for image in (solid("red"), solid("green"), solid("blue"), asymmetric()):
-        np.testing.assert_allclose(int8.probabilities(image), float_classifier.probabilities(image),
-                                   atol=0.03)
+        np.testing.assert_allclose(
+            int8.probabilities(image), float_classifier.probabilities(image), atol=0.03
+        )
 
 
 def test_malignant_probability_sums_the_malignant_classes(make_bundle):
@@ -101,10 +103,12 @@ def test_abstains_on_an_unsure_answer(make_bundle):
 
 def test_tta_averages_the_eight_views(float_classifier):
     pixels = asymmetric()
-    views = [np.rot90(pixels, k)[:, ::-1] if flip else np.rot90(pixels, k)
-             for k in range(4) for flip in (0, 1)]
-    expected = np.mean([float_classifier.probabilities_from_pixels(np.ascontiguousarray(v)) for v in views],
-                       axis=0)
+    views = [
+        np.rot90(pixels, k)[:, ::-1] if flip else np.rot90(pixels, k) for k in range(4) for flip in (0, 1)
+    ]
+    expected = np.mean(
+        [float_classifier.probabilities_from_pixels(np.ascontiguousarray(v)) for v in views], axis=0
+    )
     with_tta = float_classifier.classify(pixels, tta=True)
     got = np.array([{c.label: c.score for c in with_tta.categories}[label] for label in LABELS])
     np.testing.assert_allclose(got, expected, atol=1e-6)
@@ -114,8 +118,14 @@ def test_tta_averages_the_eight_views(float_classifier):
 def test_prediction_to_dict_is_json(float_classifier):
     data = json.loads(json.dumps(float_classifier.classify(solid("blue")).to_dict()))
     assert data["top"]["label"] == "blue" and data["categories"][0] == data["top"]
-    assert set(data) == {"source", "top", "categories", "malignant_probability", "abstained",
-                         "abstain_reason"}
+    assert set(data) == {
+        "source",
+        "top",
+        "categories",
+        "malignant_probability",
+        "abstained",
+        "abstain_reason",
+    }
     assert data["source"].startswith("<array uint8")
 
 
@@ -148,6 +158,7 @@ def test_concurrent_calls_give_the_sequential_answers(float_classifier):
 
 
 # -- bare .tflite files -------------------------------------------------------------------------------------
+
 
 def test_bare_tflite_labels_from_argument_or_labels_txt(tiny_models, tmp_path):
     assert Classifier(tiny_models.float32, labels=LABELS).classify(solid("red")).top.label == "red"

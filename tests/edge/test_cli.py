@@ -91,12 +91,15 @@ def test_missing_file_is_a_failure_not_a_crash(edge_bundle, tmp_path, capsys):
     assert "nope.jpg: file not found" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--bundle", "/no/such/bundle"], "not found"),
-    (["--labels", "labels.txt"], "--labels goes with a model file"),
-    (["--top-k", "0"], "--top-k must be >= 1"),
-    (["--csv", "/no/such/dir/out.csv"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--bundle", "/no/such/bundle"], "not found"),
+        (["--labels", "labels.txt"], "--labels goes with a model file"),
+        (["--top-k", "0"], "--top-k must be >= 1"),
+        (["--csv", "/no/such/dir/out.csv"], "does not exist"),
+    ],
+)
 def test_usage_errors_exit_2(edge_bundle, image_folder, capsys, extra, message):
     model = [] if "--bundle" in extra else ["--bundle", str(edge_bundle)]
     args = ["classify", str(image_folder)] + model + extra
@@ -131,8 +134,10 @@ def test_predict_style_positional_model(edge_bundle, tiny_models, tmp_path):
     Image.fromarray(solid("blue")).save(image)
     for model in (edge_bundle, tiny_models.reference):
         stdout = io.StringIO()
-        args = parser.parse_args([str(model), str(image), "--json"] + ([] if model.is_dir() else
-                                                                       ["--labels", str(_labels(tmp_path))]))
+        args = parser.parse_args(
+            [str(model), str(image), "--json"]
+            + ([] if model.is_dir() else ["--labels", str(_labels(tmp_path))])
+        )
         assert cli.run_classify(args, stdout=stdout, stderr=io.StringIO()) == 0
         assert json.loads(stdout.getvalue())["top"]["label"] == "blue"
 

@@ -18,8 +18,10 @@ from edge.errors import BundleError
 from tests.edge.conftest import solid
 
 SHIPPED = [p.name for p in sorted(PRETRAINED.iterdir()) if (p / "model_card.json").is_file()]
-needs_shipped = pytest.mark.skipif(not {"ham10000", "msid"} <= set(SHIPPED),
-                                   reason="models/pretrained/ham10000 and msid are not in this checkout")
+needs_shipped = pytest.mark.skipif(
+    not {"ham10000", "msid"} <= set(SHIPPED),
+    reason="models/pretrained/ham10000 and msid are not in this checkout",
+)
 
 
 @pytest.fixture

@@ -24,13 +24,21 @@ def _with_card(tiny_bundle, tmp_path, **changes):
 def test_an_old_bundle_gets_its_temperature_from_the_runtime(tiny_bundle, tmp_path, tiny_images):
     plain = Classifier(tiny_bundle, variant="float32").probabilities(tiny_images["red"])
     old = Classifier(_with_card(tiny_bundle, tmp_path, temperature=2.0), variant="float32")
-    np.testing.assert_allclose(old.probabilities(tiny_images["red"]), apply_temperature(plain, 2.0), atol=1e-6)
+    np.testing.assert_allclose(
+        old.probabilities(tiny_images["red"]), apply_temperature(plain, 2.0), atol=1e-6
+    )
 
 
-def test_a_bundle_whose_files_carry_the_temperature_is_not_calibrated_twice(tiny_bundle, tmp_path, tiny_images):
+def test_a_bundle_whose_files_carry_the_temperature_is_not_calibrated_twice(
+    tiny_bundle, tmp_path, tiny_images
+):
     plain = Classifier(tiny_bundle, variant="float32").probabilities(tiny_images["red"])
-    folder = _with_card(tiny_bundle, tmp_path, temperature=2.0,
-                        training={"calibration": {"temperature": 2.0, "in_graph": True}})
+    folder = _with_card(
+        tiny_bundle,
+        tmp_path,
+        temperature=2.0,
+        training={"calibration": {"temperature": 2.0, "in_graph": True}},
+    )
     classifier = Classifier(folder, variant="float32")
     assert runtime_temperature(classifier.card) == 1.0
     np.testing.assert_allclose(classifier.probabilities(tiny_images["red"]), plain, atol=1e-6)

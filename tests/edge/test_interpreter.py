@@ -45,16 +45,27 @@ def test_falls_back_to_tflite_runtime_without_litert(monkeypatch):
 
 def test_falls_back_to_tensorflow_and_reports_it(monkeypatch, tiny_models):
     reference = Classifier(tiny_models.float32, labels=LABELS).probabilities(solid("red"))
-    _block(monkeypatch, "ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime",
-           "tflite_runtime.interpreter")
+    _block(
+        monkeypatch,
+        "ai_edge_litert",
+        "ai_edge_litert.interpreter",
+        "tflite_runtime",
+        "tflite_runtime.interpreter",
+    )
     classifier = Classifier(tiny_models.float32, labels=LABELS)
     assert classifier.interpreter_name == "tensorflow.lite"
     np.testing.assert_allclose(classifier.probabilities(solid("red")), reference, atol=1e-5)
 
 
 def test_no_runtime_says_what_to_install(monkeypatch):
-    _block(monkeypatch, "ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime",
-           "tflite_runtime.interpreter", "tensorflow")
+    _block(
+        monkeypatch,
+        "ai_edge_litert",
+        "ai_edge_litert.interpreter",
+        "tflite_runtime",
+        "tflite_runtime.interpreter",
+        "tensorflow",
+    )
     with pytest.raises(SkinlesionError, match="pip install ai-edge-litert"):
         find_runtime()
 

@@ -20,13 +20,16 @@ def test_reads_codes_in_output_order(tmp_path):
     assert read_labels(path) == ("mel", "nv", "bcc")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "is empty"),
-    ("\n \n", "is empty"),
-    ("mel\n\nnv\n", "line 2 is blank"),
-    ("\nmel\nnv\n", "line 1 is blank"),
-    ("mel\nnv\nmel\n", "lists mel more than once"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "is empty"),
+        ("\n \n", "is empty"),
+        ("mel\n\nnv\n", "line 2 is blank"),
+        ("\nmel\nnv\n", "line 1 is blank"),
+        ("mel\nnv\nmel\n", "lists mel more than once"),
+    ],
+)
 def test_an_empty_blank_lined_or_repeating_file_is_refused_by_name(tmp_path, text, message):
     path = tmp_path / "my_labels.txt"
     path.write_text(text, encoding="utf-8")

@@ -31,8 +31,13 @@ print(json.dumps({"status": status, "interpreter": classifier.interpreter_name, 
 def test_classifying_with_litert_never_imports_tensorflow(edge_bundle, tmp_path):
     image = tmp_path / "red.png"
     Image.fromarray(solid("red")).save(image)
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(image), str(edge_bundle)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(image), str(edge_bundle)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert json.loads(lines[0])["top"]["label"] == "red"

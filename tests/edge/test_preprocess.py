@@ -33,6 +33,7 @@ def solid(colour=(200, 40, 50), size=(64, 48), mode="RGB") -> Image.Image:
 
 # --- every input kind gives the same pixels -------------------------------------------------------------
 
+
 def test_path_bytes_file_object_pil_and_array_agree(tmp_path):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
     path = tmp_path / "photo.png"
@@ -40,7 +41,15 @@ def test_path_bytes_file_object_pil_and_array_agree(tmp_path):
     data = path.read_bytes()
     expected = load_image(path, SPEC)
     assert expected.shape == (32, 32, 3) and expected.dtype == np.uint8
-    for source in (str(path), data, bytearray(data), memoryview(data), io.BytesIO(data), image, np.asarray(image)):
+    for source in (
+        str(path),
+        data,
+        bytearray(data),
+        memoryview(data),
+        io.BytesIO(data),
+        image,
+        np.asarray(image),
+    ):
         np.testing.assert_array_equal(load_image(source, SPEC), expected)
 
 
@@ -75,12 +84,16 @@ def test_exif_orientation_is_applied():
 
 # --- modes ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode, colour, expected", [
-    ("L", 128, (128, 128, 128)),
-    ("1", 1, (255, 255, 255)),
-    ("CMYK", (0, 255, 255, 0), (255, 0, 0)),
-    ("YCbCr", (76, 85, 255), (254, 0, 0)),
-])
+
+@pytest.mark.parametrize(
+    "mode, colour, expected",
+    [
+        ("L", 128, (128, 128, 128)),
+        ("1", 1, (255, 255, 255)),
+        ("CMYK", (0, 255, 255, 0), (255, 0, 0)),
+        ("YCbCr", (76, 85, 255), (254, 0, 0)),
+    ],
+)
 def test_colour_modes_become_rgb(mode, colour, expected):
     pixels = load_image(solid(colour, mode=mode), SPEC)
     np.testing.assert_allclose(pixels[16, 16], expected, atol=3)
@@ -117,8 +130,12 @@ def test_sixteen_bit_rgb_png_decodes():
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20, 20, 16, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 20, 20, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
     pixels = load_image(png, SPEC)
     np.testing.assert_array_equal(pixels[10, 10], (255, 0, 0))
 
@@ -137,9 +154,11 @@ def test_normalize_uses_the_spec():
 
 # --- what must be refused, with the source named --------------------------------------------------------
 
+
 def _truncated_jpeg() -> bytes:
-    data = encode(Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200, 3), dtype=np.uint8)),
-                  "JPEG")
+    data = encode(
+        Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200, 3), dtype=np.uint8)), "JPEG"
+    )
     return data[: len(data) // 2]
 
 
@@ -148,8 +167,12 @@ def _bomb_png() -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 10))
+        + chunk(b"IEND", b"")
+    )
 
 
 BAD_INPUTS = {
@@ -157,8 +180,14 @@ BAD_INPUTS = {
     "a folder": (lambda tmp: tmp, "is a folder"),
     "zero-byte file": (lambda tmp: _write(tmp / "empty.jpg", b""), "empty file"),
     "zero bytes": (lambda tmp: b"", "empty file"),
-    "text file": (lambda tmp: _write(tmp / "notes.jpg", b"these are notes, not pixels\n" * 20), "not an image"),
-    "html saved as jpg": (lambda tmp: _write(tmp / "page.jpg", b"<html><body>404</body></html>"), "not an image"),
+    "text file": (
+        lambda tmp: _write(tmp / "notes.jpg", b"these are notes, not pixels\n" * 20),
+        "not an image",
+    ),
+    "html saved as jpg": (
+        lambda tmp: _write(tmp / "page.jpg", b"<html><body>404</body></html>"),
+        "not an image",
+    ),
     "random bytes": (lambda tmp: np.random.default_rng(2).bytes(4096), "not an image"),
     "truncated jpeg": (lambda tmp: _truncated_jpeg(), "truncated or corrupt"),
     "truncated png": (lambda tmp: encode(solid(size=(300, 300)), "PNG")[:200], "truncated or corrupt"),
@@ -206,8 +235,10 @@ def test_image_error_is_a_value_error_so_callers_can_catch_either():
         load_image(b"", SPEC)
 
 
-@pytest.mark.parametrize("kwargs", [dict(height=0, width=4), dict(height=4, width=4, resize="pad"),
-                                    dict(height=4, width=4, std=(1, 0, 1))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(height=0, width=4), dict(height=4, width=4, resize="pad"), dict(height=4, width=4, std=(1, 0, 1))],
+)
 def test_invalid_specs_are_refused(kwargs):
     with pytest.raises(ValueError):
         InputSpec(**kwargs)
@@ -219,6 +250,7 @@ def test_spec_round_trips_through_a_dict():
 
 
 # --- files Pillow opens in modes we convert through numpy: the error names the file ----------------------
+
 
 @pytest.mark.parametrize("mode, value, fragment", [("F", 200.0, "0..1"), ("I", 70_000, "0..65535")])
 def test_float_and_integer_tiffs_name_the_file(mode, value, fragment, tmp_path):
@@ -238,6 +270,7 @@ def test_a_float_tiff_in_range_decodes(tmp_path):
 
 
 # --- a damaged EXIF block: our one line, not Pillow's warnings -------------------------------------------
+
 
 def _jpeg_with_exif(exif: bytes, size=(64, 48)) -> bytes:
     return encode(solid(size=size), "JPEG", exif=exif, quality=95)
@@ -273,12 +306,17 @@ def test_intact_exif_logs_nothing(caplog):
 
 # --- memory: refused before decoding, concurrent decodes share one budget, huge images reduced ----------
 
+
 def _png_header(width: int, height: int, colour_type: int = 2) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 10))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_an_image_over_the_decode_budget_is_refused_before_decoding(monkeypatch):
@@ -325,13 +363,18 @@ def test_huge_images_are_reduced_after_decoding_and_keep_their_orientation(orien
     monkeypatch.setattr(preprocess, "REDUCE_ABOVE_PIXELS", 10_000)
     reduced = []
     real_reduce = Image.Image.reduce
-    monkeypatch.setattr(Image.Image, "reduce", lambda self, factor, **kw: reduced.append(factor)
-                        or real_reduce(self, factor, **kw))
+    monkeypatch.setattr(
+        Image.Image,
+        "reduce",
+        lambda self, factor, **kw: reduced.append(factor) or real_reduce(self, factor, **kw),
+    )
     tall = Image.new("RGB", (200, 400), (0, 0, 0))
     tall.paste((255, 255, 255), (0, 0, 200, 200))  # white top half
     exif = Image.Exif()
     exif[0x0112] = orientation
-    pixels = load_image(encode(tall, "PNG", exif=exif.tobytes()), InputSpec(height=32, width=32, resize="stretch"))
+    pixels = load_image(
+        encode(tall, "PNG", exif=exif.tobytes()), InputSpec(height=32, width=32, resize="stretch")
+    )
     assert reduced == [6]  # 200 // 32: the reduced image still covers the target
     if orientation == 6:  # turned clockwise: the white half is on the right
         assert pixels[:, -4:].mean() > 200 and pixels[:, :4].mean() < 50
@@ -350,6 +393,7 @@ def test_a_pil_image_passed_in_is_not_modified():
 
 # --- ordinary images: exactly the pixels the models were trained on ------------------------------------
 
+
 def _reference_pixels(data: bytes, spec: InputSpec) -> np.ndarray:
     """The pipeline as it was before big-image handling: draft, exif_transpose, convert, one resize."""
     image = Image.open(io.BytesIO(data))
@@ -366,9 +410,16 @@ def _reference_pixels(data: bytes, spec: InputSpec) -> np.ndarray:
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
-@pytest.mark.parametrize("fmt, mode, size", [("JPEG", "RGB", (600, 450)), ("JPEG", "RGB", (200, 150)),
-                                              ("PNG", "RGB", (224, 224)), ("PNG", "RGBA", (600, 450)),
-                                              ("PNG", "L", (600, 450))])
+@pytest.mark.parametrize(
+    "fmt, mode, size",
+    [
+        ("JPEG", "RGB", (600, 450)),
+        ("JPEG", "RGB", (200, 150)),
+        ("PNG", "RGB", (224, 224)),
+        ("PNG", "RGBA", (600, 450)),
+        ("PNG", "L", (600, 450)),
+    ],
+)
 def test_ordinary_images_give_byte_identical_pixels(fmt, mode, size, orientation):
     rng = np.random.default_rng(3)
     array = rng.integers(0, 255, (size[1], size[0], 4), dtype=np.uint8)
@@ -383,7 +434,9 @@ def test_ordinary_images_give_byte_identical_pixels(fmt, mode, size, orientation
 @pytest.mark.parametrize("size", [(10000, 50), (60, 4000)])
 def test_a_long_strip_is_refused_with_what_to_do(size):
     strip = np.zeros((size[1], size[0], 3), np.uint8)
-    with pytest.raises(ImageError, match=rf"{size[0]}x{size[1]} px, a strip \d+ times longer than wide.*crop"):
+    with pytest.raises(
+        ImageError, match=rf"{size[0]}x{size[1]} px, a strip \d+ times longer than wide.*crop"
+    ):
         load_image(strip, InputSpec(height=32, width=32))
     # A panorama is still read.
     assert load_image(np.zeros((100, 450, 3), np.uint8), InputSpec(height=32, width=32)).shape == (32, 32, 3)

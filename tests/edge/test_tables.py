@@ -23,14 +23,23 @@ INT4 = Variant("int4", "model_int4.tflite", "made-up 4-bit variant", ParityGate(
 
 def test_the_table_gives_the_preference_order_and_the_shipped_files():
     assert variants.names() == ("int8", "float16", "dynamic", "float32")
-    assert variants.names(shipped_only=False) == ("int8", "float16", "dynamic", "float32", "int8-qat", "int8-ptq")
+    assert variants.names(shipped_only=False) == (
+        "int8",
+        "float16",
+        "dynamic",
+        "float32",
+        "int8-qat",
+        "int8-ptq",
+    )
     assert [row.file for row in variants.shipped()] == [f"model_{name}.tflite" for name in variants.names()]
     assert [row.name for row in variants.candidates("int8")] == ["int8-qat", "int8-ptq"]
     assert variants.candidates("float16") == ()
 
 
 def test_default_gates_are_the_rows_gates_and_candidates_share_their_variants():
-    assert ParityGate.for_variant("int8") == ParityGate(min_top1_agreement=0.985, max_balanced_accuracy_drop=1.0)
+    assert ParityGate.for_variant("int8") == ParityGate(
+        min_top1_agreement=0.985, max_balanced_accuracy_drop=1.0
+    )
     assert ParityGate.for_variant("float32").max_mean_kl == 1e-4
     assert ParityGate.for_variant("int8-ptq") == ParityGate.for_variant("int8")
     with pytest.raises(ValueError, match="no default gate for variant 'int4'; known: int8, float16"):

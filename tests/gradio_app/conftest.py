@@ -63,8 +63,13 @@ def served(tiny_bundle, unsure_bundle):
     config = AppConfig(max_pixels=TEST_MAX_PIXELS, max_file_size=TEST_MAX_FILE_SIZE)
     models = load_models([tiny_bundle, unsure_bundle])
     demo = build_demo(models, config)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                            quiet=True, **launch_options(config))
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(config),
+    )
     yield Served(url=url, demo=demo, models=models, config=config)
     demo.close()
 
@@ -151,8 +156,13 @@ def shipped_served(shipped_models):
 
     config = AppConfig()
     demo = build_demo(shipped_models, config)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                            quiet=True, **launch_options(config))
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(config),
+    )
     yield Served(url=url, demo=demo, models=shipped_models, config=config)
     demo.close()
 
@@ -170,6 +180,7 @@ def browser():
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         yield browser
         browser.close()

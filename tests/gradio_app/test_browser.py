@@ -68,7 +68,9 @@ def test_unsure_model_says_it_cannot_tell(page, photos):
     page.get_by_role("option", name="tiny-unsure", exact=False).click()
     upload(page, photos["red"])
 
-    sync_api.expect(page.locator("#advice")).to_contain_text("I can't tell from this photo", timeout=TIMEOUT_MS)
+    sync_api.expect(page.locator("#advice")).to_contain_text(
+        "I can't tell from this photo", timeout=TIMEOUT_MS
+    )
     findings = page.locator("#findings")
     sync_api.expect(findings).to_contain_text("I can't tell")
     sync_api.expect(findings).not_to_contain_text("Reddish test lesion")

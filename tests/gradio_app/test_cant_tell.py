@@ -1,4 +1,4 @@
-""""I can't tell" in each shipped task's words: what was wrong with the photo, what to do, which model fits.
+""" "I can't tell" in each shipped task's words: what was wrong with the photo, what to do, which model fits.
 
 Run on the shipped cards and models, with the shared photos where this checkout has them.
 """
@@ -98,7 +98,8 @@ def test_a_spot_in_the_corner_is_called_off_centre(melanoma):
     pixels = pixels_of(canvas, card)
     assert photo_check.refused_by_pixel_check(pixels, card)
     assert "The spot is not in the middle of the picture." in photo_check.photo_problems(
-        pixels, card.abstain["pixel_check"])
+        pixels, card.abstain["pixel_check"]
+    )
 
 
 def test_a_good_close_up_shows_no_problem(melanoma):
@@ -117,7 +118,8 @@ def test_a_rash_photo_refused_by_the_skin_spot_model_is_offered_to_the_rash_mode
 
 
 def test_the_page_abstains_on_a_rash_photo_in_the_skin_spot_models_words_and_offers_the_rash_model(
-        shipped_models):
+    shipped_models,
+):
     from gradio_app.server import AppConfig
     from gradio_app.service import Service
 
@@ -141,7 +143,8 @@ def test_the_rash_model_refuses_noise_in_its_own_words(shipped_models, tmp_path)
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(noise)
     _, _, advice, _, raw = Service(shipped_models, AppConfig()).analyse(
-        {"path": str(noise), "orig_name": "noise.png"}, "msid")
+        {"path": str(noise), "orig_name": "noise.png"}, "msid"
+    )
 
     assert raw["abstained"]
     assert "photos of skin rashes this model learned from" in advice

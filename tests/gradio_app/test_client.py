@@ -30,7 +30,14 @@ def analyse(client, path: Path, model: str = "tiny") -> tuple:
 def test_classify_returns_the_prediction_as_json(client, photos):
     result = classify(client, photos["red"])
 
-    assert set(result) >= {"source", "top", "categories", "malignant_probability", "abstained", "abstain_reason"}
+    assert set(result) >= {
+        "source",
+        "top",
+        "categories",
+        "malignant_probability",
+        "abstained",
+        "abstain_reason",
+    }
     assert result["source"] == "red_spot.jpg"  # the patient's file name, never the server's temp path
     assert result["top"] == result["categories"][0]
     assert result["top"]["label"] == "rdl" and result["top"]["display_name"] == "Reddish test lesion"
@@ -48,7 +55,8 @@ def test_classify_matches_the_classifier_run_directly(client, served, photos):
         via_app = classify(client, photos[name])
         assert via_app["top"]["label"] == direct["top"]["label"]
         assert [c["score"] for c in via_app["categories"]] == pytest.approx(
-            [c["score"] for c in direct["categories"]], abs=1e-6)
+            [c["score"] for c in direct["categories"]], abs=1e-6
+        )
 
 
 def test_page_shows_ranked_findings_risk_advice_and_the_crop_the_model_sees(client, served, photos):
@@ -72,8 +80,9 @@ def test_benign_finding_gets_low_risk_and_no_urgent_visit(client, photos):
     assert "No urgent visit needed" in advice
 
 
-@pytest.mark.parametrize("kind", ["not_an_image", "corrupt_jpeg", "truncated_jpeg", "zero_bytes", "one_pixel",
-                                  "too_many_pixels"])
+@pytest.mark.parametrize(
+    "kind", ["not_an_image", "corrupt_jpeg", "truncated_jpeg", "zero_bytes", "one_pixel", "too_many_pixels"]
+)
 def test_bad_upload_gets_a_friendly_message_and_the_app_keeps_serving(client, bad_uploads, photos, kind):
     path = bad_uploads[kind]
     with pytest.raises(AppError) as refused:
@@ -149,12 +158,21 @@ def test_uploads_are_swept_from_the_server(tiny_bundle, photos, tmp_path):
 
     config = AppConfig(delete_cache=(1, 3))  # the production default sweeps every minute
     demo = build_demo(load_models([tiny_bundle]), config)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                            quiet=True, **launch_options(config))
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(config),
+    )
     try:
         unique = tmp_path / "private_spot_7f3a.jpg"
-        unique.write_bytes(photos["red"].read_bytes() + b"7f3a")  # unique bytes: uploads are content-addressed
-        Client(url, verbose=False, analytics_enabled=False).predict(handle_file(str(unique)), api_name="/classify")
+        unique.write_bytes(
+            photos["red"].read_bytes() + b"7f3a"
+        )  # unique bytes: uploads are content-addressed
+        Client(url, verbose=False, analytics_enabled=False).predict(
+            handle_file(str(unique)), api_name="/classify"
+        )
         on_server = lambda: list(Path(gradio.utils.get_upload_folder()).rglob(unique.name))  # noqa: E731
         assert on_server(), "the upload should be on the server while it is fresh"
         deadline = time.monotonic() + 10
@@ -264,8 +282,13 @@ def test_startup_makes_no_outside_network_calls(tiny_bundle, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     demo = build_demo(load_models([tiny_bundle]))
     try:
-        demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                    **launch_options())
+        demo.launch(
+            server_name="127.0.0.1",
+            server_port=free_port(),
+            prevent_thread_lock=True,
+            quiet=True,
+            **launch_options(),
+        )
     finally:
         demo.close()
     assert outside == []

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.gradio_app.conftest import (ARTIFACTS, CHROMIUM, RASH_PHOTO, REPO, TEST_SPLIT_MELANOMA, TIMEOUT_MS,
-                                       shared_photo)
+from tests.gradio_app.conftest import (
+    ARTIFACTS,
+    CHROMIUM,
+    RASH_PHOTO,
+    REPO,
+    TEST_SPLIT_MELANOMA,
+    TIMEOUT_MS,
+    shared_photo,
+)
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
@@ -23,8 +30,12 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests 
 expect = sync_api.expect
 
 DOCS_IMAGES = REPO / "docs" / "images"
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
-         "has_touch": True}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+}
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 
 # Largest font size (px) of visible text inside the elements matching a selector.
@@ -47,9 +58,12 @@ def upload(page, path: Path) -> None:
 
 def in_page_order(page, *selectors: str) -> bool:
     """Whether the elements start one below the other, measured at one instant (the page may be scrolling)."""
-    return page.evaluate("""(selectors) => selectors
+    return page.evaluate(
+        """(selectors) => selectors
         .map((s) => document.querySelector(s).getBoundingClientRect().top)
-        .every((top, i, tops) => i === 0 || tops[i - 1] < top)""", list(selectors))
+        .every((top, i, tops) => i === 0 || tops[i - 1] < top)""",
+        list(selectors),
+    )
 
 
 def assert_headline_in_view_before_the_findings(page) -> None:
@@ -68,8 +82,9 @@ def settle_and_save(page, name: str) -> None:
     page.screenshot(path=str(DOCS_IMAGES / name))
 
 
-@pytest.mark.parametrize("device, screenshot", [(PHONE, "demo-phone.png"), (DESKTOP, "demo-desktop.png")],
-                         ids=["phone", "desktop"])
+@pytest.mark.parametrize(
+    "device, screenshot", [(PHONE, "demo-phone.png"), (DESKTOP, "demo-desktop.png")], ids=["phone", "desktop"]
+)
 def test_after_the_upload_the_risk_and_the_advice_are_on_screen(browser, shipped_served, device, screenshot):
     photo = shared_photo(TEST_SPLIT_MELANOMA)
     context, page = open_page(browser, shipped_served, device)

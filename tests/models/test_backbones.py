@@ -128,9 +128,13 @@ def test_imagenet_uses_the_keras_cache_without_downloading(offline_empty_cache):
 
 def test_imagenet_file_names_follow_keras_applications():
     assert imagenet_file_name("mobilenet_v2", alpha=0.35, size=200) == (
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5", "mobilenet_v2")
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5",
+        "mobilenet_v2",
+    )
     assert imagenet_file_name("mobilenet", alpha=0.5, size=128) == (
-        "mobilenet_5_0_128_tf_no_top.h5", "mobilenet")
+        "mobilenet_5_0_128_tf_no_top.h5",
+        "mobilenet",
+    )
     with pytest.raises(ValueError, match="alpha 0.25/0.5/0.75/1.0, got 0.35"):
         imagenet_file_name("mobilenet", alpha=0.35, size=128)
     with pytest.raises(ValueError, match="small_cnn"):
@@ -158,10 +162,14 @@ def test_each_entry_declares_the_input_it_was_built_for(name):
     entry = BACKBONES[name]
     shape = SMALL_BUILDS[name][0]
     # Keras Applications' preprocessing mode for each family's ImageNet weights: "tf" (-1..1) or "caffe".
-    expected = ((123.68, 116.779, 103.939), (1.0,) * 3) if name == "resnet50" else ((127.5,) * 3, (127.5,) * 3)
+    expected = (
+        ((123.68, 116.779, 103.939), (1.0,) * 3) if name == "resnet50" else ((127.5,) * 3, (127.5,) * 3)
+    )
     assert entry.min_size <= shape[0] and (entry.mean, entry.std) == expected
     too_small = (entry.min_size - 1, entry.min_size - 1, 3)
-    with pytest.raises(ValueError, match=rf"{name} needs inputs of at least {entry.min_size}x{entry.min_size}"):
+    with pytest.raises(
+        ValueError, match=rf"{name} needs inputs of at least {entry.min_size}x{entry.min_size}"
+    ):
         entry(too_small, "none", alpha=SMALL_BUILDS[name][1])
 
 

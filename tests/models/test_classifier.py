@@ -9,8 +9,15 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="the classifier needs TensorFlow (the [build] extra)")
 
-from models.classifier import (HEAD_LAYERS, ModelConfig, build_model, head_logits_layer,  # noqa: E402
-                               prior_shift, set_trainable_top, shift_logits)
+from models.classifier import (
+    HEAD_LAYERS,
+    ModelConfig,
+    build_model,
+    head_logits_layer,  # noqa: E402
+    prior_shift,
+    set_trainable_top,
+    shift_logits,
+)
 from models.keras import keras  # noqa: E402
 
 TINY = ModelConfig(backbone="small_cnn", alpha=0.25, image_size=32, weights="none", dropout=0.2, l2=1e-4)
@@ -40,7 +47,7 @@ def test_model_outputs_probabilities_per_class(tiny_model):
     probabilities = tiny_model.predict(images(), verbose=0)
     assert probabilities.shape == (6, 4)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    assert [layer.name for layer in tiny_model.layers[-len(HEAD_LAYERS):]] == list(HEAD_LAYERS)
+    assert [layer.name for layer in tiny_model.layers[-len(HEAD_LAYERS) :]] == list(HEAD_LAYERS)
 
 
 def test_l2_penalty_is_on_the_head_only_when_asked():
@@ -113,7 +120,7 @@ def _trainable_blocks(model, prefix: str) -> list[str]:
     blocks = []
     for layer in model.layers:
         if layer.trainable and layer.weights and layer.name.startswith(prefix):
-            block = layer.name[len(prefix):].split("_")[0]
+            block = layer.name[len(prefix) :].split("_")[0]
             if block not in blocks:
                 blocks.append(block)
     return blocks

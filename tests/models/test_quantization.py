@@ -45,8 +45,11 @@ def _levels_per_depthwise_channel(tflite_path) -> np.ndarray:
 
     interpreter = Interpreter(model_path=str(tflite_path))
     interpreter.allocate_tensors()
-    kernel = next(t for t in interpreter.get_tensor_details()
-                  if t["dtype"] == np.int8 and list(t["shape"]) == [1, 3, 3, 16])
+    kernel = next(
+        t
+        for t in interpreter.get_tensor_details()
+        if t["dtype"] == np.int8 and list(t["shape"]) == [1, 3, 3, 16]
+    )
     values = interpreter.get_tensor(kernel["index"]).astype(np.int32)
     return np.abs(values).reshape(-1, values.shape[-1]).max(axis=0)
 
@@ -56,8 +59,13 @@ def _qat_int8(tmp_path, quantize) -> tuple:
     calibrate_ranges(model, [normalize(_images(16, seed=1), SPEC)])
     model.save(tmp_path / "qat.h5")
     reloaded = load_keras_model(tmp_path / "qat.h5")
-    result = export_tflite(reloaded, tmp_path / "int8.tflite", QuantizationConfig.for_int8(None), input_spec=SPEC,
-                           labels=["a", "b", "c"])
+    result = export_tflite(
+        reloaded,
+        tmp_path / "int8.tflite",
+        QuantizationConfig.for_int8(None),
+        input_spec=SPEC,
+        labels=["a", "b", "c"],
+    )
     return reloaded, result.path
 
 

@@ -110,6 +110,7 @@ def test_training_curves_from_partial_log(tmp_path):
 
 # -- the words say what is true of this model -------------------------------------------------------------
 
+
 def _card(**fields):
     defaults = {"temperature": 1.0, "abstain": {}, "limitations": []}
     return SimpleNamespace(**{**defaults, **fields})
@@ -131,7 +132,9 @@ def test_the_closing_caution_uses_the_cards_own_training_data(evaluation):
     assert "decision support" in advice and "763 clinical photos" in advice
     assert "dermoscopy" not in advice and "HAM10000" not in advice
     assert "no abstain rule" in advice
-    assert "abstain rule declines" in recommendations(metrics, _card(limitations=["x"], abstain={"rule": 1}))[-1]
+    assert (
+        "abstain rule declines" in recommendations(metrics, _card(limitations=["x"], abstain={"rule": 1}))[-1]
+    )
     assert "HAM10000" not in recommendations(metrics)[-1]  # no card: no claim about the training data
 
 
@@ -145,12 +148,15 @@ def test_the_shipped_msid_card_is_not_described_as_dermoscopy(evaluation):
     assert "dermoscopy" not in advice and "clinical photos" in advice
 
 
-@pytest.mark.parametrize("low, high, expected", [
-    (0.2512, 0.2549, ("25.1%", "25.5%")),
-    (0.2501, 0.2503, ("25.01%", "25.03%")),
-    (0.61, 0.74, ("61%", "74%")),
-    (0.25, 0.25, ("25.000%", "25.000%")),
-])
+@pytest.mark.parametrize(
+    "low, high, expected",
+    [
+        (0.2512, 0.2549, ("25.1%", "25.5%")),
+        (0.2501, 0.2503, ("25.01%", "25.03%")),
+        (0.61, 0.74, ("61%", "74%")),
+        (0.25, 0.25, ("25.000%", "25.000%")),
+    ],
+)
 def test_intervals_are_printed_to_the_precision_that_tells_the_bounds_apart(low, high, expected):
     assert format_interval(low, high) == expected
 

@@ -8,18 +8,27 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from build.analysis.rules import (Rule, age_band, association_rules, encode_items, frequent_itemsets, mine_rules,
-                         rules_table)
+from build.analysis.rules import (
+    Rule,
+    age_band,
+    association_rules,
+    encode_items,
+    frequent_itemsets,
+    mine_rules,
+    rules_table,
+)
 
 # Eight images. Counted by hand:
 #   back 4 (rows 0-3), face 3 (4-6), male 4 (0,1,3,6), female 4; mel 2 (0,1), bkl 2 (4,5), nv 4
 #   back & male 3 (0,1,3), back & male & mel 2, face & female 2 (4,5), face & female & bkl 2
-TINY = pd.DataFrame({
-    "localization": ["back", "back", "back", "back", "face", "face", "face", "trunk"],
-    "sex": ["male", "male", "female", "male", "female", "female", "male", "female"],
-    "age": [70, 80, 20, 65, 77, 61, 35, 50],
-    "label": ["mel", "mel", "nv", "nv", "bkl", "bkl", "nv", "nv"],
-})
+TINY = pd.DataFrame(
+    {
+        "localization": ["back", "back", "back", "back", "face", "face", "face", "trunk"],
+        "sex": ["male", "male", "female", "male", "female", "female", "male", "female"],
+        "age": [70, 80, 20, 65, 77, 61, 35, 50],
+        "label": ["mel", "mel", "nv", "nv", "bkl", "bkl", "nv", "nv"],
+    }
+)
 
 
 def test_items_are_one_hot_with_age_bands_and_diagnosis():
@@ -36,8 +45,13 @@ def test_items_are_one_hot_with_age_bands_and_diagnosis():
 
 
 def test_missing_and_unknown_values_give_no_item():
-    frame = pd.DataFrame({"sex": ["male", None, "unknown", float("nan")], "age": [None, 40, float("nan"), 90],
-                          "label": ["nv", "nv", "mel", "mel"]})
+    frame = pd.DataFrame(
+        {
+            "sex": ["male", None, "unknown", float("nan")],
+            "age": [None, 40, float("nan"), 90],
+            "label": ["nv", "nv", "mel", "mel"],
+        }
+    )
 
     items = encode_items(frame)
 
@@ -48,8 +62,17 @@ def test_missing_and_unknown_values_give_no_item():
 
 def test_age_band_edges():
     assert [age_band(a) for a in (0, 29.9, 30, 44, 45, 59, 60, 74, 75, 85)] == [
-        "age<30", "age<30", "age=30-44", "age=30-44", "age=45-59", "age=45-59", "age=60-74", "age=60-74",
-        "age>=75", "age>=75"]
+        "age<30",
+        "age<30",
+        "age=30-44",
+        "age=30-44",
+        "age=45-59",
+        "age=45-59",
+        "age=60-74",
+        "age=60-74",
+        "age>=75",
+        "age>=75",
+    ]
     assert age_band(float("nan")) is None
 
 
@@ -87,14 +110,21 @@ def test_min_lift_and_min_confidence_filter():
     names = {str(r) for r in mine_rules(items, min_support=0.25, min_confidence=0.5, min_lift=1.0)}
     assert "{localization=back} -> dx=nv" in names
     strict = mine_rules(items, min_support=0.25, min_confidence=0.6, min_lift=1.0)
-    assert {str(r) for r in strict} == {"{localization=face, sex=female} -> dx=bkl",
-                                        "{localization=back, sex=male} -> dx=mel",
-                                        "{localization=face} -> dx=bkl"}
+    assert {str(r) for r in strict} == {
+        "{localization=face, sex=female} -> dx=bkl",
+        "{localization=back, sex=male} -> dx=mel",
+        "{localization=face} -> dx=bkl",
+    }
 
 
 def test_redundant_rules_are_dropped_unless_asked():
-    frame = pd.DataFrame({"localization": ["face"] * 3 + ["back"] * 3, "sex": ["male", "male", "female"] * 2,
-                          "label": ["bkl"] * 3 + ["nv"] * 3})
+    frame = pd.DataFrame(
+        {
+            "localization": ["face"] * 3 + ["back"] * 3,
+            "sex": ["male", "male", "female"] * 2,
+            "label": ["bkl"] * 3 + ["nv"] * 3,
+        }
+    )
     items = encode_items(frame)
 
     pruned = {str(r) for r in mine_rules(items, min_support=0.3, min_confidence=0.9)}
@@ -102,8 +132,10 @@ def test_redundant_rules_are_dropped_unless_asked():
 
     # {face, male} -> bkl is as sure as {face} -> bkl and says nothing more.
     assert pruned == {"{localization=face} -> dx=bkl", "{localization=back} -> dx=nv"}
-    assert full == pruned | {"{localization=face, sex=male} -> dx=bkl",
-                             "{localization=back, sex=male} -> dx=nv"}
+    assert full == pruned | {
+        "{localization=face, sex=male} -> dx=bkl",
+        "{localization=back, sex=male} -> dx=nv",
+    }
 
 
 def test_any_consequent_when_no_prefix():

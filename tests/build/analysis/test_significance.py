@@ -19,8 +19,10 @@ def predictions(hit_rates: dict[str, float], n_per_class: int, seed: int = 0) ->
     for code, rate in hit_rates.items():
         hits = rng.permutation(np.arange(n_per_class) < round(rate * n_per_class))
         wrong = "akiec" if code == "nv" else "nv"
-        rows += [{"image_id": f"{code}_{i}", "label": code, "predicted": code if hit else wrong}
-                 for i, hit in enumerate(hits)]
+        rows += [
+            {"image_id": f"{code}_{i}", "label": code, "predicted": code if hit else wrong}
+            for i, hit in enumerate(hits)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -50,23 +52,32 @@ def test_one_more_rare_image_found_is_no_measurable_difference():
     b.loc[first_miss, "predicted"] = "df"
     comparison = compare_predictions(a, b)
     assert comparison.difference == pytest.approx(1 / 12 / 3)
-    assert comparison.verdict == "no measurable difference" and comparison.interval[0] <= 0 < comparison.interval[1]
+    assert (
+        comparison.verdict == "no measurable difference"
+        and comparison.interval[0] <= 0 < comparison.interval[1]
+    )
 
 
 def test_evaluations_of_different_images_are_refused():
     a = predictions({"akiec": 0.5, "df": 0.5, "nv": 0.9}, 10)
-    with pytest.raises(ValueError, match=r"share 20 images of 30 and 20: evaluate both .*same --data and --split"):
+    with pytest.raises(
+        ValueError, match=r"share 20 images of 30 and 20: evaluate both .*same --data and --split"
+    ):
         compare_predictions(a, a[a.label != "nv"])
 
 
 def test_a_folder_without_predictions_says_what_to_pass(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no predictions.csv; pass the --out folder of `skinlesion evaluate`"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no predictions.csv; pass the --out folder of `skinlesion evaluate`"
+    ):
         read_predictions(tmp_path)
 
 
 def test_skinlesion_compare_prints_both_scores_and_the_verdict(tmp_path, capsys):
     (tmp_path / "a").mkdir()
-    predictions({"akiec": 0.5, "df": 0.4, "nv": 0.9}, 200).to_csv(tmp_path / "a" / "predictions.csv", index=False)
+    predictions({"akiec": 0.5, "df": 0.4, "nv": 0.9}, 200).to_csv(
+        tmp_path / "a" / "predictions.csv", index=False
+    )
     predictions({"akiec": 0.7, "df": 0.6, "nv": 0.9}, 200, seed=1).to_csv(tmp_path / "b.csv", index=False)
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b.csv")]) == 0
     out = capsys.readouterr().out
@@ -97,8 +108,10 @@ def test_releases_with_slightly_different_splits_compare_on_the_images_both_hold
 
 
 def test_compare_pools_validation_and_test_and_can_keep_to_shared_images(tmp_path, capsys):
-    for name, rates, seed in (("a-val", {"akiec": 0.5, "df": 0.4, "nv": 0.9}, 0),
-                              ("b-val", {"akiec": 0.7, "df": 0.6, "nv": 0.9}, 1)):
+    for name, rates, seed in (
+        ("a-val", {"akiec": 0.5, "df": 0.4, "nv": 0.9}, 0),
+        ("b-val", {"akiec": 0.7, "df": 0.6, "nv": 0.9}, 1),
+    ):
         (tmp_path / name).mkdir()
         predictions(rates, 100, seed).to_csv(tmp_path / name / "predictions.csv", index=False)
     for name, seed in (("a-test", 2), ("b-test", 3)):

@@ -31,18 +31,31 @@ def two_sources(tmp_path) -> tuple[Path, Path]:
     for i in range(60):
         lesion = i if i < 20 else 20 + (i - 20) // 2  # 20 single-image lesions, 20 lesions of two
         face = lesion % 4 == 0
-        rows.append({"lesion_id": f"HAM_{lesion:04d}", "image_id": f"ISIC_{i:04d}",
-                     "dx": "bkl" if face else ("nv" if lesion % 4 != 1 else "mel"), "dx_type": "histo",
-                     "age": float(rng.choice([25, 40, 55, 70, 80])), "sex": ("male", "female")[i % 2],
-                     "localization": "face" if face else "back"})
+        rows.append(
+            {
+                "lesion_id": f"HAM_{lesion:04d}",
+                "image_id": f"ISIC_{i:04d}",
+                "dx": "bkl" if face else ("nv" if lesion % 4 != 1 else "mel"),
+                "dx_type": "histo",
+                "age": float(rng.choice([25, 40, 55, 70, 80])),
+                "sex": ("male", "female")[i % 2],
+                "localization": "face" if face else "back",
+            }
+        )
         write_image(ham / "images" / f"ISIC_{i:04d}.jpg")
     pd.DataFrame(rows).to_csv(ham / "HAM10000_metadata.csv", index=False)
 
     archive = tmp_path / "archive"
     # ISIC_0001 is mel in HAM: the one duplicate whose diagnosis disagrees.
-    entries = [("ISIC_0001", "nevus"), ("ISIC_0002", "nevus"), ("ISIC_0003", "nevus"),
-               ("ISIC_9001", "melanoma"), ("ISIC_9002", "melanoma"), ("ISIC_9003", "dermatofibroma"),
-               ("ISIC_9004", "squamous cell carcinoma")]
+    entries = [
+        ("ISIC_0001", "nevus"),
+        ("ISIC_0002", "nevus"),
+        ("ISIC_0003", "nevus"),
+        ("ISIC_9001", "melanoma"),
+        ("ISIC_9002", "melanoma"),
+        ("ISIC_9003", "dermatofibroma"),
+        ("ISIC_9004", "squamous cell carcinoma"),
+    ]
     for image_id, label in entries:
         write_image(archive / "images" / f"{image_id}.jpg")
     pd.DataFrame(entries, columns=["image_id", "label"]).to_csv(archive / "labels.csv", index=False)
@@ -53,8 +66,14 @@ def test_merged_summary_counts_and_files(tmp_path, two_sources):
     ham, archive = two_sources
     out = tmp_path / "summary"
 
-    summary = summarize([str(ham), str(archive)], [None, "isic-archive"], out, split=SplitConfig(seed=1),
-                        min_support=0.05, min_confidence=0.3)
+    summary = summarize(
+        [str(ham), str(archive)],
+        [None, "isic-archive"],
+        out,
+        split=SplitConfig(seed=1),
+        min_support=0.05,
+        min_confidence=0.3,
+    )
 
     assert summary.images == 64 and summary.lesions == 44
     assert summary.kept == {"ham": 60, "archive": 4}
@@ -80,8 +99,15 @@ def test_rules_are_printed_and_saved(tmp_path, two_sources):
     ham, archive = two_sources
     out = tmp_path / "summary"
 
-    summary = summarize([str(ham), str(archive)], [None, "isic-archive"], out, split=SplitConfig(),
-                        min_support=0.05, min_confidence=0.3, top_rules=2)
+    summary = summarize(
+        [str(ham), str(archive)],
+        [None, "isic-archive"],
+        out,
+        split=SplitConfig(),
+        min_support=0.05,
+        min_confidence=0.3,
+        top_rules=2,
+    )
 
     # Every face image is bkl: 15 of 60 images with metadata.
     table = pd.read_csv(out / "rules.csv")
@@ -98,8 +124,9 @@ def test_rules_are_printed_and_saved(tmp_path, two_sources):
 def test_terminal_text_shows_what_a_user_asks_first(tmp_path, two_sources):
     ham, archive = two_sources
 
-    text = format_summary(summarize([str(ham), str(archive)], [None, "isic-archive"], tmp_path / "s",
-                                    split=SplitConfig()))
+    text = format_summary(
+        summarize([str(ham), str(archive)], [None, "isic-archive"], tmp_path / "s", split=SplitConfig())
+    )
 
     assert "64 images of 44 lesions from 2 data set(s)" in text
     assert "dropped 3 images from archive" in text
@@ -127,8 +154,12 @@ def test_source_without_metadata_skips_plots_and_rules(tmp_path):
 
     assert summary.classes == {"Monkeypox": 6, "Normal": 4}
     assert summary.rules == () and summary.rules_found == 0
-    assert set(summary.skipped) == {"age_by_diagnosis", "sex_by_diagnosis", "localization_by_diagnosis",
-                                    "rules"}
+    assert set(summary.skipped) == {
+        "age_by_diagnosis",
+        "sex_by_diagnosis",
+        "localization_by_diagnosis",
+        "rules",
+    }
     assert not any((out / name).exists() for name in (*PLOT_FILES, "rules.csv", "rules.json"))
     assert "not written: rules (no images with metadata)" in format_summary(summary)
 

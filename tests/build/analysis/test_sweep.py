@@ -59,12 +59,15 @@ def test_draws_cover_the_space_log_uniformly():
     assert all(space.dropout[0] <= c.model.dropout <= space.dropout[1] for c in configs)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"learning_rate": (0.0, 1e-3)}, "learning_rate must be"),
-    ({"l2": (1e-3, 1e-6)}, "l2 must be"),
-    ({"dropout": (0.2, 1.0)}, "dropout must be"),
-    ({"optimizers": ("adam", "lion")}, "optimizers must be a non-empty subset"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"learning_rate": (0.0, 1e-3)}, "learning_rate must be"),
+        ({"l2": (1e-3, 1e-6)}, "l2 must be"),
+        ({"dropout": (0.2, 1.0)}, "dropout must be"),
+        ({"optimizers": ("adam", "lion")}, "optimizers must be a non-empty subset"),
+    ],
+)
 def test_a_bad_search_space_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SweepSpace(**kwargs)
@@ -103,7 +106,11 @@ def test_a_sweep_trains_each_trial_in_its_own_run_and_ranks_them(finished_sweep)
         saved = trial.load_config()
         assert saved == trial_config(config, result.trial, seed=0, budget=budget)
         assert (result.optimizer, result.learning_rate, result.dropout, result.l2) == (
-            saved.train.optimizer, saved.train.learning_rate, saved.model.dropout, saved.model.l2)
+            saved.train.optimizer,
+            saved.train.learning_rate,
+            saved.model.dropout,
+            saved.model.l2,
+        )
         assert (trial.root / "float" / "model.keras").is_file()
         assert 0 <= result.val_balanced_accuracy <= 1 and result.epochs == 2 and 1 <= result.best_epoch <= 2
 

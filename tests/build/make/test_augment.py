@@ -11,8 +11,18 @@ import build.make.augment as augment
 from build.make.augment import AugmentConfig, make_augmenter
 from edge.preprocess import InputSpec
 
-NO_AUGMENT = AugmentConfig(flip=False, rotate_90=False, rotation=0.0, shift=0.0, zoom=0.0, brightness=0.0,
-                           contrast=0.0, saturation=0.0, hue=0.0, noise=0.0)
+NO_AUGMENT = AugmentConfig(
+    flip=False,
+    rotate_90=False,
+    rotation=0.0,
+    shift=0.0,
+    zoom=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    hue=0.0,
+    noise=0.0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +72,11 @@ def test_flips_and_quarter_turns_are_exact(batch):
 
     seen = set()
     for original, result in zip(batch, out):
-        variants = [v for image in (original, original.transpose(1, 0, 2))
-                    for v in (image, image[:, ::-1], image[::-1], image[::-1, ::-1])]
+        variants = [
+            v
+            for image in (original, original.transpose(1, 0, 2))
+            for v in (image, image[:, ::-1], image[::-1], image[::-1, ::-1])
+        ]
         matches = [i for i, v in enumerate(variants) if np.array_equal(result, v)]
         assert matches, "a flip or quarter turn must move pixels without resampling them"
         seen.add(matches[0])
@@ -75,11 +88,17 @@ def test_compiled_warp_matches_tensorflow_projective_transform(batch):
 
     spec = InputSpec(height=24, width=24)
     rng = tf.random.Generator.from_seed(2)
-    transforms = augment._random_transforms(AugmentConfig(rotation=30.0, shift=0.2, zoom=0.3), spec, rng,
-                                            len(batch), True)
+    transforms = augment._random_transforms(
+        AugmentConfig(rotation=30.0, shift=0.2, zoom=0.3), spec, rng, len(batch), True
+    )
     expected = tf.raw_ops.ImageProjectiveTransformV3(
-        images=batch, transforms=transforms, output_shape=[24, 24], fill_value=0.0, interpolation="BILINEAR",
-        fill_mode="REFLECT").numpy()
+        images=batch,
+        transforms=transforms,
+        output_shape=[24, 24],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    ).numpy()
 
     warped = tf.function(augment._warp_bilinear_reflect, jit_compile=True)(batch, transforms).numpy()
 

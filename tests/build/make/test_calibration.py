@@ -76,6 +76,7 @@ def test_uint8_quantized_probabilities_are_recognized_as_probabilities():
 
 # --- balanced decisions ----------------------------------------------------------------------------------
 
+
 def _scores_with_a_class_bias(seed: int, n: int = 4000):
     """Imbalanced labels (60/30/10 %) and logits that also favour class 2 by a constant the model
     picked up in training (e.g. an oversampled rare class)."""
@@ -107,4 +108,3 @@ def test_a_shift_needs_every_class_in_the_held_out_data():
     logits = np.zeros((4, 3))
     with pytest.raises(ValueError, match=r"classes \[2\] have no examples"):
         fit_balanced_shift(logits, np.array([0, 1, 0, 1]))
-

@@ -13,8 +13,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from build.make.datasets import (COLUMNS, SplitConfig, add_to_training, check_groups_within_splits, fingerprint,
-                            load_dataset, merge_datasets, split_by_group)
+from build.make.datasets import (
+    COLUMNS,
+    SplitConfig,
+    add_to_training,
+    check_groups_within_splits,
+    fingerprint,
+    load_dataset,
+    merge_datasets,
+    split_by_group,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 COLOURS = {"mel": (120, 60, 40), "nv": (180, 140, 110), "bkl": (150, 120, 80), "bcc": (200, 150, 150)}
@@ -31,9 +39,17 @@ def write_ham_root(root: Path, n: int = 8) -> pd.DataFrame:
     rows = []
     for i in range(n):
         label = ("mel", "nv", "bkl", "nv")[i % 4]
-        rows.append({"lesion_id": f"HAM_{i // 2:07d}", "image_id": f"ISIC_{i:07d}", "dx": label,
-                     "dx_type": "histo", "age": 30.0 + 5 * i, "sex": ("male", "female")[i % 2],
-                     "localization": ("back", "face")[i % 2]})
+        rows.append(
+            {
+                "lesion_id": f"HAM_{i // 2:07d}",
+                "image_id": f"ISIC_{i:07d}",
+                "dx": label,
+                "dx_type": "histo",
+                "age": 30.0 + 5 * i,
+                "sex": ("male", "female")[i % 2],
+                "localization": ("back", "face")[i % 2],
+            }
+        )
         folder = "HAM10000_images_part_1" if i < n // 2 else "HAM10000_images_part_2"
         write_image(root / folder / f"ISIC_{i:07d}.jpg", COLOURS[label])
     table = pd.DataFrame(rows)
@@ -42,6 +58,7 @@ def write_ham_root(root: Path, n: int = 8) -> pd.DataFrame:
 
 
 # --- readers -------------------------------------------------------------------------------------
+
 
 def test_ham_root_with_two_part_folders(tmp_path):
     table = write_ham_root(tmp_path / "ham")
@@ -83,9 +100,17 @@ def write_isic2018(csv_path: Path, image_dir: Path, labels: list[str]) -> None:
 def test_lesions_listed_as_duplicates_become_one_group(tmp_path):
     table = write_ham_root(tmp_path / "ham")
     first, second = table["lesion_id"].unique()[:2]
-    pd.DataFrame({"image_id_a": ["x"], "image_id_b": ["y"], "similarity": [0.99], "lesion_id_a": [second],
-                  "lesion_id_b": [first], "dx_a": ["nv"], "dx_b": ["nv"]}).to_csv(
-        tmp_path / "ham" / "duplicate_lesions.csv", index=False)
+    pd.DataFrame(
+        {
+            "image_id_a": ["x"],
+            "image_id_b": ["y"],
+            "similarity": [0.99],
+            "lesion_id_a": [second],
+            "lesion_id_b": [first],
+            "dx_a": ["nv"],
+            "dx_b": ["nv"],
+        }
+    ).to_csv(tmp_path / "ham" / "duplicate_lesions.csv", index=False)
 
     frame = load_dataset(tmp_path / "ham")
 
@@ -106,12 +131,16 @@ def test_isic2018_onehot_csv_beside_images(tmp_path):
 
 def test_isic2018_official_layout_ground_truth_folder_beside_input_folder(tmp_path):
     root = tmp_path / "isic2018"
-    write_isic2018(root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv",
-                   root / "ISIC2018_Task3_Training_Input", ["bkl", "df", "akiec", "bcc"])
+    write_isic2018(
+        root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv",
+        root / "ISIC2018_Task3_Training_Input",
+        ["bkl", "df", "akiec", "bcc"],
+    )
 
     from_root = load_dataset(root)
-    from_csv = load_dataset(root / "ISIC2018_Task3_Training_GroundTruth" /
-                            "ISIC2018_Task3_Training_GroundTruth.csv")
+    from_csv = load_dataset(
+        root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv"
+    )
 
     # Not mistaken for a folder-per-class data set with one class named after the image folder.
     assert from_root["label"].tolist() == ["bkl", "df", "akiec", "bcc"]
@@ -132,8 +161,14 @@ def test_labels_csv_with_image_id_beside_images_folder(tmp_path):
     root = tmp_path / "clinic"
     for i in range(3):
         write_image(root / "images" / f"img{i}.png")
-    pd.DataFrame({"image_id": ["img0", "img1", "img2"], "dx": ["mel", "nv", "nv"],
-                  "lesion_id": ["a", "a", "b"], "age": [40, 40, 70]}).to_csv(root / "labels.csv", index=False)
+    pd.DataFrame(
+        {
+            "image_id": ["img0", "img1", "img2"],
+            "dx": ["mel", "nv", "nv"],
+            "lesion_id": ["a", "a", "b"],
+            "age": [40, 40, 70],
+        }
+    ).to_csv(root / "labels.csv", index=False)
 
     frame = load_dataset(root)
 
@@ -159,8 +194,9 @@ def test_labels_csv_with_relative_paths(tmp_path):
     root = tmp_path / "archive"
     write_image(root / "Train" / "melanoma" / "x1.jpg")
     write_image(root / "Test" / "nevus" / "x2.jpg")
-    pd.DataFrame({"path": ["Train/melanoma/x1.jpg", "Test/nevus/x2.jpg"], "label": ["melanoma", "nevus"]}
-                 ).to_csv(root / "labels.csv", index=False)
+    pd.DataFrame(
+        {"path": ["Train/melanoma/x1.jpg", "Test/nevus/x2.jpg"], "label": ["melanoma", "nevus"]}
+    ).to_csv(root / "labels.csv", index=False)
 
     frame = load_dataset(root / "labels.csv", source="archive")
 
@@ -172,8 +208,9 @@ def test_labels_csv_with_relative_paths(tmp_path):
 def test_labels_csv_missing_file_is_named(tmp_path):
     root = tmp_path / "archive"
     write_image(root / "a.jpg")
-    pd.DataFrame({"path": ["a.jpg", "gone/b.jpg"], "label": ["nv", "mel"]}).to_csv(root / "labels.csv",
-                                                                                  index=False)
+    pd.DataFrame({"path": ["a.jpg", "gone/b.jpg"], "label": ["nv", "mel"]}).to_csv(
+        root / "labels.csv", index=False
+    )
 
     with pytest.raises(FileNotFoundError, match="b.jpg"):
         load_dataset(root)
@@ -211,6 +248,7 @@ def test_unknown_layout_and_missing_root(tmp_path):
 
 # --- label maps and merging ----------------------------------------------------------------------
 
+
 def write_archive(root: Path, rows: list[tuple[str, str]]) -> None:
     """A labels.csv + images/ source with ISIC-archive class names."""
     for image_id, _ in rows:
@@ -219,12 +257,20 @@ def write_archive(root: Path, rows: list[tuple[str, str]]) -> None:
 
 
 def test_builtin_and_custom_label_maps(tmp_path):
-    write_archive(tmp_path / "arch", [("a", "melanoma"), ("b", "squamous cell carcinoma"),
-                                      ("c", "seborrheic keratosis")])
+    write_archive(
+        tmp_path / "arch",
+        [("a", "melanoma"), ("b", "squamous cell carcinoma"), ("c", "seborrheic keratosis")],
+    )
 
     builtin = load_dataset(tmp_path / "arch", label_map="isic-archive")
-    custom = load_dataset(tmp_path / "arch", label_map={"melanoma": "malignant", "squamous cell carcinoma":
-                                                        "malignant", "seborrheic keratosis": "benign"})
+    custom = load_dataset(
+        tmp_path / "arch",
+        label_map={
+            "melanoma": "malignant",
+            "squamous cell carcinoma": "malignant",
+            "seborrheic keratosis": "benign",
+        },
+    )
 
     assert builtin["label"].tolist() == ["mel", "akiec", "bkl"]
     assert custom["label"].tolist() == ["malignant", "malignant", "benign"]
@@ -241,8 +287,15 @@ def test_label_outside_the_map_is_an_error(tmp_path):
 
 def test_merge_keeps_first_copy_and_reports_duplicates(tmp_path):
     write_ham_root(tmp_path / "ham", n=4)  # ISIC_0000000..3
-    write_archive(tmp_path / "arch", [("ISIC_0000000", "nevus"), ("ISIC_0000001", "nevus"),
-                                      ("ISIC_0009999", "melanoma"), ("ISIC_0008888", "dermatofibroma")])
+    write_archive(
+        tmp_path / "arch",
+        [
+            ("ISIC_0000000", "nevus"),
+            ("ISIC_0000001", "nevus"),
+            ("ISIC_0009999", "melanoma"),
+            ("ISIC_0008888", "dermatofibroma"),
+        ],
+    )
     ham = load_dataset(tmp_path / "ham")
     archive = load_dataset(tmp_path / "arch", label_map="isic-archive")
 
@@ -263,18 +316,29 @@ def test_training_only_images_join_training_and_leave_validation_and_test_as_the
     # Two copies of HAM images (one of them held out in val or test, whatever the split) and two new images.
     ham = split_by_group(load_dataset(tmp_path / "ham"), SplitConfig(seed=1))
     held_out = ham.loc[ham["split"] != "train", "image_id"].iloc[0]
-    write_archive(tmp_path / "arch", [(held_out, "nevus"), ("ISIC_0000001", "nevus"),
-                                      ("ISIC_0009999", "melanoma"), ("ISIC_0008888", "seborrheic keratosis")])
+    write_archive(
+        tmp_path / "arch",
+        [
+            (held_out, "nevus"),
+            ("ISIC_0000001", "nevus"),
+            ("ISIC_0009999", "melanoma"),
+            ("ISIC_0008888", "seborrheic keratosis"),
+        ],
+    )
 
     merged, report = add_to_training(ham, [load_dataset(tmp_path / "arch", label_map="isic-archive")])
 
     for split in ("val", "test"):
-        assert merged.loc[merged["split"] == split, "image_id"].tolist() == \
-            ham.loc[ham["split"] == split, "image_id"].tolist()
+        assert (
+            merged.loc[merged["split"] == split, "image_id"].tolist()
+            == ham.loc[ham["split"] == split, "image_id"].tolist()
+        )
     added = merged[merged["train_only"]]
     assert sorted(added["image_id"]) == ["ISIC_0008888", "ISIC_0009999"]
     assert set(added["split"]) == {"train"} and sorted(added["label"]) == ["bkl", "mel"]
-    assert merged.set_index("image_id").loc[held_out, "split"] != "train"  # the copy did not leak into training
+    assert (
+        merged.set_index("image_id").loc[held_out, "split"] != "train"
+    )  # the copy did not leak into training
     assert report.kept == {"arch": 2} and report.dropped_duplicates == {"arch": 2}
     assert fingerprint(merged[~merged["train_only"]]) == fingerprint(ham)
 
@@ -291,9 +355,17 @@ def test_a_training_only_image_of_a_held_out_lesion_is_refused(tmp_path):
 
 def test_an_image_a_source_lists_under_two_classes_is_dropped_from_it(tmp_path):
     write_ham_root(tmp_path / "ham", n=4)  # ISIC_0000000 is a melanoma in HAM
-    write_archive(tmp_path / "arch", [("ISIC_0000000", "nevus"), ("ISIC_0000000", "melanoma"),
-                                      ("ISIC_0009999", "melanoma"), ("ISIC_0009999", "seborrheic keratosis"),
-                                      ("ISIC_0008888", "nevus"), ("ISIC_0008888", "nevus")])
+    write_archive(
+        tmp_path / "arch",
+        [
+            ("ISIC_0000000", "nevus"),
+            ("ISIC_0000000", "melanoma"),
+            ("ISIC_0009999", "melanoma"),
+            ("ISIC_0009999", "seborrheic keratosis"),
+            ("ISIC_0008888", "nevus"),
+            ("ISIC_0008888", "nevus"),
+        ],
+    )
     archive = load_dataset(tmp_path / "arch", label_map="isic-archive")
 
     merged, report = merge_datasets([load_dataset(tmp_path / "ham"), archive])
@@ -311,6 +383,7 @@ def test_merge_of_nothing_is_an_error():
 
 
 # --- splits --------------------------------------------------------------------------------------
+
 
 def synthetic_frame(seed: int = 0, n_groups: int = 900) -> pd.DataFrame:
     """Lesion groups of 1-4 images with imbalanced classes (no image files: splits only read the table)."""
@@ -375,6 +448,7 @@ def test_fingerprint_follows_images_and_labels_not_order():
 
 # --- the real data -------------------------------------------------------------------------------
 
+
 @pytest.mark.shared_data
 def test_real_ham10000_split_by_lesion():
     root = SHARED_DATA / "ham10000"
@@ -401,7 +475,9 @@ def test_real_ham10000_split_by_lesion():
 def test_real_isic_archive_adds_only_new_images_to_training():
     ham_root, archive_root = SHARED_DATA / "ham10000", SHARED_DATA / "isic-archive-9class"
     if not (ham_root / "HAM10000_metadata.csv").is_file() or not (archive_root / "labels.csv").is_file():
-        pytest.skip(f"needs the shared HAM10000 and ISIC-archive data under {SHARED_DATA} (absent in a fresh clone)")
+        pytest.skip(
+            f"needs the shared HAM10000 and ISIC-archive data under {SHARED_DATA} (absent in a fresh clone)"
+        )
     ham = split_by_group(load_dataset(ham_root), SplitConfig(seed=42))
     archive = load_dataset(archive_root, label_map="isic-archive")
 

@@ -49,8 +49,10 @@ def test_distillation_trains_the_quantized_model_towards_the_float_model_and_lea
     for weight in (0.0, 1.0):
         student = quantize_aware(teacher)  # a copy of the teacher under fake quantization
         history = _train(weight, student, teacher, images, labels)
-        results[weight] = (_mean_kl(teacher.predict(images, verbose=0), student.predict(images, verbose=0)),
-                           history["agreement"][-1])
+        results[weight] = (
+            _mean_kl(teacher.predict(images, verbose=0), student.predict(images, verbose=0)),
+            history["agreement"][-1],
+        )
 
     for kept, now in zip(teacher_weights, teacher.get_weights()):
         np.testing.assert_array_equal(kept, now)  # the float model is never trained

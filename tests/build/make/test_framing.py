@@ -9,13 +9,31 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from build.make.framing import FILTERS, canvas_side, frame_batch, random_crop, recompress, resize_region, runtime_view
+from build.make.framing import (
+    FILTERS,
+    canvas_side,
+    frame_batch,
+    random_crop,
+    recompress,
+    resize_region,
+    runtime_view,
+)
 from build.make.pipeline import AugmentConfig, BalanceConfig, CachedImages, build_source_cache
 from edge.preprocess import InputSpec, load_image
 
 SPEC = InputSpec(height=32, width=32, resize="stretch")
-STILL = AugmentConfig(flip=False, rotate_90=False, rotation=0.0, shift=0.0, zoom=0.0, brightness=0.0,
-                      contrast=0.0, saturation=0.0, hue=0.0, noise=0.0)
+STILL = AugmentConfig(
+    flip=False,
+    rotate_90=False,
+    rotation=0.0,
+    shift=0.0,
+    zoom=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    hue=0.0,
+    noise=0.0,
+)
 
 
 def lesion_photo(width: int = 40, height: int = 30, seed: int = 0) -> np.ndarray:
@@ -75,11 +93,17 @@ def test_jpeg_and_blur_degrade_the_image():
     assert all(np.abs(f.astype(int) - photo).mean() > 1 for f in framed)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(crop_area=(0.0, 1.0)), "crop_area"), (dict(crop_area=(0.9, 0.5)), "crop_area"),
-    (dict(crop_aspect=(1.5, 1.0)), "crop_aspect"), (dict(resample_filters=("bilinear", "sinc")), "sinc"),
-    (dict(jpeg=1.5), "jpeg"), (dict(jpeg_quality=(90, 40)), "jpeg_quality"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(crop_area=(0.0, 1.0)), "crop_area"),
+        (dict(crop_area=(0.9, 0.5)), "crop_area"),
+        (dict(crop_aspect=(1.5, 1.0)), "crop_aspect"),
+        (dict(resample_filters=("bilinear", "sinc")), "sinc"),
+        (dict(jpeg=1.5), "jpeg"),
+        (dict(jpeg_quality=(90, 40)), "jpeg_quality"),
+    ],
+)
 def test_bad_framing_settings_are_refused_by_name(bad, message):
     with pytest.raises(ValueError, match=message):
         replace(STILL, **bad)
@@ -109,6 +133,7 @@ def test_the_source_cache_keeps_each_images_aspect_and_its_runtime_view(tmp_path
 
 # --- batches as a function of (seed, step) ------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def photos() -> CachedImages:
     pytest.importorskip("tensorflow", reason="the training pipeline needs TensorFlow (the [build] extra)")
@@ -116,17 +141,34 @@ def photos() -> CachedImages:
     pixels = np.zeros((12, side, side, 3), np.uint8)
     for i in range(12):
         pixels[i, :30, :40] = lesion_photo(seed=i)
-    return CachedImages(pixels=pixels, labels=np.arange(12, dtype=np.int32) % 3,
-                        sizes=np.tile([30, 40], (12, 1)).astype(np.int32))
+    return CachedImages(
+        pixels=pixels,
+        labels=np.arange(12, dtype=np.int32) % 3,
+        sizes=np.tile([30, 40], (12, 1)).astype(np.int32),
+    )
 
 
 def batches(data: CachedImages, *, start_step: int = 0, seed: int = 0, count: int = 3) -> list[np.ndarray]:
     from build.make.pipeline import training_dataset
 
-    augment = replace(AugmentConfig(), crop_area=(0.35, 1.0), crop_aspect=(0.75, 4 / 3),
-                      resample_filters=tuple(FILTERS), blur=1.0, jpeg=0.5)
-    dataset = training_dataset(data, SPEC, num_classes=3, batch_size=4, augment=augment, balance=BalanceConfig(),
-                               seed=seed, start_step=start_step)
+    augment = replace(
+        AugmentConfig(),
+        crop_area=(0.35, 1.0),
+        crop_aspect=(0.75, 4 / 3),
+        resample_filters=tuple(FILTERS),
+        blur=1.0,
+        jpeg=0.5,
+    )
+    dataset = training_dataset(
+        data,
+        SPEC,
+        num_classes=3,
+        batch_size=4,
+        augment=augment,
+        balance=BalanceConfig(),
+        seed=seed,
+        start_step=start_step,
+    )
     return [images.numpy() for images, _ in dataset.take(count)]
 
 
@@ -141,6 +183,7 @@ def test_a_batch_depends_only_on_seed_and_step(photos):
 
 
 # --- best weights and the weight average --------------------------------------------------------------
+
 
 class Weights:
     """A stand-in model for the weight files: get_weights() only."""

@@ -28,7 +28,9 @@ def test_the_screening_point_finds_nine_in_ten_and_the_high_point_spares_most_be
     above = probability[malignant] >= np.nextafter(screening["threshold"], 1)
     assert above.mean() < 0.90
     # Reported numbers are what the threshold does on the same images.
-    assert screening["specificity"] == pytest.approx((probability[~malignant] < screening["threshold"]).mean())
+    assert screening["specificity"] == pytest.approx(
+        (probability[~malignant] < screening["threshold"]).mean()
+    )
     assert screening["fitted_on"] == high["fitted_on"] == "val"
 
 
@@ -53,7 +55,14 @@ def test_the_card_gets_the_points_and_its_threshold_is_the_screening_one():
     from edge.tasks import HAM10000_CLASSES
     from edge.preprocess import InputSpec
 
-    card = ModelCard(name="t", version="1", created="", task="t", classes=HAM10000_CLASSES, input=InputSpec(height=32, width=32))
+    card = ModelCard(
+        name="t",
+        version="1",
+        created="",
+        task="t",
+        classes=HAM10000_CLASSES,
+        input=InputSpec(height=32, width=32),
+    )
     rng = np.random.default_rng(0)
     labels = rng.integers(0, len(HAM10000_CLASSES), 300)
     probabilities = rng.dirichlet(np.ones(len(HAM10000_CLASSES)), 300)
@@ -64,8 +73,14 @@ def test_the_card_gets_the_points_and_its_threshold_is_the_screening_one():
 
     assert fields["malignant_threshold"] == fields["operating_points"]["screening"]["threshold"]
     assert fields["operating_points"]["screening"]["sensitivity"] >= 0.90
-    msid = ModelCard(name="m", version="1", created="", task="m", classes=(HAM10000_CLASSES[2],) * 2,
-                     input=InputSpec(height=32, width=32))
+    msid = ModelCard(
+        name="m",
+        version="1",
+        created="",
+        task="m",
+        classes=(HAM10000_CLASSES[2],) * 2,
+        input=InputSpec(height=32, width=32),
+    )
     assert operating_point_fields(msid, probabilities[:, :2], labels % 2) == {}
     # Validation images without a malignant one (a small export.validation_images): no points, no crash.
     benign = np.isin(labels, [2, 3, 5, 6])

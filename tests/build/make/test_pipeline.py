@@ -8,13 +8,29 @@ import pytest
 import build.make.augment
 import build.make.cache
 import build.make.pipeline as pipeline
-from build.make.pipeline import (AugmentConfig, BalanceConfig, CachedImages, class_loss_weights,
-                                 class_sampling_weights, training_dataset)
+from build.make.pipeline import (
+    AugmentConfig,
+    BalanceConfig,
+    CachedImages,
+    class_loss_weights,
+    class_sampling_weights,
+    training_dataset,
+)
 from edge.preprocess import InputSpec
 
 SPEC = InputSpec(height=16, width=16)
-NO_AUGMENT = AugmentConfig(flip=False, rotate_90=False, rotation=0.0, shift=0.0, zoom=0.0, brightness=0.0,
-                           contrast=0.0, saturation=0.0, hue=0.0, noise=0.0)
+NO_AUGMENT = AugmentConfig(
+    flip=False,
+    rotate_90=False,
+    rotation=0.0,
+    shift=0.0,
+    zoom=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    hue=0.0,
+    noise=0.0,
+)
 
 
 def test_the_pieces_stay_importable_from_the_pipeline():
@@ -24,7 +40,6 @@ def test_the_pieces_stay_importable_from_the_pipeline():
     assert pipeline.CachedImages is build.make.cache.CachedImages
     assert pipeline.build_cache is build.make.cache.build_cache
     assert pipeline.build_source_cache is build.make.cache.build_source_cache
-
 
 
 def test_sampling_weights_follow_the_power():
@@ -47,8 +62,9 @@ def test_bad_balance_mode_is_refused():
 
 
 def drawn_class_shares(data: CachedImages, balance: BalanceConfig, batches: int = 30) -> np.ndarray:
-    dataset = training_dataset(data, SPEC, num_classes=3, batch_size=64, augment=NO_AUGMENT,
-                               balance=balance, seed=0)
+    dataset = training_dataset(
+        data, SPEC, num_classes=3, batch_size=64, augment=NO_AUGMENT, balance=balance, seed=0
+    )
     targets = np.concatenate([t.numpy() for _, t in dataset.take(batches)])
     return targets.sum(axis=0) / len(targets)
 
@@ -76,8 +92,16 @@ def test_oversampling_power_one_keeps_natural_frequencies(imbalanced):
 
 
 def test_batches_are_normalized_images_matching_their_labels(imbalanced):
-    dataset = training_dataset(imbalanced, SPEC, num_classes=3, batch_size=8, augment=NO_AUGMENT,
-                               balance=BalanceConfig(power=0.0), seed=0, label_smoothing=0.1)
+    dataset = training_dataset(
+        imbalanced,
+        SPEC,
+        num_classes=3,
+        batch_size=8,
+        augment=NO_AUGMENT,
+        balance=BalanceConfig(power=0.0),
+        seed=0,
+        label_smoothing=0.1,
+    )
 
     images, targets = next(iter(dataset))
 

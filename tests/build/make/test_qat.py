@@ -50,8 +50,10 @@ def test_calibrated_ranges_make_the_fake_quantized_model_match_the_float_one():
 
     # tfmot starts at [-6, 6] (the input at [0, 0]); the inputs span [-1, 1].
     input_quantizer = next(layer for layer in model.layers if type(layer).__name__ == "QuantizeLayer")
-    ranges = {weight.name.split("/")[-1].split(":")[0].rsplit("_", 1)[-1]: weight.numpy()
-              for weight in input_quantizer.weights}
+    ranges = {
+        weight.name.split("/")[-1].split(":")[0].rsplit("_", 1)[-1]: weight.numpy()
+        for weight in input_quantizer.weights
+    }
     low, high = ranges["min"], ranges["max"]
     assert -1.01 < low < -0.95 and 0.95 < high < 1.01
     error_after = np.abs(model(probe).numpy() - float_model(probe).numpy()).mean()
@@ -79,8 +81,10 @@ def _is_quantize_wrapper(layer) -> bool:
 SLOW_TO_WRAP = ("mobilenet_v2", "resnet50")
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_TO_WRAP else name
-                                  for name in sorted(SMALL)])
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_TO_WRAP else name for name in sorted(SMALL)],
+)
 def test_every_backbone_wraps_for_qat_and_trains_a_step(name):
     config = SMALL[name]
     keras.utils.set_random_seed(0)
@@ -127,8 +131,9 @@ def test_a_nested_model_is_refused_with_advice():
 def test_qat_stage_needs_the_float_model_first(tmp_path):
     config = tiny_config(tmp_path / "data")
     run = start_run(tmp_path / "runs" / "no-float", config, resume=False)
-    with pytest.raises(FileNotFoundError,
-                       match=r"qat needs the float model .*float[/\\]model.keras; run `skinlesion train"):
+    with pytest.raises(
+        FileNotFoundError, match=r"qat needs the float model .*float[/\\]model.keras; run `skinlesion train"
+    ):
         read_float(run.root, needed_by="qat")
     # The command says so before it reads any data (there is none here).
     from build.build import run_stage
@@ -192,9 +197,14 @@ def test_a_run_folder_made_before_the_stage_records_still_trains_on_and_exports(
     from converters.export import load_keras_model
 
     # Gates any tiny model passes: what is checked here is that the old folder exports, not its numbers.
-    config = tiny_config(write_synthetic_dataset(tmp_path / "data"), "train.epochs=1", "qat.epochs=1",
-                         "export.int8_min_agreement=0.0", "export.int8_max_drop_points=100.0",
-                         "export.float_min_agreement=0.0")
+    config = tiny_config(
+        write_synthetic_dataset(tmp_path / "data"),
+        "train.epochs=1",
+        "qat.epochs=1",
+        "export.int8_min_agreement=0.0",
+        "export.int8_max_drop_points=100.0",
+        "export.float_min_agreement=0.0",
+    )
     run = start_run(tmp_path / "runs" / "new", config, resume=False)
     floated = train_float(prepare(run, config))
     # The folder as the code before float/result.json left it: summary.json alone records the stage.
@@ -209,8 +219,9 @@ def test_a_run_folder_made_before_the_stage_records_still_trains_on_and_exports(
     quantized = apply_qat(ctx, again)
     # QAT took the recorded shift out and folded the same shift back in.
     float_bias = head_logits_layer(load_keras_model(again.path)).bias.numpy()
-    np.testing.assert_allclose(head_logits_layer(load_keras_model(quantized.path)).bias.numpy(), float_bias,
-                               atol=0.05)
+    np.testing.assert_allclose(
+        head_logits_layer(load_keras_model(quantized.path)).bias.numpy(), float_bias, atol=0.05
+    )
 
     (old / "qat" / "result.json").unlink()  # an old QAT stage, too
     assert run_stage(old, "export") == 0

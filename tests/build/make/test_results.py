@@ -13,28 +13,68 @@ from pathlib import Path
 import pytest
 
 from build.console import timed_stage
-from build.make.results import (CARD_FLOAT_KEYS, CARD_QAT_KEYS, ExportResult, FloatResult, QatResult, SplitRecord,
-                                read_float, read_qat)
+from build.make.results import (
+    CARD_FLOAT_KEYS,
+    CARD_QAT_KEYS,
+    ExportResult,
+    FloatResult,
+    QatResult,
+    SplitRecord,
+    read_float,
+    read_qat,
+)
 from build.stage_configs import SplitConfig
 
 REPO = Path(__file__).resolve().parents[3]
 
 # float/summary.json as train_float wrote it before float/result.json existed (a finished tiny run).
 OLD_FLOAT_SUMMARY = {
-    "epoch": 3, "best": 0.52, "best_epoch": 2, "bad_epochs": 1, "seconds": 4.5, "stopped": False,
-    "phase": "finetune", "steps_per_epoch": 3, "train_prior": [0.3, 0.3, 0.4], "classes": ["blu", "grn", "rdl"],
-    "logit_shift": [0.1, -0.2, 0.1], "fit_class_bias": True, "val_balanced_accuracy_shifted": 0.5,
+    "epoch": 3,
+    "best": 0.52,
+    "best_epoch": 2,
+    "bad_epochs": 1,
+    "seconds": 4.5,
+    "stopped": False,
+    "phase": "finetune",
+    "steps_per_epoch": 3,
+    "train_prior": [0.3, 0.3, 0.4],
+    "classes": ["blu", "grn", "rdl"],
+    "logit_shift": [0.1, -0.2, 0.1],
+    "fit_class_bias": True,
+    "val_balanced_accuracy_shifted": 0.5,
     "deterministic": True,
-    "schedule": {"head_epochs": 1, "epochs": 2, "warmup_epochs": 1, "learning_rate": 0.003, "optimizer": "adam",
-                 "ema": 0.0, "unfreeze_blocks": 2, "batch_size": 8},
-    "seconds_per_epoch": 1.5, "wall_seconds": 9.0}
-OLD_QAT_SUMMARY = {"epoch": 1, "best": 0.5, "best_epoch": 0, "bad_epochs": 0, "seconds": 2.0, "stopped": False,
-                   "phase": None, "steps_per_epoch": 2, "wall_seconds": 5.0}
+    "schedule": {
+        "head_epochs": 1,
+        "epochs": 2,
+        "warmup_epochs": 1,
+        "learning_rate": 0.003,
+        "optimizer": "adam",
+        "ema": 0.0,
+        "unfreeze_blocks": 2,
+        "batch_size": 8,
+    },
+    "seconds_per_epoch": 1.5,
+    "wall_seconds": 9.0,
+}
+OLD_QAT_SUMMARY = {
+    "epoch": 1,
+    "best": 0.5,
+    "best_epoch": 0,
+    "bad_epochs": 0,
+    "seconds": 2.0,
+    "stopped": False,
+    "phase": None,
+    "steps_per_epoch": 2,
+    "wall_seconds": 5.0,
+}
 
 
 def old_run(root: Path) -> Path:
     """A run folder as the code before the records left it: models and summaries, no result.json."""
-    for stage, model, summary in (("float", "model.keras", OLD_FLOAT_SUMMARY), ("qat", "model.h5", OLD_QAT_SUMMARY)):
+    for stage, model, summary in (
+        ("float", "model.keras", OLD_FLOAT_SUMMARY),
+        ("qat", "model.h5", OLD_QAT_SUMMARY),
+    ):
         (root / stage).mkdir(parents=True)
         (root / stage / model).write_bytes(b"model")
         (root / stage / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -62,11 +102,16 @@ def test_a_saved_record_is_read_back_and_moves_with_its_run_folder(tmp_path):
     assert read_float(root, needed_by="qat") == derived
     shutil.move(root, tmp_path / "moved")
     moved = read_float(tmp_path / "moved", needed_by="qat")
-    assert moved.path == tmp_path / "moved" / "float" / "model.keras" and moved.logit_shift == derived.logit_shift
+    assert (
+        moved.path == tmp_path / "moved" / "float" / "model.keras"
+        and moved.logit_shift == derived.logit_shift
+    )
 
 
 def test_a_missing_model_names_the_command_that_makes_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"export needs the float model .*model.keras; run `skinlesion train"):
+    with pytest.raises(
+        FileNotFoundError, match=r"export needs the float model .*model.keras; run `skinlesion train"
+    ):
         read_float(tmp_path, needed_by="export")
     with pytest.raises(FileNotFoundError, match=r"model.h5; run `skinlesion qat .*qat.enabled = false"):
         read_qat(tmp_path, needed_by="export")
@@ -80,8 +125,15 @@ def test_a_model_without_any_record_reads_as_a_bare_path(tmp_path):
 
 
 def test_a_bundles_card_gives_back_the_float_record_it_was_written_from(tmp_path):
-    floated = FloatResult(tmp_path / "model.keras", classes=("a", "b"), logit_shift=(0.5, -0.5), best=0.7,
-                          best_epoch=4, epoch=5, schedule={"epochs": 5})
+    floated = FloatResult(
+        tmp_path / "model.keras",
+        classes=("a", "b"),
+        logit_shift=(0.5, -0.5),
+        best=0.7,
+        best_epoch=4,
+        epoch=5,
+        schedule={"epochs": 5},
+    )
     card = {"training": {"float": json.loads(json.dumps(floated.card_record()))}}
     recorded = FloatResult.from_card(card, tmp_path / "model_float16.tflite")
     assert recorded.logit_shift == (0.5, -0.5) and recorded.best_epoch == 4
@@ -90,7 +142,12 @@ def test_a_bundles_card_gives_back_the_float_record_it_was_written_from(tmp_path
 
 
 def test_a_bundles_card_gives_back_its_split_and_old_cards_split_without_merging_lesions():
-    split = {"seed": 7, "fractions": [0.7, 0.2, 0.1], "data_fingerprint": "abc", "duplicate_lesions_merged": True}
+    split = {
+        "seed": 7,
+        "fractions": [0.7, 0.2, 0.1],
+        "data_fingerprint": "abc",
+        "duplicate_lesions_merged": True,
+    }
     recorded = SplitRecord.from_card({"training": {"split": split}})
     assert recorded.split_config() == SplitConfig(seed=7, fractions=(0.7, 0.2, 0.1))
     assert recorded.data_fingerprint == "abc" and recorded.duplicate_lesions_merged
@@ -102,8 +159,9 @@ def test_a_bundles_card_gives_back_its_split_and_old_cards_split_without_merging
 def test_the_export_record_says_what_was_made_and_the_exit_status(tmp_path):
     failed = ExportResult(passed=False, parity=tmp_path / "parity.json")
     assert failed.status == 1 and failed.path == tmp_path / "parity.json"
-    passed = ExportResult(passed=True, parity=tmp_path / "parity.json", bundle=tmp_path / "bundle",
-                          variants=("int8",))
+    passed = ExportResult(
+        passed=True, parity=tmp_path / "parity.json", bundle=tmp_path / "bundle", variants=("int8",)
+    )
     assert passed.status == 0 and passed.path == tmp_path / "bundle"
     saved = json.loads(passed.save(tmp_path).read_text())
     assert saved["bundle"] == str(tmp_path / "bundle") and saved["variants"] == ["int8"] and saved["passed"]
@@ -162,4 +220,6 @@ def test_the_layers_of_build_point_down():
         upward = {m for m in _imports(path) if m.startswith(("build.analysis", "build.build", "build.cli"))}
         assert not upward, f"{path.name} imports {upward}"
     for name in ("config.py", "stage_configs.py"):
-        assert not {m for m in _imports(REPO / "build" / name) if m.startswith(("build.make", "build.analysis"))}
+        assert not {
+            m for m in _imports(REPO / "build" / name) if m.startswith(("build.make", "build.analysis"))
+        }

@@ -52,6 +52,7 @@ def read_log(path: Path) -> list[dict]:
 
 # --- schedule, prior and optimizer -------------------------------------------------------------------
 
+
 def test_learning_rate_is_constant_then_warms_up_then_decays():
     cfg = TrainConfig(head_epochs=2, head_learning_rate=1e-3, epochs=10, learning_rate=3e-4, warmup_epochs=2)
     rates = [learning_rate_at(epoch, cfg) for epoch in range(12)]
@@ -78,8 +79,9 @@ def test_training_prior_follows_the_balancing_mode():
     np.testing.assert_allclose(training_prior(labels, 2, weighted), [0.5, 0.5])
 
 
-@pytest.mark.parametrize("name, cls", [("adam", "Adam"), ("adamw", "AdamW"), ("rmsprop", "RMSprop"),
-                                       ("sgd", "SGD")])
+@pytest.mark.parametrize(
+    "name, cls", [("adam", "Adam"), ("adamw", "AdamW"), ("rmsprop", "RMSprop"), ("sgd", "SGD")]
+)
 def test_optimizer_is_the_one_configured_at_the_head_rate(name, cls):
     optimizer = make_optimizer(TrainConfig(optimizer=name, head_learning_rate=5e-3))
     assert type(optimizer).__name__ == cls
@@ -87,6 +89,7 @@ def test_optimizer_is_the_one_configured_at_the_head_rate(name, cls):
 
 
 # --- a tiny real run -----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
@@ -129,18 +132,26 @@ def test_resuming_a_finished_run_with_another_config_is_refused(trained_run):
         start_run(run.root, longer, resume=True)
 
 
-
 def test_a_warm_started_run_starts_from_the_earlier_runs_weights(trained_run, tmp_path):
     run, config, model_path = trained_run
     from converters.export import load_keras_model
 
     # No head phase and a zero learning rate: the continued model must be the earlier one, unchanged.
-    warm = dataclasses.replace(config, train=dataclasses.replace(
-        config.train, init_from=str(run.root / "float" / "best.weights.npz"), head_epochs=0, epochs=1,
-        learning_rate=0.0, warmup_epochs=0))
+    warm = dataclasses.replace(
+        config,
+        train=dataclasses.replace(
+            config.train,
+            init_from=str(run.root / "float" / "best.weights.npz"),
+            head_epochs=0,
+            epochs=1,
+            learning_rate=0.0,
+            warmup_epochs=0,
+        ),
+    )
     continued = train_float(prepare(start_run(tmp_path / "warm", warm, resume=False), warm)).path
-    for before, after in zip(load_keras_model(model_path).get_weights(),
-                             load_keras_model(continued).get_weights()):
+    for before, after in zip(
+        load_keras_model(model_path).get_weights(), load_keras_model(continued).get_weights()
+    ):
         np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
 
 
@@ -159,18 +170,37 @@ def test_a_run_continues_from_a_bundles_float_file(trained_run, tmp_path, releas
     bundle.mkdir()
     if release_shift is not None:
         shift_logits(released, np.array(release_shift))
-        (bundle / "model_card.json").write_text(json.dumps({"training": {"float": {"logit_shift": release_shift}}}))
+        (bundle / "model_card.json").write_text(
+            json.dumps({"training": {"float": {"logit_shift": release_shift}}})
+        )
     classes = json.loads((run.root / "float" / "summary.json").read_text())["classes"]
-    float_file = export_tflite(released, bundle / "model_float32.tflite", QuantizationConfig.for_float32(),
-                               input_spec=input_spec(config), labels=classes).path
-    warm = dataclasses.replace(config, train=dataclasses.replace(
-        config.train, init_from=str(float_file), head_epochs=0, epochs=1, learning_rate=0.0, warmup_epochs=0))
+    float_file = export_tflite(
+        released,
+        bundle / "model_float32.tflite",
+        QuantizationConfig.for_float32(),
+        input_spec=input_spec(config),
+        labels=classes,
+    ).path
+    warm = dataclasses.replace(
+        config,
+        train=dataclasses.replace(
+            config.train,
+            init_from=str(float_file),
+            head_epochs=0,
+            epochs=1,
+            learning_rate=0.0,
+            warmup_epochs=0,
+        ),
+    )
     continued = train_float(prepare(start_run(tmp_path / "warm", warm, resume=False), warm)).path
 
     # Nothing trained (rate 0): the continued model is the run's own, with its own decision shift again.
     images = np.random.default_rng(0).uniform(-1, 1, (6, 32, 32, 3)).astype(np.float32)
-    np.testing.assert_allclose(load_keras_model(continued).predict(images, verbose=0),
-                               load_keras_model(model_path).predict(images, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        load_keras_model(continued).predict(images, verbose=0),
+        load_keras_model(model_path).predict(images, verbose=0),
+        atol=1e-5,
+    )
 
 
 def test_a_warm_start_from_a_missing_file_says_what_to_pass(trained_run, tmp_path):
@@ -181,7 +211,6 @@ def test_a_warm_start_from_a_missing_file_says_what_to_pass(trained_run, tmp_pat
         train_float(prepare(start_run(tmp_path / "warm", warm, resume=False), warm))
 
 
-
 def test_a_class_shift_fitted_on_validation_is_folded_into_the_head_and_recorded(trained_run, tmp_path):
     run, config, _ = trained_run
     from converters.export import load_keras_model
@@ -189,9 +218,18 @@ def test_a_class_shift_fitted_on_validation_is_folded_into_the_head_and_recorded
     from build.make.calibration import softmax
     from build.make.reproducible import load_weights
 
-    fitted = dataclasses.replace(config, train=dataclasses.replace(
-        config.train, init_from=str(run.root / "float" / "best.weights.npz"), head_epochs=0, epochs=1,
-        learning_rate=0.0, warmup_epochs=0, fit_class_bias=True))
+    fitted = dataclasses.replace(
+        config,
+        train=dataclasses.replace(
+            config.train,
+            init_from=str(run.root / "float" / "best.weights.npz"),
+            head_epochs=0,
+            epochs=1,
+            learning_rate=0.0,
+            warmup_epochs=0,
+            fit_class_bias=True,
+        ),
+    )
     shifted_run = start_run(tmp_path / "fitted", fitted, resume=False)
     saved = load_keras_model(train_float(prepare(shifted_run, fitted)).path)
 
@@ -205,12 +243,16 @@ def test_a_class_shift_fitted_on_validation_is_folded_into_the_head_and_recorded
     expected = softmax(np.log(raw.predict(images, verbose=0)) - shift)
     np.testing.assert_allclose(saved.predict(images, verbose=0), expected, atol=1e-5)
 
-@pytest.mark.parametrize("weights, train_batchnorm, phase, frozen", [
-    ("imagenet", False, "finetune", True),
-    ("imagenet", True, "finetune", False),
-    ("imagenet", True, "head", True),
-    ("none", False, "head", False),
-])
+
+@pytest.mark.parametrize(
+    "weights, train_batchnorm, phase, frozen",
+    [
+        ("imagenet", False, "finetune", True),
+        ("imagenet", True, "finetune", False),
+        ("imagenet", True, "head", True),
+        ("none", False, "head", False),
+    ],
+)
 def test_batchnorm_trains_only_when_asked_or_from_scratch(weights, train_batchnorm, phase, frozen):
     overrides = [f"model.weights='{weights}'", f"train.train_batchnorm={str(train_batchnorm).lower()}"]
     config = load_config(TINY_TOML, overrides)
@@ -261,15 +303,36 @@ train_module.train_float(prepare(start_run(sys.argv[2], config, resume=True), co
 """
 
 
-def run_training(tmp_path: Path, run_dir: Path, overrides: list[str], pause: str | None,
-                 timeout: float = 300, logical_cpus: int = 0) -> str:
+def run_training(
+    tmp_path: Path,
+    run_dir: Path,
+    overrides: list[str],
+    pause: str | None,
+    timeout: float = 300,
+    logical_cpus: int = 0,
+) -> str:
     """Trains in a subprocess; with ``pause`` ("before:N"/"after:N") SIGKILLs it there. Returns its output."""
-    return run_pausable(tmp_path, DRIVER, run_dir, overrides, pause, timeout=timeout,
-                        extra_env={"LOGICAL_CPUS": str(logical_cpus)})
+    return run_pausable(
+        tmp_path,
+        DRIVER,
+        run_dir,
+        overrides,
+        pause,
+        timeout=timeout,
+        extra_env={"LOGICAL_CPUS": str(logical_cpus)},
+    )
 
 
-def run_pausable(tmp_path: Path, driver_source: str, run_dir: Path, overrides: list[str], pause: str | None, *,
-                 timeout: float, extra_env: dict[str, str] | None = None) -> str:
+def run_pausable(
+    tmp_path: Path,
+    driver_source: str,
+    run_dir: Path,
+    overrides: list[str],
+    pause: str | None,
+    *,
+    timeout: float,
+    extra_env: dict[str, str] | None = None,
+) -> str:
     """Runs ``driver_source`` (a script taking CONFIG RUN OVERRIDES... that waits at ``pause`` after writing
     the PAUSED_MARKER file) in a subprocess: SIGKILLs it at the pause, or waits for it to finish
     successfully. Returns its output."""
@@ -278,11 +341,21 @@ def run_pausable(tmp_path: Path, driver_source: str, run_dir: Path, overrides: l
     marker = tmp_path / "paused"
     marker.unlink(missing_ok=True)
     output = tmp_path / f"output-{run_dir.name}-{pause or 'final'}.txt"
-    env = {**os.environ, "PAUSE": pause or "", "PAUSED_MARKER": str(marker), "CUDA_VISIBLE_DEVICES": "",
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "PAUSE": pause or "",
+        "PAUSED_MARKER": str(marker),
+        "CUDA_VISIBLE_DEVICES": "",
+        **(extra_env or {}),
+    }
     with open(output, "w") as out:
-        process = subprocess.Popen([sys.executable, str(driver), str(TINY_TOML), str(run_dir), *overrides],
-                                   stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        process = subprocess.Popen(
+            [sys.executable, str(driver), str(TINY_TOML), str(run_dir), *overrides],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
         deadline = time.monotonic() + timeout
         try:
             if pause is None:
@@ -349,7 +422,10 @@ def test_an_interrupted_run_can_be_finished_at_its_best_epoch(tmp_path):
 
     model_path = train_float(prepare(start_run(run_dir, config, resume=True), config), finish=True).path
 
-    assert [int(r["epoch"]) for r in read_log(stage / "log.csv")] == [1, 2]  # nothing trained after the request
+    assert [int(r["epoch"]) for r in read_log(stage / "log.csv")] == [
+        1,
+        2,
+    ]  # nothing trained after the request
     state = json.loads((stage / "state.json").read_text())
     assert state["finished_early"] and state["stopped"] and state["epoch"] == 2
     summary = json.loads((stage / "summary.json").read_text())
