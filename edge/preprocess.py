@@ -47,7 +47,7 @@ ORIENTATION_TAG = 0x0112
 # The budget every decode in this process reserves from (the web demo swaps in its own size).
 DECODE_BUDGET = DecodeBudget(DEFAULT_MAX_DECODE_BYTES)
 
-LOGGER = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 _PILLOW_WARNINGS_LOCK = threading.Lock()
 _REDUCIBLE = ("L", "I", "F", "RGB", "RGBA", "LA")  # modes Image.reduce averages correctly
 # EXIF orientation -> the transpose that makes the image upright (the EXIF 2.3 table, as Pillow applies it).
@@ -294,9 +294,9 @@ def _report(name: str, notes: list[str]) -> None:
     if not notes:
         return
     if any("exif" in note.lower() or "truncated file read" in note.lower() for note in notes):
-        LOGGER.warning("%s: damaged EXIF metadata; used what could be read", name)
+        log.warning("%s: damaged EXIF metadata; used what could be read", name)
     else:
-        LOGGER.warning("%s: %s", name, notes[0].splitlines()[0])
+        log.warning("%s: %s", name, notes[0].splitlines()[0])
 
 
 def _open_encoded(source: Any, name: str, notes: list[str]) -> Image.Image:

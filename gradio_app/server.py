@@ -18,7 +18,7 @@ from typing import Any
 from edge import preprocess
 from gradio_app.style import CSS, THEME
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _pin_mmap_threshold() -> None:
     except OSError:
         mallopt = None
     if mallopt is None or not mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES):
-        logger.info(
+        log.info(
             "could not pin the allocator's mmap threshold (not glibc); memory freed after large "
             "uploads may stay with the process"
         )
@@ -115,7 +115,7 @@ def enable_heic() -> bool:
     try:
         from pillow_heif import register_heif_opener
     except ImportError:
-        logger.info("pillow-heif is not installed; HEIC photos will be refused (pip install pillow-heif)")
+        log.info("pillow-heif is not installed; HEIC photos will be refused (pip install pillow-heif)")
         return False
     register_heif_opener()
     return True

@@ -25,7 +25,7 @@ from gradio_app.bundles import Model
 from gradio_app.server import AppConfig
 from gradio_app.uploads import display_name, friendly_message, upload_source
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class Service:
@@ -56,7 +56,7 @@ class Service:
             model, prediction, pixels = self._run(upload, model_name)
         except ImageError as error:
             message = friendly_message(error, upload)
-            logger.info("refused an upload: %s", message)
+            log.info("refused an upload: %s", message)
             return None, "", texts.bad_upload(message), None, {"error": message}
         result = prediction.to_dict()
         if prediction.abstained:
@@ -115,7 +115,7 @@ class Service:
                 model.classifier.input_spec,
             )
         except Exception:  # noqa: BLE001 - an explanation is optional; the answer already went out
-            logger.exception("Grad-CAM overlay failed for %s; hiding it", model.reference)
+            log.exception("Grad-CAM overlay failed for %s; hiding it", model.reference)
             return hidden
         return gr.update(value=image, visible=True), gr.update(visible=True)
 
@@ -129,7 +129,7 @@ class Service:
                     self._references[model.name] = load_reference(model.reference)
                 except ImportError as error:
                     # TensorFlow or models.explain is not installed here: no overlays, the demo still works.
-                    logger.warning("explanations are off: cannot import the Grad-CAM code (%s)", error)
+                    log.warning("explanations are off: cannot import the Grad-CAM code (%s)", error)
                     self._references[model.name] = None
             return self._references[model.name]
 
@@ -181,5 +181,5 @@ class Service:
         prediction = classifier.predict_pixels(
             pixels, classifier.probabilities_from_pixels(pixels), source=display_name(upload)
         )
-        logger.debug("classified with %s in %.1f ms", model.name, 1000 * (time.perf_counter() - start))
+        log.debug("classified with %s in %.1f ms", model.name, 1000 * (time.perf_counter() - start))
         return model, prediction, pixels

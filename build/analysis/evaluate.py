@@ -35,7 +35,7 @@ from edge.preprocess import InputSpec, load_image, normalize
 from edge.progress import Progress
 from edge.tasks import known_class, task
 
-LOGGER = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 METADATA_COLUMNS = ("age", "sex", "localization")
@@ -128,7 +128,7 @@ def evaluate_model(
         context=table,
         card=runner.card,
     )
-    LOGGER.info(
+    log.info(
         "evaluated %d images in %.0f s: balanced accuracy %.3f -> %s",
         len(frame),
         seconds,
@@ -226,7 +226,7 @@ def _warn_if_other_data(model: str | os.PathLike, frame: pd.DataFrame) -> None:
     recorded = _bundle_split(model)
     expected = recorded.data_fingerprint if recorded else None
     if expected and fingerprint(frame) != expected:
-        LOGGER.warning(
+        log.warning(
             "the data differ from what %s was built on (fingerprint %s, card %s): the split will "
             "not match the card's",
             model,
