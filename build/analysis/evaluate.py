@@ -29,6 +29,7 @@ from build.analysis.plots import make_plots
 from build.analysis.report import write_report
 from build.make.results import SplitRecord
 from build.stage_configs import SplitConfig
+from edge.bundle import resolve_bundle
 from edge.card import LABELS_FILE
 from edge.labels import read_labels
 from edge.preprocess import InputSpec, load_image, normalize
@@ -162,6 +163,7 @@ def run_evaluate(
         split_seed: Seed of the split when it differs from the build's default.
         label_map: Label map name or None (e.g. ``"isic-archive"``).
     """
+    model = resolve_bundle(model)  # a shipped bundle's name: its card's split, not the default one
     frame = images_to_evaluate(model, data, split=split, split_seed=split_seed, label_map=label_map)
     context = {"data": str(data), "split": split or "all images"}
     return evaluate_model(
@@ -186,6 +188,7 @@ def images_to_evaluate(
     """The labelled images of ``data``, or of one split of it re-derived as the bundle's card recorded it."""
     from build.make.datasets import SPLITS, load_dataset, split_by_group
 
+    model = resolve_bundle(model)
     recorded = _bundle_split(model)
     # Cards written before the build merged HAM10000's duplicate lesions split without the merge.
     frame = load_dataset(

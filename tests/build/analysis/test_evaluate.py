@@ -111,7 +111,8 @@ def test_the_report_names_a_bundle_file_relative_to_its_bundle(tiny_bundle, labe
 
 
 @pytest.mark.shared_data
-def test_a_card_from_before_the_duplicate_merge_gets_its_own_split_back():
+@pytest.mark.parametrize("by", ["path", "shipped name"])
+def test_a_card_from_before_the_duplicate_merge_gets_its_own_split_back(by):
     from build.analysis.evaluate import images_to_evaluate
 
     repo = Path(__file__).resolve().parents[3]
@@ -122,6 +123,7 @@ def test_a_card_from_before_the_duplicate_merge_gets_its_own_split_back():
     if "duplicate_lesions_merged" in card["training"]["split"]:
         pytest.skip("the shipped card was built with the merge; nothing old to re-derive")
 
-    counts = {s: len(images_to_evaluate(bundle, data, split=s)) for s in ("val", "test")}
+    model = bundle if by == "path" else "ham10000"  # `skinlesion evaluate ham10000 --split val`
+    counts = {s: len(images_to_evaluate(model, data, split=s)) for s in ("val", "test")}
 
     assert counts == {s: card["training"]["split"]["counts"][s] for s in ("val", "test")}
