@@ -117,13 +117,8 @@ def export_run(
     from build.analysis.evaluate import evaluate_model
     from build.analysis.trust import fit_abstain_rule
     from build.make.card import make_card
-    from build.make.export import (
-        PARITY_FILE,
-        SHIPPED_INT8,
-        export_calibrated,
-        export_checked,
-        operating_point_fields,
-    )
+    from build.make.export import PARITY_FILE, SHIPPED_INT8, export_checked, operating_point_fields
+    from build.make.final import export_calibrated
     from build.make.framing import runtime_view
     from converters.bundle import write_bundle
     from converters.validate import run_tflite

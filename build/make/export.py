@@ -1,10 +1,11 @@
-"""The export stage's pieces: every TFLite variant written and validated against the float model, the
-shipped int8 file chosen, the parity gates, and the calibrated files with the abstain head inside.
+"""The export's first pass: every TFLite variant written and validated against the float model, the
+shipped int8 file chosen and the parity gates; the second pass (the calibrated files with the abstain head
+inside) is ``build.make.final``.
 
 ``build.build.export_run`` strings them together with the evaluation and writes the bundle::
 
     >>> checked = export_checked(ctx, floated, quantized, out, val_pixels, val_labels)
-    >>> calibrated = export_calibrated(ctx, checked, floated, quantized, out, val_pixels, val_labels)
+    >>> calibrated = final.export_calibrated(ctx, checked, floated, quantized, out, val_pixels, val_labels)
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from build.config import BuildConfig
 from build.make.card import code_version
 from build.make.context import RunContext
 from build.make.datasets import fingerprint
-from build.make.framing import runtime_view
 from build.make.operating_points import fit_operating_points
 from build.make.pipeline import calibration_sample
 from build.make.results import FloatResult, QatResult
@@ -43,29 +43,6 @@ class Checked:
     """The exported files, their parity reports (``int8`` = the chosen candidate) and the gates they missed."""
 
     files: dict[str, Path]
-    reports: dict[str, dict]
-    failures: list[str]
-
-
-@dataclass(frozen=True)
-class Calibrated:
-    """The shipped files exported again with the temperature and abstain head inside, and their reports.
-
-    Attributes:
-        files: Shipped variant -> file.
-        heads: Variant -> the AbstainHead inside its file (absent where none could be fitted).
-        final: The file the card's abstain rule and operating points are fitted on (int8, else the first).
-        calibration: The fitted temperature and what it did (``build.make.calibration.CalibrationResult``).
-        sample: Indices of the training images the abstain rule and heads learned from.
-        reports: Parity reports of every variant, the shipped ones measured again at the temperature.
-        failures: Gates the calibrated files missed.
-    """
-
-    files: dict[str, Path]
-    heads: dict[str, Any]
-    final: Path
-    calibration: Any
-    sample: np.ndarray
     reports: dict[str, dict]
     failures: list[str]
 
@@ -105,12 +82,12 @@ def export_checked(
     done = {variant: found for variant in keys if (found := record.reusable(variant, keys[variant]))}
     files = {
         **export_variants(float_path, qat_path, out, ctx, skip=set(done)),
-        **{variant: path for variant, (path, _) in done.items()},
+        **{variant: stored.path for variant, stored in done.items()},
     }
     reports = {}
     for variant, path in files.items():
         if variant in done:
-            reports[variant] = done[variant][1]
+            reports[variant] = done[variant].report
             continue
         reports[variant] = validate_tflite(
             path, float_path, val_pixels, val_labels, input_spec=spec, variant=_gate_name(variant)
@@ -136,7 +113,7 @@ def export_checked(
     write_text_atomic(out / PARITY_FILE, json.dumps(reports, indent=2) + "\n")
     _log_parity(reports)
     if "int8" in config.export.variants:
-        source = choose_int8(reports, config.export.int8_source, _gate(config, "int8"))
+        source = choose_int8(reports, config.export.int8_source, parity_gate(config, "int8"))
         files["int8"], reports["int8"] = (
             files[f"int8-{source}"],
             {**reports[f"int8-{source}"], "source": source},
@@ -146,75 +123,21 @@ def export_checked(
         )
     failures = []
     for variant in config.export.variants:
-        gate = _gate(config, variant)
+        gate = parity_gate(config, variant)
         missed = check_gate(ParityReport.from_dict(reports[variant]), gate)
         reports[variant] = {**reports[variant], "gate": dataclasses.asdict(gate), "passed": not missed}
         failures += missed
     return Checked(files, reports, failures)
 
 
-def export_calibrated(
-    ctx: RunContext,
-    checked: Checked,
-    floated: FloatResult,
-    quantized: QatResult | None,
-    out: Path,
-    val_pixels: np.ndarray,
-    val_labels: np.ndarray,
-) -> Calibrated:
-    """Fits the temperature on the shipped int8 file's validation outputs, exports the shipped variants
-    again with the temperature and the abstain head inside (``out/final``), and gates them again against
-    the float model at the same temperature. Writes ``parity.json`` again."""
-    from build.make.calibration import calibrate
-    from converters.validate import check_gate, run_tflite, validate_tflite
+def export_calibrated(*args, **kwargs):
+    """``build.make.final.export_calibrated``, under the name a build started before it moved imports."""
+    from build.make.final import export_calibrated
 
-    config, spec, train = ctx.config, ctx.spec, ctx.train
-    reports, failures = dict(checked.reports), []
-    shipped = {v: checked.files[v] for v in config.export.variants}
-    val_probs, _ = run_tflite(
-        shipped[SHIPPED_INT8] if SHIPPED_INT8 in shipped else next(iter(shipped.values())), val_pixels, spec
-    )
-    calibration = calibrate(val_probs, val_labels)
-    sample = np.random.default_rng(0).choice(
-        len(train.labels), size=min(3000, len(train.labels)), replace=False
-    )
-    # The shipped files are exported again with the temperature and the abstain head inside, so a phone
-    # (MediaPipe Tasks) returns calibrated scores and "I can't tell" with no code of ours; they are gated
-    # again against the float model at the same temperature.
-    sources = {
-        v: (quantized.path if v == "int8" and reports["int8"].get("source") == "qat" else floated.path)
-        for v in shipped
-    }
-    shipped, heads, final = export_safe_variants(
-        sources, out / "final", ctx, sample, val_pixels, temperature=calibration.temperature
-    )
-    for variant, path in shipped.items():
-        report = validate_tflite(
-            path,
-            sources[variant],
-            val_pixels,
-            val_labels,
-            input_spec=spec,
-            variant=variant,
-            temperature=calibration.temperature,
-        )
-        gate = _gate(config, variant)
-        missed = check_gate(report, gate)
-        reports[variant] = {
-            **report.to_dict(),
-            "source": reports[variant].get("source"),
-            **({"qat_model": reports[variant]["qat_model"]} if "qat_model" in reports[variant] else {}),
-            "gate": dataclasses.asdict(gate),
-            "passed": not missed,
-            "temperature": calibration.temperature,
-            "abstain_head": variant in heads,
-        }
-        failures += missed
-    write_text_atomic(out / PARITY_FILE, json.dumps(reports, indent=2) + "\n")
-    return Calibrated(shipped, heads, final, calibration, sample, reports, failures)
+    return export_calibrated(*args, **kwargs)
 
 
-def _metadata(ctx: RunContext) -> dict[str, Any]:
+def file_metadata(ctx: RunContext) -> dict[str, Any]:
     """What every exported file carries: input spec, labels with display names, name and license."""
     task = task_row(ctx.config.data.task)
     return dict(
@@ -269,7 +192,7 @@ def export_variants(
     from converters.quantization import for_variant
 
     config, spec = ctx.config, ctx.spec
-    common = _metadata(ctx)
+    common = file_metadata(ctx)
     calibration = calibration_sample(ctx.train, spec, config.export.calibration_images, config.train.seed)
     files = {}
     for variant in _planned_variants(config):
@@ -280,65 +203,6 @@ def export_variants(
             quantization = for_variant(variant, None if row.source == "qat" else calibration)
             files[variant] = export_tflite(source, out / row.file, quantization, **common).path
     return files
-
-
-def export_safe_variants(
-    sources: dict[str, Path],
-    out: Path,
-    ctx: RunContext,
-    sample: np.ndarray,
-    val_pixels: np.ndarray,
-    *,
-    temperature: float,
-) -> tuple[dict[str, Path], dict, Path]:
-    """Exports each shipped variant from its source model with ``temperature`` folded into the head and
-    the abstain head (fitted on that source model's features) as a second output.
-
-    Returns:
-        ``(files, heads, int8_or_first)``: variant -> file, variant -> fitted AbstainHead (absent where the
-        head could not be fitted: too few images), and the file the card's rule is fitted on.
-    """
-    from converters.abstain_head import fit_abstain_head
-    from converters.export import export_tflite, is_qat_model, load_keras_model
-    from converters.quantization import for_variant, needs_calibration
-
-    config, spec, train = ctx.config, ctx.spec, ctx.train
-    common = {**_metadata(ctx), "temperature": temperature}
-    task = task_row(config.data.task)
-    fitted: dict[Path, tuple[bool, object]] = {}
-    files, heads = {}, {}
-    for variant, source in sources.items():
-        if source not in fitted:
-            model = load_keras_model(source)
-            try:
-                head = fit_abstain_head(
-                    model,
-                    (runtime_view(train.source(i), spec) for i in np.sort(sample)),
-                    list(val_pixels),
-                    input_spec=spec,
-                    labels=(task.abstain_label, "other"),
-                )
-            except ValueError as error:
-                log.warning("no abstain head in %s files: %s", source.name, error)
-                head = None
-            fitted[source] = (is_qat_model(model), head)
-        qat, head = fitted[source]
-        calibration = (
-            calibration_sample(train, spec, config.export.calibration_images, config.train.seed)
-            if needs_calibration(variant) and not qat
-            else None
-        )
-        files[variant] = export_tflite(
-            source,
-            out / variant_row(variant).file,
-            for_variant(variant, calibration),
-            abstain_head=head,
-            **common,
-        ).path
-        if head is not None:
-            heads[variant] = head
-    final = files.get(SHIPPED_INT8, next(iter(files.values())))
-    return files, heads, final
 
 
 def choose_int8(reports: dict[str, dict], policy: str, gate=None) -> str:
@@ -369,7 +233,7 @@ def _gate_name(variant: str) -> str:
     return variant_row(variant).quantization
 
 
-def _gate(config: BuildConfig, variant: str):
+def parity_gate(config: BuildConfig, variant: str):
     from converters.validate import ParityGate
 
     gate = ParityGate.for_variant(variant)

@@ -1,10 +1,11 @@
 """What an export already did, so that ``--resume`` (or ``skinlesion export`` again) skips it.
 
 Each exported file is recorded in ``export/exports.json`` with a key: the bytes of the model it came
-from, the variant, the export settings, the validation images and the code version. A file whose key is
-unchanged is reused with its parity report instead of being converted and validated again (the five
-exports and their checks take minutes); any change (a retrained model, other settings, other code, a
-dirty work tree's code version) exports it again.
+from, the variant, the export settings, the validation images and the code version (and, for the
+calibrated files under ``export/final/``, the temperature and the abstain head's training images). A file
+whose key is unchanged is reused with its parity report (and its abstain head's card fields) instead of
+being converted and validated again (the exports and their checks take minutes); any change (a retrained
+model, another temperature, other settings, other code, a dirty work tree's code version) exports it again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,21 @@ def export_key(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Stored:
+    """One recorded export.
+
+    Attributes:
+        path: The exported file.
+        report: Its parity report (``ParityReport.to_dict()``), as measured when it was exported.
+        head: The card fields of the abstain head inside it (``AbstainHead.to_card()``); None without one.
+    """
+
+    path: Path
+    report: dict
+    head: dict | None = None
+
+
 class ExportRecord:
     """The exports of one run's ``export/`` folder, keyed by what made them."""
 
@@ -42,8 +59,8 @@ class ExportRecord:
         self.path = folder / RECORD
         self.entries: dict[str, dict] = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
-    def reusable(self, variant: str, key: str) -> tuple[Path, dict] | None:
-        """The file and parity report of ``variant`` if they were made under ``key`` and the file is there."""
+    def reusable(self, variant: str, key: str) -> Stored | None:
+        """What was stored of ``variant`` if it was made under ``key`` and its file is there, unchanged."""
         entry = self.entries.get(variant)
         if not entry or entry.get("key") != key or not Path(entry["path"]).is_file():
             return None
@@ -54,8 +71,10 @@ class ExportRecord:
             variant,
             entry["path"],
         )
-        return Path(entry["path"]), entry["report"]
+        return Stored(Path(entry["path"]), entry["report"], entry.get("head"))
 
-    def record(self, variant: str, key: str, path: Path, report: dict) -> None:
-        self.entries[variant] = {"key": key, "path": str(path), "sha256": file_digest(path), "report": report}
+    def record(self, variant: str, key: str, path: Path, report: dict, *, head: dict | None = None) -> None:
+        """Stores ``variant``'s file (by its bytes' digest), parity report and abstain head under ``key``."""
+        entry = {"key": key, "path": str(path), "sha256": file_digest(path), "report": report}
+        self.entries[variant] = {**entry, **({"head": head} if head is not None else {})}
         write_text_atomic(self.path, json.dumps(self.entries, indent=2) + "\n")

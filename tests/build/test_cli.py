@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -118,13 +119,18 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     assert len(bundle.card.training["float"]["logit_shift"]) == 3  # to quantize the release again later
     assert {"val", "test"} <= set(bundle.card.metrics) and bundle.card.temperature > 0
 
-    # Exporting again with nothing changed reuses every file and its parity check.
+    # Exporting again with nothing changed reuses every file and its parity check, the calibrated ones too,
+    # and writes the same card.
+    fresh = load_bundle(tmp_path / "run" / "bundle").card
     caplog.clear()
     assert main(["export", str(tmp_path / "run")]) == 0
     reused = [r.getMessage() for r in caplog.records if "unchanged since the last export" in r.getMessage()]
-    assert len(reused) == 3  # float32, int8 from QAT, int8 by post-training quantization
+    # float32, int8 from QAT, int8 by post-training quantization; then the calibrated int8 and float32
+    assert len(reused) == 5 and sum("export: final/" in message for message in reused) == 2
+    assert not any(r.getMessage().startswith(("exporting", "validated")) for r in caplog.records)
     again = load_bundle(tmp_path / "run" / "bundle")
     assert again.card.metrics["test"]["balanced_accuracy"] == bundle.card.metrics["test"]["balanced_accuracy"]
+    assert _timeless(again.card) == _timeless(fresh)
 
     capsys.readouterr()
     image = next((data / "rdl").glob("*.png"))
@@ -137,6 +143,13 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["balanced_accuracy"] <= 1.0
     assert (out / "report.html").exists()
+
+
+def _timeless(card) -> dict:
+    """A card without the fields that record when it was written and how long that took."""
+    fields = dataclasses.asdict(card)
+    del fields["created"], fields["version"], fields["training"]["export_seconds"]
+    return fields
 
 
 def test_a_failed_gate_is_the_last_thing_the_build_says(tmp_path, capsys, monkeypatch):

@@ -59,7 +59,7 @@ def test_export_defaults_and_gates_come_from_the_variant_table():
     assert export.variants == variants.names()
     assert export.int8_min_agreement == ParityGate.for_variant("int8").min_top1_agreement
     assert export.float_min_agreement == ParityGate.for_variant("float16").min_top1_agreement
-    assert export_stage._gate(BuildConfig(), "dynamic") == ParityGate.for_variant("dynamic")
+    assert export_stage.parity_gate(BuildConfig(), "dynamic") == ParityGate.for_variant("dynamic")
     assert export_stage._gate_name("int8-ptq") == "int8"
     with pytest.raises(
         ValueError, match=r"export.also_validate: unknown variant\(s\) \['int4'\]; known: int8"
