@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from build.make.datasets import load_dataset
-from build.make.pipeline import AugmentConfig, BalanceConfig, CachedImages, build_cache, training_dataset
+from build.make.pipeline import training_dataset
+from build.stage_configs import AugmentConfig, BalanceConfig
+from build.make.cache import CachedImages, build_cache
 from edge.preprocess import InputSpec
 
 REPO = Path(__file__).resolve().parents[1]

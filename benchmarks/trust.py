@@ -20,7 +20,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def abstain_rates(bundle: Path, data: Path) -> dict:
-    from build.make.datasets import SplitConfig, load_dataset, split_by_group
+    from build.make.datasets import load_dataset, split_by_group
+    from build.stage_configs import SplitConfig
     from build.analysis.trust import synthetic_images
     from edge.classifier import Classifier
 

@@ -234,7 +234,7 @@ def validate_command(
 ) -> int:
     """``skinlesion validate``: parity of one TFLite file against its float reference on any data set."""
     from build.make.datasets import load_dataset
-    from build.make.pipeline import build_cache
+    from build.make.cache import build_cache
     from converters.validate import ParityGate, check_gate, validate_tflite
     from edge.bundle import load_bundle
 

@@ -407,7 +407,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_data_summary(args: argparse.Namespace) -> int:
-    from build.make.datasets import SplitConfig
+    from build.stage_configs import SplitConfig
     from build.analysis.summary import format_summary, summarize
 
     maps = dict(item.split("=", 1) for item in args.label_map)

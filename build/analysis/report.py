@@ -20,20 +20,8 @@ from typing import Any
 from build.atomic import write_text_atomic
 from build.analysis.findings import format_interval, interpret, recommendations
 from build.analysis.metrics import Metrics
+from build.analysis.plots import PLOT_TITLES
 
-# Imported by callers written before the report's plots and words had their own modules.
-from build.analysis.plots import PLOT_FILES, PLOT_TITLES, make_plots
-
-__all__ = [
-    "PLOT_FILES",
-    "REPORT_HTML",
-    "REPORT_MD",
-    "format_interval",
-    "interpret",
-    "make_plots",
-    "recommendations",
-    "write_report",
-]
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

@@ -237,7 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     """Fits the pixel check on HAM10000 (lesion-grouped split) and measures it; prints JSON."""
     import pandas as pd
 
-    from build.make.datasets import SplitConfig, load_dataset, split_by_group
+    from build.make.datasets import load_dataset, split_by_group
+
+    from build.stage_configs import SplitConfig
     from edge.preprocess import RESIZE_POLICIES, InputSpec, load_image
 
     parser = argparse.ArgumentParser(prog="python -m build.analysis.trust", description=main.__doc__)

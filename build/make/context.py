@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from build.config import BuildConfig
-from build.make.pipeline import CachedImages, build_cache, build_source_cache
+from build.make.cache import CachedImages, build_cache, build_source_cache
 from build.make.run import Run, class_names, input_spec, prepare_split, split_summary
 from edge.preprocess import InputSpec
 

@@ -23,7 +23,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from build.stage_configs import LABEL_MAPS, SplitConfig  # noqa: F401 (SplitConfig re-exported)
+from build.stage_configs import LABEL_MAPS, SplitConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic")
 DUPLICATE_LESIONS = "duplicate_lesions.csv"  # beside HAM10000_metadata.csv: pairs of ids of one lesion

@@ -2,8 +2,7 @@
 
 Batch ``k`` is a pure function of ``(seed, k)`` (:func:`training_dataset`), so a resumed run sees the
 batches an uninterrupted one would have. The pieces it stands on live beside it: the uint8 cache in
-``build.make.cache``, the augmentation in ``build.make.augment``; their public names are importable
-from here too, as before the split::
+``build.make.cache``, the augmentation in ``build.make.augment``::
 
     >>> data = CachedImages(build_cache(paths, spec, run / "cache"), labels)
     >>> stream = training_dataset(data, spec, num_classes=7, batch_size=32, augment=AugmentConfig(),
@@ -16,23 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from build.make.augment import make_augmenter
-from build.make.cache import CachedImages, build_cache, build_source_cache
+from build.make.cache import CachedImages
 from build.stage_configs import AugmentConfig, BalanceConfig
 from edge.preprocess import InputSpec
-
-__all__ = [
-    "AugmentConfig",
-    "BalanceConfig",
-    "CachedImages",
-    "build_cache",
-    "build_source_cache",
-    "calibration_sample",
-    "class_loss_weights",
-    "class_sampling_weights",
-    "evaluation_batches",
-    "make_augmenter",
-    "training_dataset",
-]
 
 
 def class_sampling_weights(labels: np.ndarray, num_classes: int, balance: BalanceConfig) -> np.ndarray:

@@ -30,7 +30,9 @@ import sys
 sys.path.insert(0, {repo!r})
 import numpy as np
 from build.config import TrainConfig
-from build.make.pipeline import AugmentConfig, BalanceConfig, CachedImages, training_dataset
+from build.make.pipeline import training_dataset
+from build.stage_configs import AugmentConfig, BalanceConfig
+from build.make.cache import CachedImages
 from build.make.reproducible import make_reproducible
 from build.make.strategy import make_strategy
 from build.make.train import make_optimizer

@@ -166,12 +166,3 @@ def test_a_narrow_interval_is_not_anywhere_from_25_to_25(evaluation):
     narrow = dataclasses.replace(metrics, balanced_accuracy_interval=(0.2512, 0.2549))
     text = " ".join(interpret(narrow))
     assert "anywhere from 25.1% to 25.5%" in text and "25% to 25%" not in text
-
-
-def test_the_reports_pieces_stay_importable_from_the_report():
-    # Branches and scripts written before plots and words had their own modules import them from here.
-    from build.analysis import findings, plots, report
-
-    assert report.make_plots is plots.make_plots and report.PLOT_FILES is plots.PLOT_FILES
-    assert report.interpret is findings.interpret and report.recommendations is findings.recommendations
-    assert report.format_interval is findings.format_interval

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from build.make.datasets import SplitConfig
+from build.stage_configs import SplitConfig
 from build.analysis.summary import format_summary, summarize
 
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"

