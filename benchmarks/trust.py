@@ -1,10 +1,12 @@
-"""How a bundle's trust features do on real data: the abstain rule and Grad-CAM.
+"""How a bundle's trust features do on real data: the abstain rule (or head) and Grad-CAM.
 
     python -m benchmarks.trust models/pretrained/ham10000 --reference runs/ham10000/bundle/reference.keras
 
-Prints JSON: the share of HAM10000 validation/test images the bundle answers, the share of
-non-dermoscopic images it refuses (MSID clinical photos, synthetic noise/flat/colour images), and, with
-a float reference, the share of Grad-CAM heat inside the expert lesion masks of the full-resolution sample.
+Prints JSON: the share of the bundle's own HAM10000 validation/test images it answers, overall and per
+class (the rule must not refuse the dangerous classes more than the rest); the share of images it refuses
+that are not dermoscopy (MSID clinical photos, synthetic noise/flat/colour images, the sample photos
+scikit-image ships, extreme strips), each beside its target; and, with a float reference, the share of
+Grad-CAM heat inside the expert lesion masks of the full-resolution sample.
 """
 
 from __future__ import annotations
@@ -12,39 +14,90 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# What the safety layer must reach (the shipped model's targets): refused shares of images that are not
+# dermoscopy, and the answered share of the bundle's own test split.
+TARGETS = {
+    "msid_refused": 0.91,
+    "synthetic_refused": 1.0,
+    "natural_refused": 0.95,
+    "strips_refused": 1.0,
+    "ham10000_test_answered": 0.95,
+}
+# A panorama and a banner, far past edge.preprocess.MAX_ASPECT.
+STRIPS = {"10000x50": (50, 10000), "50x10000": (10000, 50)}
+
+
+def refusals(classify, images: Iterable) -> list[bool]:
+    """Whether each image is refused: the classifier abstains, or the runtime declines to read it."""
+    from edge.errors import ImageError
+
+    refused = []
+    for image in images:
+        try:
+            refused.append(bool(classify(image).abstained))
+        except ImageError:  # e.g. a strip: refused with a reason rather than answered
+            refused.append(True)
+    return refused
+
+
+def refused_by_class(labels: Iterable[str], refused: Iterable[bool]) -> dict[str, dict]:
+    """Per class: its images and the share of them refused."""
+    labels, refused = np.asarray(list(labels)), np.asarray(list(refused), dtype=bool)
+    return {
+        str(label): {"n": int((labels == label).sum()), "refused": float(refused[labels == label].mean())}
+        for label in sorted(set(labels.tolist()))
+    }
+
+
+def natural_photos() -> list[np.ndarray] | None:
+    """The sample images scikit-image ships in its wheel (astronaut, coffee, a cat, rocket, ...), or None."""
+    try:
+        import skimage.data
+    except ImportError:
+        return None
+    from PIL import Image
+
+    folder = Path(skimage.data.__file__).parent
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    return [np.asarray(Image.open(p).convert("RGB")) for p in files]
 
 
 def abstain_rates(bundle: Path, data: Path) -> dict:
-    from build.make.datasets import load_dataset, split_by_group
-    from build.stage_configs import SplitConfig
+    from build.analysis.evaluate import images_to_evaluate
     from build.analysis.trust import synthetic_images
+    from build.make.datasets import load_dataset
     from edge.classifier import Classifier
 
     classifier = Classifier(bundle)
-    recorded = classifier.card.training.get("split", {})
-    split = SplitConfig(
-        seed=recorded.get("seed", 42), fractions=tuple(recorded.get("fractions", (0.8, 0.1, 0.1)))
-    )
-    ham = split_by_group(load_dataset(data / "ham10000"), split)
-    refused = lambda images: float(np.mean([classifier.classify(image).abstained for image in images]))  # noqa: E731
-    result = {}
+    result, counts = {}, {}
     for name in ("val", "test"):
-        paths = ham.loc[ham["split"] == name, "path"]
-        result[f"ham10000_{name}_answered"] = 1.0 - refused(paths)
+        # The card's own split (a card from before the duplicate-lesion merge gets its split back).
+        frame = images_to_evaluate(bundle, data / "ham10000", split=name)
+        refused = refusals(classifier.classify, frame["path"])
+        result[f"ham10000_{name}_answered"] = 1.0 - float(np.mean(refused))
+        result[f"ham10000_{name}_refused_by_class"] = refused_by_class(frame["label"], refused)
+        counts[f"ham10000_{name}"] = len(frame)
     msid = load_dataset(data / "msid")
-    result["msid_refused"] = refused(msid["path"])
+    result["msid_refused"] = float(np.mean(refusals(classifier.classify, msid["path"])))
     synthetic = [image for images in synthetic_images(20).values() for image in images]
-    result["synthetic_refused"] = refused(synthetic)
-    result["n"] = {
-        "ham10000_val": int((ham["split"] == "val").sum()),
-        "ham10000_test": int((ham["split"] == "test").sum()),
-        "msid": len(msid),
-        "synthetic": len(synthetic),
+    result["synthetic_refused"] = float(np.mean(refusals(classifier.classify, synthetic)))
+    natural = natural_photos()
+    if natural is not None:
+        result["natural_refused"] = float(np.mean(refusals(classifier.classify, natural)))
+    strips = [np.full((*shape, 3), 128, np.uint8) for shape in STRIPS.values()]
+    result["strips_refused"] = float(np.mean(refusals(classifier.classify, strips)))
+    counts.update(msid=len(msid), synthetic=len(synthetic), natural=len(natural or []), strips=len(strips))
+    result["n"] = counts
+    result["targets"] = {
+        key: {"target": target, "measured": result[key], "met": result[key] >= target}
+        for key, target in TARGETS.items()
+        if key in result
     }
     return result
 
