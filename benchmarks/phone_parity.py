@@ -7,6 +7,9 @@ file, resized by MediaPipe's own filter); ``edge.Classifier`` gets the same file
 preprocessing. Prints JSON: top-1 agreement, the largest probability gap a user would see, and, for a
 file with the in-graph abstain head, agreement on "I can't tell". ``--pre-resized`` also feeds
 MediaPipe the runtime's preprocessed pixels, which separates the resize filter from everything else.
+``--pooled 1,2,4`` asks what an in-graph k x k average pool in front of the network would buy: each photo is
+point-sampled (bilinear without antialiasing, as MediaPipe and GPU runtimes resize) to k times the input,
+averaged k x k, and run through the same model, against the runtime.
 """
 
 from __future__ import annotations
@@ -52,7 +55,29 @@ def mediapipe_scores(
     return np.asarray(scores), (np.asarray(others) if others else None)
 
 
-def parity(bundle: Path, variant: str | None, images: list[Path], *, pre_resized: bool = False) -> dict:
+def pooled_pixels(path: Path, size: tuple[int, int], pool: int) -> np.ndarray:
+    """``path`` resized as an unantialiased runtime would to ``pool`` times ``size`` (w, h), then averaged
+    ``pool`` x ``pool`` down to ``size``: what a network with an in-graph average pool in front would see."""
+    from PIL import Image
+
+    from build.make.framing import resize_region
+
+    with Image.open(path) as image:
+        photo = np.asarray(image.convert("RGB"))
+    width, height = size
+    box = (0.0, 0.0, float(photo.shape[1]), float(photo.shape[0]))
+    big = resize_region(photo, box, (width * pool, height * pool), "point").astype(np.float32)
+    return np.round(big.reshape(height, pool, width, pool, 3).mean(axis=(1, 3))).astype(np.uint8)
+
+
+def parity(
+    bundle: Path,
+    variant: str | None,
+    images: list[Path],
+    *,
+    pre_resized: bool = False,
+    pools: tuple[int, ...] = (),
+) -> dict:
     """Agreement of MediaPipe and ``edge`` on ``images`` for one bundle variant."""
     from edge.abstain import HEAD_REFUSE_AT
     from edge.classifier import Classifier, apply_temperature, runtime_temperature
@@ -68,7 +93,7 @@ def parity(bundle: Path, variant: str | None, images: list[Path], *, pre_resized
     temperature = runtime_temperature(classifier.card)
     refuse_at = float((classifier.card.abstain.get("head") or {}).get("refuse_at", HEAD_REFUSE_AT))
 
-    def compare(scores: np.ndarray, others: np.ndarray | None) -> dict:
+    def compare(scores: np.ndarray, others: np.ndarray | None, *, calibrated: bool = False) -> dict:
         # A bundle exported before the temperature moved into the graph: MediaPipe shows the raw softmax.
         shown = scores
         result = {
@@ -77,7 +102,7 @@ def parity(bundle: Path, variant: str | None, images: list[Path], *, pre_resized
             "max_abs_probability_gap": float(np.abs(shown - edge_probs).max()),
             "mean_abs_probability_gap": float(np.abs(shown - edge_probs).mean()),
         }
-        if temperature != 1.0:
+        if temperature != 1.0 and not calibrated:
             recalibrated = apply_temperature(scores, temperature)
             result["max_abs_gap_if_the_phone_applied_the_temperature"] = float(
                 np.abs(recalibrated - edge_probs).max()
@@ -102,6 +127,10 @@ def parity(bundle: Path, variant: str | None, images: list[Path], *, pre_resized
         report["mediapipe_on_runtime_pixels"] = compare(
             *mediapipe_scores(classifier.model_path, pixels, labels)
         )
+    size = (classifier.card.input.width, classifier.card.input.height)
+    for pool in pools:
+        scores = [classifier.probabilities_from_pixels(pooled_pixels(path, size, pool)) for path in images]
+        report[f"point_resize_with_{pool}x{pool}_pool"] = compare(np.asarray(scores), None, calibrated=True)
     return report
 
 
@@ -121,7 +150,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--pre-resized", action="store_true", help="also feed MediaPipe the runtime's preprocessed pixels"
     )
+    parser.add_argument(
+        "--pooled",
+        default="",
+        help="comma-separated k: simulate an in-graph k x k average pool behind an unantialiased resize",
+    )
     args = parser.parse_args(argv)
+    try:
+        pools = tuple(int(k) for k in args.pooled.split(",") if k.strip())
+    except ValueError:
+        parser.error(f"--pooled {args.pooled!r}: give whole numbers such as 1,2,4")
+    if any(k < 1 for k in pools):
+        parser.error(f"--pooled {args.pooled!r}: each k must be at least 1")
     if not args.images.is_dir():
         parser.error(f"--images {args.images} is not a folder of photos")
     images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -130,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     if not images:
         parser.error(f"no .jpg/.png photos in {args.images}")
     started = time.perf_counter()
-    report = parity(args.bundle, args.variant, images, pre_resized=args.pre_resized)
+    report = parity(args.bundle, args.variant, images, pre_resized=args.pre_resized, pools=pools)
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(report, indent=2))
 
