@@ -16,10 +16,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from build.stage_configs import AugmentConfig
 from edge.card import ClassInfo, ModelCard
 from edge.preprocess import InputSpec, load_image, normalize
 
 TINY_SPEC = InputSpec(height=32, width=32)
+# Augmentation switched off, for tests that need to see the pixels the cache holds.
+NO_AUGMENT = AugmentConfig(
+    flip=False,
+    rotate_90=False,
+    rotation=0.0,
+    shift=0.0,
+    zoom=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    hue=0.0,
+    noise=0.0,
+)
 TINY_CLASSES = (
     ClassInfo("rdl", "Reddish test lesion", True, "A made-up malignant class: reddish images."),
     ClassInfo("grn", "Greenish test lesion", False, "A made-up benign class: greenish images."),

@@ -130,13 +130,6 @@ def export_checked(
     return Checked(files, reports, failures)
 
 
-def export_calibrated(*args, **kwargs):
-    """``build.make.final.export_calibrated``, under the name a build started before it moved imports."""
-    from build.make.final import export_calibrated
-
-    return export_calibrated(*args, **kwargs)
-
-
 def file_metadata(ctx: RunContext) -> dict[str, Any]:
     """What every exported file carries: input spec, labels with display names, name and license."""
     task = task_row(ctx.config.data.task)

@@ -8,21 +8,10 @@ import numpy as np
 import pytest
 
 import build.make.augment as augment
-from build.make.augment import AugmentConfig, make_augmenter
+from build.make.augment import make_augmenter
+from build.stage_configs import AugmentConfig
 from edge.preprocess import InputSpec
-
-NO_AUGMENT = AugmentConfig(
-    flip=False,
-    rotate_90=False,
-    rotation=0.0,
-    shift=0.0,
-    zoom=0.0,
-    brightness=0.0,
-    contrast=0.0,
-    saturation=0.0,
-    hue=0.0,
-    noise=0.0,
-)
+from tests.conftest import NO_AUGMENT
 
 
 @pytest.fixture(scope="module")

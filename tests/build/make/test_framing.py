@@ -21,20 +21,9 @@ from build.make.framing import (
 from build.stage_configs import AugmentConfig, BalanceConfig
 from build.make.cache import CachedImages, build_source_cache
 from edge.preprocess import InputSpec, load_image
+from tests.conftest import NO_AUGMENT
 
 SPEC = InputSpec(height=32, width=32, resize="stretch")
-STILL = AugmentConfig(
-    flip=False,
-    rotate_90=False,
-    rotation=0.0,
-    shift=0.0,
-    zoom=0.0,
-    brightness=0.0,
-    contrast=0.0,
-    saturation=0.0,
-    hue=0.0,
-    noise=0.0,
-)
 
 
 def lesion_photo(width: int = 40, height: int = 30, seed: int = 0) -> np.ndarray:
@@ -49,15 +38,15 @@ def lesion_photo(width: int = 40, height: int = 30, seed: int = 0) -> np.ndarray
 
 def test_the_default_crop_is_the_runtimes_whole_stretched_frame():
     rng = np.random.default_rng(0)
-    assert random_crop(40, 30, STILL, rng) == (0.0, 0.0, 40.0, 30.0)
+    assert random_crop(40, 30, NO_AUGMENT, rng) == (0.0, 0.0, 40.0, 30.0)
     photo = lesion_photo()
-    framed = frame_batch([photo], SPEC, STILL, rng)[0]
+    framed = frame_batch([photo], SPEC, NO_AUGMENT, rng)[0]
     np.testing.assert_array_equal(framed, runtime_view(photo, SPEC))
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_random_crops_stay_inside_the_image_within_the_area_and_aspect_asked(seed):
-    config = replace(STILL, crop_area=(0.35, 1.0), crop_aspect=(0.75, 4 / 3))
+    config = replace(NO_AUGMENT, crop_area=(0.35, 1.0), crop_aspect=(0.75, 4 / 3))
     left, top, right, bottom = random_crop(200, 150, config, np.random.default_rng(seed))
     assert 0 <= left < right <= 200 and 0 <= top < bottom <= 150
     area = (right - left) * (bottom - top) / (200 * 150)
@@ -66,7 +55,7 @@ def test_random_crops_stay_inside_the_image_within_the_area_and_aspect_asked(see
 
 
 def test_crops_show_other_framings_than_the_runtime_does():
-    config = replace(STILL, crop_area=(0.35, 1.0), crop_aspect=(0.75, 4 / 3))
+    config = replace(NO_AUGMENT, crop_area=(0.35, 1.0), crop_aspect=(0.75, 4 / 3))
     photo = lesion_photo()
     framed = frame_batch([photo] * 8, SPEC, config, np.random.default_rng(1))
     whole = runtime_view(photo, SPEC)
@@ -89,7 +78,7 @@ def test_every_filter_resizes_and_they_differ_on_detail():
 def test_jpeg_and_blur_degrade_the_image():
     photo = runtime_view(lesion_photo(), SPEC)
     assert np.abs(recompress(photo, 30).astype(int) - photo).mean() > 1
-    config = replace(STILL, blur=1.5, jpeg=1.0, jpeg_quality=(40, 60))
+    config = replace(NO_AUGMENT, blur=1.5, jpeg=1.0, jpeg_quality=(40, 60))
     framed = frame_batch([lesion_photo()] * 4, SPEC, config, np.random.default_rng(0))
     assert all(np.abs(f.astype(int) - photo).mean() > 1 for f in framed)
 
@@ -107,7 +96,7 @@ def test_jpeg_and_blur_degrade_the_image():
 )
 def test_bad_framing_settings_are_refused_by_name(bad, message):
     with pytest.raises(ValueError, match=message):
-        replace(STILL, **bad)
+        replace(NO_AUGMENT, **bad)
 
 
 def test_the_source_cache_keeps_each_images_aspect_and_its_runtime_view(tmp_path):

@@ -7,22 +7,11 @@ import pytest
 
 from build.make.cache import CachedImages
 from build.make.pipeline import class_loss_weights, class_sampling_weights, training_dataset
-from build.stage_configs import AugmentConfig, BalanceConfig
+from build.stage_configs import BalanceConfig
 from edge.preprocess import InputSpec
+from tests.conftest import NO_AUGMENT
 
 SPEC = InputSpec(height=16, width=16)
-NO_AUGMENT = AugmentConfig(
-    flip=False,
-    rotate_90=False,
-    rotation=0.0,
-    shift=0.0,
-    zoom=0.0,
-    brightness=0.0,
-    contrast=0.0,
-    saturation=0.0,
-    hue=0.0,
-    noise=0.0,
-)
 
 
 def test_sampling_weights_follow_the_power():

@@ -100,8 +100,8 @@ def calibrated_pass(tmp_path, tiny_bundle, monkeypatch):
     out = tmp_path / "export"
     out.mkdir()
 
-    def run(export_calibrated=final.export_calibrated):
-        return export_calibrated(
+    def run():
+        return final.export_calibrated(
             ctx, checked, FloatResult(source), None, out, val_pixels, np.asarray(val_labels)
         )
 
@@ -109,8 +109,6 @@ def calibrated_pass(tmp_path, tiny_bundle, monkeypatch):
 
 
 def test_exporting_again_with_nothing_changed_reuses_the_calibrated_files(calibrated_pass, caplog):
-    from build.make import export as export_stage
-
     run, calls, _ = calibrated_pass
     first = run()
     assert calls == {"export": 1, "validate": 1}
@@ -119,8 +117,7 @@ def test_exporting_again_with_nothing_changed_reuses_the_calibrated_files(calibr
     written = path.stat().st_mtime_ns
 
     caplog.set_level(logging.INFO)
-    # Through the name a build process started before the pass moved to build.make.final imports.
-    again = run(export_stage.export_calibrated)
+    again = run()
     assert calls == {"export": 1, "validate": 1}  # nothing exported or validated again
     assert any("final/float32 unchanged since the last export" in r.getMessage() for r in caplog.records)
     assert not any(r.getMessage().startswith(("exporting", "validated")) for r in caplog.records)
