@@ -141,6 +141,11 @@ class TrainConfig:
             raise ValueError("batch_size must be >= 1 and epochs >= 0")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"train.ema must be a momentum in [0, 1) (0 = off), got {self.ema}")
+        if self.epochs + self.head_epochs == 0 and not self.init_from:
+            raise ValueError(
+                "train.epochs and train.head_epochs are both 0, so nothing would be trained: train at "
+                "least one epoch, or set train.init_from to the model to re-export"
+            )
         if self.init_from.endswith(".tflite") and self.train_batchnorm:
             raise ValueError(
                 f"train.init_from = {self.init_from!r} has its BatchNorm folded into the "

@@ -201,7 +201,14 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
         write_text_atomic(stage / "state.json", json.dumps(state, indent=2))
         best.settle(state)
 
-    load_weights(model, stage / "best.weights.npz")
+    if total_epochs == 0:
+        # Nothing to train: the warm start is the model (a release re-exported with today's export).
+        state["best"] = validation_balanced_accuracy(
+            model, val, spec, prior_shift(prior, cfg.prior_correction)
+        )
+        log.info("float: no epochs planned, the warm start from %s is the float model", cfg.init_from)
+    else:
+        load_weights(model, stage / "best.weights.npz")
     shift = decision_shift(model, val, spec, prior, cfg)
     shift_logits(model, shift)
     save_model_atomic(model, final_path)

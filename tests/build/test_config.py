@@ -230,6 +230,18 @@ def test_the_isic_config_is_stage_1_with_the_archive_added_to_training_alone():
     assert isic.data.train_only_label_maps == ("isic-archive",)
 
 
+def test_a_config_with_no_epoch_and_nothing_to_start_from_is_refused():
+    with pytest.raises(ValueError, match=r"both 0, so nothing would be trained.*train.init_from"):
+        load_config(CONFIGS / "tiny.toml", ["train.epochs=0", "train.head_epochs=0"])
+
+
+def test_the_reexport_recipe_trains_nothing_and_starts_from_release_2():
+    reexport = load_config(CONFIGS / "ham10000-reexport.toml")
+    assert reexport.train.epochs == reexport.train.head_epochs == 0
+    assert reexport.train.init_from.endswith("model_float16.tflite")
+    assert reexport.model == load_config(CONFIGS / "ham10000-continue.toml").model
+
+
 def test_continuing_from_a_tflite_file_with_batchnorm_training_is_refused():
     with pytest.raises(ValueError, match=r"model_float16\.tflite.*folded.*train_batchnorm = false"):
         load_config(

@@ -203,6 +203,31 @@ def test_a_run_continues_from_a_bundles_float_file(trained_run, tmp_path, releas
     )
 
 
+def test_with_no_epoch_planned_the_warm_start_is_the_float_model(trained_run, tmp_path):
+    run, config, model_path = trained_run
+    from converters.export import load_keras_model
+
+    # Re-exporting a release: nothing is trained, no epoch is logged, and the float model predicts as the
+    # earlier one (its decision shift fitted again, as the earlier run fitted it: both use the prior's).
+    reexport = dataclasses.replace(
+        config,
+        train=dataclasses.replace(
+            config.train,
+            init_from=str(run.root / "float" / "best.weights.npz"),
+            head_epochs=0,
+            epochs=0,
+        ),
+    )
+    result = train_float(prepare(start_run(tmp_path / "reexport", reexport, resume=False), reexport))
+    assert result.epoch == 0 and not (tmp_path / "reexport" / "float" / "log.csv").exists()
+    images = np.random.default_rng(1).uniform(-1, 1, (6, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        load_keras_model(result.path).predict(images, verbose=0),
+        load_keras_model(model_path).predict(images, verbose=0),
+        atol=1e-5,
+    )
+
+
 def test_a_warm_start_from_a_missing_file_says_what_to_pass(trained_run, tmp_path):
     _, config, _ = trained_run
     missing = str(tmp_path / "nope.npz")
