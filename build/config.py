@@ -39,6 +39,9 @@ class DataConfig:
             copies of ``sources`` images by ``image_id``): validation and test stay those of ``sources``,
             so ``skinlesion evaluate --split val`` on them re-derives the card's split.
         train_only_label_maps: Per training-only source, a built-in label map name or "" for none.
+        merge_duplicate_lesions: Treat the lesion ids a HAM10000 root's ``duplicate_lesions.csv`` pairs as
+            one lesion before the split. Off only to rebuild on a split made before the merge existed
+            (release 2's): the merge changes the grouping, and with it most of the split.
     """
 
     sources: tuple[str, ...] = ("../shared/data/ham10000",)
@@ -48,6 +51,7 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     train_only_sources: tuple[str, ...] = ()
     train_only_label_maps: tuple[str, ...] = ()
+    merge_duplicate_lesions: bool = True
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -27,7 +27,19 @@ from build.stage_configs import LABEL_MAPS, SplitConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic")
 DUPLICATE_LESIONS = "duplicate_lesions.csv"  # beside HAM10000_metadata.csv: pairs of ids of one lesion
-COLUMNS = ["path", "image_id", "label", "group", "source", "age", "sex", "localization", "dx_type"]
+# ``group`` is what the split keeps together; ``lesion_id`` the source's own id (``group`` unless merged).
+COLUMNS = [
+    "path",
+    "image_id",
+    "label",
+    "group",
+    "lesion_id",
+    "source",
+    "age",
+    "sex",
+    "localization",
+    "dx_type",
+]
 METADATA = ("age", "sex", "localization", "dx_type")
 SPLITS = ("train", "val", "test")
 
@@ -166,10 +178,14 @@ def split_by_group(frame: pd.DataFrame, config: SplitConfig = SplitConfig()) -> 
 
     Groups are dealt out per class in a seeded random order, each to the split furthest below its
     share of that class's images, so class ratios match across splits and no group straddles two.
+    Lesions merged into one group (HAM10000's duplicates) are dealt out under their own ids, as without
+    the merge, and then join the split of the id that names their group: the merge moves only the
+    images it merges, and every other image keeps the split it had before.
     """
     rng = np.random.default_rng(config.seed)
-    group_label = frame.groupby("group")["label"].agg(lambda s: s.mode().iloc[0])
-    group_size = frame.groupby("group").size()
+    dealt = frame["lesion_id"].fillna(frame["group"]) if "lesion_id" in frame else frame["group"]
+    group_label = frame.groupby(dealt)["label"].agg(lambda s: s.mode().iloc[0])
+    group_size = frame.groupby(dealt).size()
     assignment: dict[str, str] = {}
     for label in sorted(group_label.unique()):
         groups = np.array(sorted(group_label.index[group_label == label]))
@@ -182,7 +198,8 @@ def split_by_group(frame: pd.DataFrame, config: SplitConfig = SplitConfig()) -> 
             assignment[group] = SPLITS[index]
             filled[index] += group_size[group]
     result = frame.copy()
-    result["split"] = result["group"].map(assignment)
+    # A merged group goes where the lesion that names it went (the others of the group as a fallback).
+    result["split"] = result["group"].map(assignment).fillna(dealt.map(assignment))
     check_groups_within_splits(result)
     return result
 
@@ -301,6 +318,7 @@ def _from_ham10000(
                 if merge_duplicate_lesions
                 else table["lesion_id"]
             ),
+            "lesion_id": table["lesion_id"].astype(str),
             "source": source,
             "age": table.get("age"),
             "sex": table.get("sex"),
@@ -412,6 +430,7 @@ def _table(paths, ids, labels, *, groups, source: str) -> pd.DataFrame:
             "image_id": list(ids),
             "label": list(labels),
             "group": list(groups),
+            "lesion_id": list(groups),
             "source": source,
             "age": np.nan,
             "sex": None,

@@ -139,7 +139,12 @@ def prepare_split(run: Run, config: BuildConfig) -> pd.DataFrame:
     if run.split_file.exists():
         return pd.read_csv(run.split_file)
     labels = _fixed_classes(config)
-    frame, report = merge_datasets(_load_sources(config.data.sources, config.data.label_maps), labels=labels)
+    sources = _load_sources(
+        config.data.sources,
+        config.data.label_maps,
+        merge_duplicate_lesions=config.data.merge_duplicate_lesions,
+    )
+    frame, report = merge_datasets(sources, labels=labels)
     for line in report.lines():
         log.info("data: %s", line)
     frame = split_by_group(frame, config.data.split)
@@ -158,9 +163,14 @@ def _fixed_classes(config: BuildConfig) -> tuple[str, ...] | None:
     return config.data.classes or (task.codes if task.fixed_classes else None)
 
 
-def _load_sources(sources: tuple[str, ...], label_maps: tuple[str, ...]) -> list[pd.DataFrame]:
+def _load_sources(
+    sources: tuple[str, ...], label_maps: tuple[str, ...], *, merge_duplicate_lesions: bool = True
+) -> list[pd.DataFrame]:
     maps = list(label_maps) + [""] * (len(sources) - len(label_maps))
-    return [load_dataset(source, label_map=label_map or None) for source, label_map in zip(sources, maps)]
+    return [
+        load_dataset(source, label_map=label_map or None, merge_duplicate_lesions=merge_duplicate_lesions)
+        for source, label_map in zip(sources, maps)
+    ]
 
 
 def split_summary(frame: pd.DataFrame, config: BuildConfig) -> dict:
@@ -171,7 +181,7 @@ def split_summary(frame: pd.DataFrame, config: BuildConfig) -> dict:
         "seed": config.data.split.seed,
         "fractions": list(config.data.split.fractions),
         "grouped_by": "lesion_id",
-        "duplicate_lesions_merged": True,
+        "duplicate_lesions_merged": config.data.merge_duplicate_lesions,
         "lesion_groups": int(frame.loc[~train_only, "group"].nunique()),
         "data_fingerprint": fingerprint(frame[~train_only]),
         "counts": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")},

@@ -118,6 +118,7 @@ def test_lesions_listed_as_duplicates_become_one_group(tmp_path):
     assert merged["group"].nunique() == 1 and merged["group"].iloc[0] == min(first, second)
     assert frame["group"].nunique() == table["lesion_id"].nunique() - 1
     assert (split_by_group(frame).loc[merged.index, "split"].nunique()) == 1
+    assert frame.loc[merged.index, "lesion_id"].tolist() == table.loc[merged.index, "lesion_id"].tolist()
 
 
 def test_isic2018_onehot_csv_beside_images(tmp_path):
@@ -463,6 +464,11 @@ def test_real_ham10000_split_by_lesion():
     pairs = pd.read_csv(root / "duplicate_lesions.csv")
     split_of = frame.set_index("image_id")["split"]
     assert (split_of[pairs["image_id_a"]].values == split_of[pairs["image_id_b"]].values).all()
+    # The merge moves only the images of the lesions it merges: every other image keeps the split that
+    # release 2 (split before the merge existed) was trained and tested on.
+    unmerged = split_by_group(load_dataset(root, merge_duplicate_lesions=False), SplitConfig(seed=42))
+    moved = frame.loc[frame["split"] != unmerged["split"], "lesion_id"]
+    assert set(moved) <= set(pairs["lesion_id_a"]) | set(pairs["lesion_id_b"]) and len(moved) <= 36
     shares = frame["split"].value_counts(normalize=True)
     assert shares["train"] == pytest.approx(0.8, abs=0.01)
     assert shares["val"] == pytest.approx(0.1, abs=0.01)
