@@ -149,7 +149,11 @@ def prepare_split(run: Run, config: BuildConfig) -> pd.DataFrame:
         log.info("data: %s", line)
     frame = split_by_group(frame, config.data.split)
     if config.data.train_only_sources:
-        extras = _load_sources(config.data.train_only_sources, config.data.train_only_label_maps)
+        extras = _load_sources(
+            config.data.train_only_sources,
+            config.data.train_only_label_maps,
+            merge_duplicate_lesions=config.data.merge_duplicate_lesions,
+        )
         frame, report = add_to_training(frame, extras, labels=labels)
         for line in report.lines():
             log.info("data (training only): %s", line)
