@@ -4,7 +4,8 @@
 
 Prints JSON: the share of the bundle's own HAM10000 validation/test images it answers, overall and per
 class (the rule must not refuse the dangerous classes more than the rest); the share of images it refuses
-that are not dermoscopy (MSID clinical photos, synthetic noise/flat/colour images, the sample photos
+that are not dermoscopy (MSID clinical photos — the half the in-graph head did not learn from, when it learned from
+MSID — synthetic noise/flat/colour images, the sample photos
 scikit-image ships, extreme strips), each beside its target; and, with a float reference, the share of
 Grad-CAM heat inside the expert lesion masks of the full-resolution sample.
 """
@@ -68,10 +69,17 @@ def natural_photos() -> list[np.ndarray] | None:
     return [np.asarray(Image.open(p).convert("RGB")) for p in files]
 
 
+def learned_from(classifier, folder: Path) -> bool:
+    """Whether the classifier's abstain head learned from (the fit half of) this data set."""
+    head = (classifier.card.abstain or {}).get("head") or {}
+    return any(Path(source).resolve() == folder.resolve() for source in head.get("negatives", []))
+
+
 def abstain_rates(bundle: Path, data: Path) -> dict:
     from build.analysis.evaluate import images_to_evaluate
     from build.analysis.trust import synthetic_images
     from build.make.datasets import load_dataset
+    from build.make.negatives import in_fit_half
     from edge.classifier import Classifier
 
     classifier = Classifier(bundle)
@@ -84,7 +92,18 @@ def abstain_rates(bundle: Path, data: Path) -> dict:
         result[f"ham10000_{name}_refused_by_class"] = refused_by_class(frame["label"], refused)
         counts[f"ham10000_{name}"] = len(frame)
     msid = load_dataset(data / "msid")
-    result["msid_refused"] = float(np.mean(refusals(classifier.classify, msid["path"])))
+    refused = np.asarray(refusals(classifier.classify, msid["path"]))
+    # A head that learned from MSID's fit half is measured on the other half, which it never saw.
+    seen = (
+        np.asarray([in_fit_half(p) for p in msid["path"]])
+        if learned_from(classifier, data / "msid")
+        else None
+    )
+    if seen is None:
+        result["msid_refused"] = float(refused.mean())
+    else:
+        result["msid_refused"] = float(refused[~seen].mean())
+        result["msid_fit_half_refused"] = float(refused[seen].mean())
     synthetic = [image for images in synthetic_images(20).values() for image in images]
     result["synthetic_refused"] = float(np.mean(refusals(classifier.classify, synthetic)))
     natural = natural_photos()
@@ -92,7 +111,12 @@ def abstain_rates(bundle: Path, data: Path) -> dict:
         result["natural_refused"] = float(np.mean(refusals(classifier.classify, natural)))
     strips = [np.full((*shape, 3), 128, np.uint8) for shape in STRIPS.values()]
     result["strips_refused"] = float(np.mean(refusals(classifier.classify, strips)))
-    counts.update(msid=len(msid), synthetic=len(synthetic), natural=len(natural or []), strips=len(strips))
+    counts.update(
+        msid=len(msid) if seen is None else int((~seen).sum()),
+        synthetic=len(synthetic),
+        natural=len(natural or []),
+        strips=len(strips),
+    )
     result["n"] = counts
     result["targets"] = {
         key: {"target": target, "measured": result[key], "met": result[key] >= target}

@@ -198,6 +198,9 @@ class ExportConfig:
         float_min_agreement: Gate: top-1 agreement of float16 and float32.
         int8_source: Where the shipped int8 file comes from: ``qat``, ``ptq`` (post-training
             quantization of the float model) or ``best`` (whichever agrees more with the float model).
+        abstain_negatives: Data sets of images that are not the training data's kind (e.g. clinical
+            photos for a dermoscopy model); the in-graph abstain head learns to refuse their fit half
+            (``build.make.negatives``) and synthetic images. Empty: synthetic images only.
     """
 
     variants: tuple[str, ...] = field(default_factory=variant_names)
@@ -208,6 +211,7 @@ class ExportConfig:
     int8_max_drop_points: float = ParityGate.for_variant("int8").max_balanced_accuracy_drop
     float_min_agreement: float = ParityGate.for_variant("float16").min_top1_agreement
     int8_source: str = "best"
+    abstain_negatives: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.int8_source not in ("qat", "ptq", "best"):

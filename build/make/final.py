@@ -31,8 +31,10 @@ from build.make.context import RunContext
 from build.make.datasets import fingerprint
 from build.make.export import PARITY_FILE, SHIPPED_INT8, Checked, file_metadata, parity_gate
 from build.make.framing import runtime_view
+from build.make.negatives import negative_images, negative_paths
 from build.make.pipeline import calibration_sample
 from build.make.results import FloatResult, QatResult
+from build.stage_configs import FILTERS, AugmentConfig
 from build.make.reuse import ExportRecord, export_key, file_digest
 from edge.tasks import task as task_row
 from edge.variants import variant as variant_row
@@ -41,6 +43,15 @@ log = logging.getLogger(__name__)
 
 FINAL = "final"  # the folder under export/ (and the prefix of their entries in export/exports.json)
 ABSTAIN_SAMPLE = 3000  # training images the abstain head and rule learn from, at most
+# How the abstain head's second view of each training image is framed: the HAM10000 recipe's framing.
+PHONE_FRAMING = AugmentConfig(
+    crop_area=(0.35, 1.0),
+    crop_aspect=(0.75, 4 / 3),
+    resample_filters=tuple(FILTERS),
+    blur=1.2,
+    jpeg=0.3,
+    jpeg_quality=(50, 95),
+)
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,20 @@ def export_calibrated(
     return Calibrated(files, heads, final, calibration, sample, reports, failures)
 
 
+def head_training_views(ctx: RunContext, sample: np.ndarray) -> list[np.ndarray]:
+    """The images the abstain head learns the training data's kind from: each sampled training image as
+    the runtime frames it, and once more cropped, resampled, blurred and re-compressed as a phone might
+    (:data:`PHONE_FRAMING`, whatever the training augmentation was): then other dermoscopy passes too
+    (measured on release 2: 95 % of non-HAM ISIC images, against 91 % with the runtime's view alone)."""
+    from build.make.framing import frame_batch
+
+    spec, train = ctx.spec, ctx.train
+    indices = np.sort(sample)
+    views = [runtime_view(train.source(i), spec) for i in indices]
+    rng = np.random.default_rng(ctx.config.train.seed)
+    return views + list(frame_batch([train.source(i) for i in indices], spec, PHONE_FRAMING, rng))
+
+
 def _keys(
     ctx: RunContext, sources: dict[str, Path], temperature: float, sample: np.ndarray, n: int
 ) -> dict[str, str]:
@@ -166,6 +191,7 @@ def _keys(
         sample=sample.tolist(),
         training=fingerprint(ctx.part("train")),
         validation=fingerprint(ctx.part("val")),
+        negatives=negative_paths(config.export.abstain_negatives, seed=config.train.seed),
         n=n,
         task=config.data.task,
         metadata={**file_metadata(ctx), "input_spec": dataclasses.asdict(ctx.spec)},
@@ -204,17 +230,22 @@ def export_safe_variants(
     task = task_row(config.data.task)
     fitted: dict[Path, tuple[bool, object]] = {}
     files, heads = {}, {}
+    if sources:
+        positives = head_training_views(ctx, sample)
+        negatives = negative_images(config.export.abstain_negatives, spec, seed=config.train.seed)
     for variant, source in sources.items():
         if source not in fitted:
             model = load_keras_model(source)
             try:
                 head = fit_abstain_head(
                     model,
-                    (runtime_view(train.source(i), spec) for i in np.sort(sample)),
+                    positives,
                     list(val_pixels),
+                    negatives,
                     input_spec=spec,
                     labels=(task.abstain_label, "other"),
                 )
+                head = dataclasses.replace(head, negatives=tuple(config.export.abstain_negatives))
             except ValueError as error:
                 log.warning("no abstain head in %s files: %s", source.name, error)
                 head = None

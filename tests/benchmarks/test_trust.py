@@ -48,3 +48,17 @@ def test_natural_photos_are_rgb_arrays_when_scikit_image_is_installed():
         pytest.skip("scikit-image is not installed (the [dev] extra installs it)")
     assert len(photos) >= 10
     assert all(photo.ndim == 3 and photo.shape[2] == 3 and photo.dtype == np.uint8 for photo in photos)
+
+
+def test_msid_counts_as_seen_only_when_the_head_learned_from_that_folder(tmp_path):
+    from benchmarks.trust import learned_from
+
+    (tmp_path / "msid").mkdir()
+
+    def classifier(abstain):
+        return SimpleNamespace(card=SimpleNamespace(abstain=abstain))
+
+    relative = tmp_path / "data" / ".." / "msid"  # the card may name it by another path
+    assert learned_from(classifier({"head": {"negatives": [str(relative)]}}), tmp_path / "msid")
+    assert not learned_from(classifier({"head": {"negatives": []}}), tmp_path / "msid")
+    assert not learned_from(classifier({"pixel_check": {}}), tmp_path / "msid")

@@ -1,0 +1,51 @@
+"""The abstain head's negative images: only the fit half of each source, so a benchmark can use the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from build.make.negatives import SYNTHETIC_PER_KIND, in_fit_half, negative_images, negative_paths
+from edge.preprocess import InputSpec
+
+SPEC = InputSpec(height=24, width=24, resize="stretch")
+
+
+def _folder_per_class(root: Path, n: int = 40) -> Path:
+    for index in range(n):
+        folder = root / ("Rash" if index % 2 else "Normal")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (30, 20), (index * 5, 100, 50)).save(folder / f"photo{index}.png")
+    return root
+
+
+def test_the_fit_half_is_about_half_and_follows_the_file_name_not_its_folder():
+    names = [f"photo{i}.png" for i in range(1000)]
+    share = np.mean([in_fit_half(name) for name in names])
+    assert 0.45 < share < 0.55
+    assert all(in_fit_half(Path("a") / n) == in_fit_half(Path("/b/c") / n) for n in names[:50])
+
+
+def test_the_head_learns_only_from_the_fit_half_at_most_per_source_images(tmp_path):
+    root = _folder_per_class(tmp_path / "clinical")
+    paths = negative_paths([root])
+    assert paths and all(in_fit_half(p) for p in paths)
+    everything = {str(p) for p in root.rglob("*.png")}
+    assert {p for p in everything if in_fit_half(p)} == set(paths)
+    assert len(negative_paths([root], per_source=3)) == 3
+
+
+def test_negative_images_are_framed_for_the_model_and_include_synthetic_ones(tmp_path):
+    root = _folder_per_class(tmp_path / "clinical", n=10)
+    images = negative_images([root], SPEC)
+    assert len(images) == len(negative_paths([root])) + 5 * SYNTHETIC_PER_KIND
+    assert all(image.shape == (24, 24, 3) and image.dtype == np.uint8 for image in images)
+    assert len(negative_images([], SPEC)) == 5 * SYNTHETIC_PER_KIND
+
+
+def test_a_missing_source_names_itself_and_the_config_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*export\.abstain_negatives"):
+        negative_paths([tmp_path / "nowhere"])
