@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -103,29 +103,31 @@ class AbstainHead:
         return np.stack([1.0 - other, other], axis=1)
 
 
-def pooled_features(model: Any, pixels: Iterable[np.ndarray], input_spec: InputSpec) -> np.ndarray:
+def pooled_features(
+    model: Any, pixels: Sequence[np.ndarray], input_spec: InputSpec, *, label: str = "pooled features"
+) -> np.ndarray:
     """The features the classifier's last Dense layer reads, for uint8 pixels as the runtime frames them."""
+    from edge.progress import Progress
     from models.keras import keras
 
+    if not len(pixels):
+        raise ValueError("no images given; the abstain head is fitted on images of both kinds")
     extractor = keras.Model(model.inputs, logits_layer(model).input)
-    batches, batch = [], []
-    for image in pixels:
-        batch.append(np.asarray(image))
-        if len(batch) == BATCH:
-            batches.append(np.asarray(extractor(normalize(np.stack(batch), input_spec), training=False)))
-            batch = []
-    if batch:
-        batches.append(np.asarray(extractor(normalize(np.stack(batch), input_spec), training=False)))
-    if not batches:
-        raise ValueError("no images given; the abstain head is fitted on training images")
+    progress = Progress(label, len(pixels))
+    batches = []
+    for start in range(0, len(pixels), BATCH):
+        batch = np.stack([np.asarray(image) for image in pixels[start : start + BATCH]])
+        batches.append(np.asarray(extractor(normalize(batch, input_spec), training=False)))
+        progress.update(start + len(batch))
+    progress.close()
     return np.concatenate(batches).astype(np.float64)
 
 
 def fit_abstain_head(
     model: Any,
-    train_pixels: Iterable[np.ndarray],
-    val_pixels: Iterable[np.ndarray],
-    negative_pixels: Iterable[np.ndarray],
+    train_pixels: Sequence[np.ndarray],
+    val_pixels: Sequence[np.ndarray],
+    negative_pixels: Sequence[np.ndarray],
     *,
     input_spec: InputSpec,
     quantile: float = DEFAULT_QUANTILE,
@@ -155,9 +157,9 @@ def fit_abstain_head(
         raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
     if len(labels) != 2:
         raise ValueError(f"the abstain head has two scores; labels must be two names, got {list(labels)}")
-    train = pooled_features(model, train_pixels, input_spec)
-    negative = pooled_features(model, negative_pixels, input_spec)
-    val = pooled_features(model, val_pixels, input_spec)
+    train = pooled_features(model, train_pixels, input_spec, label="abstain head: training images")
+    negative = pooled_features(model, negative_pixels, input_spec, label="abstain head: negative images")
+    val = pooled_features(model, val_pixels, input_spec, label="abstain head: validation images")
     if len(train) < 3 or len(negative) < 3:
         raise ValueError(
             f"{len(train)} training and {len(negative)} negative images are too few to fit the abstain "
