@@ -77,7 +77,7 @@ def learned_from(classifier, folder: Path) -> bool:
 
 def abstain_rates(bundle: Path, data: Path) -> dict:
     from build.analysis.evaluate import images_to_evaluate
-    from build.analysis.trust import synthetic_images
+    from build.make.negatives import synthetic_images
     from build.make.datasets import load_dataset
     from build.make.negatives import in_fit_half
     from edge.classifier import Classifier

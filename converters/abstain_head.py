@@ -1,21 +1,23 @@
 """The "I can't tell" head: a second model output that says whether an image looks like the training data.
 
 The head reads the pooled features the classifier's last Dense layer reads and scores how much they
-look like images that are not the training data's kind: a logistic regression fitted on training
-images (as the runtime frames them, and as the training augmentation frames them) against negative
-images (clinical photos, other data sets, synthetic noise and colour images). Its logit is shifted so
-that "other" wins exactly where the validation images' quantile puts the limit, and scaled so that the
-median validation image scores a fixed margin under it; the model returns
-``[in-distribution, other] = softmax([-s/2, s/2])``. It is one Dense and one Softmax layer: it
-converts to every TFLite variant and quantizes to int8, and MediaPipe Tasks' ``ImageClassifier``
-returns it as ``classifications[1]``.
+look like images that are not the training data's kind: a logistic regression fitted on training images
+(as the runtime frames them, and as a phone might) against negative images (clinical photos, other data
+sets, synthetic noise and colour images). Every lesion class weighs the same in the fit and in placing
+the limit, so a rare class that resembles the negatives (red vascular lesions, red rashes) is not given
+up. The logit is shifted so that "other" wins exactly past the limit, and scaled so that the median
+validation image scores a fixed margin under it. The model returns
+``[in-distribution, other] = softmax([-s/2, s/2])``: one Dense and one Softmax layer, which convert to
+every TFLite variant and quantize to int8, and which MediaPipe Tasks' ``ImageClassifier`` returns as
+``classifications[1]``.
 
 A one-class model of the same features (a Gaussian, with the validation quantile as the limit) was
-tried first and refused only 45 % of the MSID clinical photos: fine-tuning pulls any skin photo onto
-the lesion classes' features. With negatives, held-out MSID photos are refused at 99 %
+tried first and refused only 45 % of the MSID clinical photos: fine-tuning pulls any skin photo onto the
+lesion classes' features. With negatives, the MSID photos the head never saw are refused at 97–99 %
 (docs/experiments.md).
 
-    >>> head = fit_abstain_head(float_model, train_pixels, val_pixels, negative_pixels, input_spec=spec)
+    >>> head = fit_abstain_head(model, train_pixels, val_pixels, negative_pixels, input_spec=spec,
+    ...                         train_labels=train_labels, val_labels=val_labels)
     >>> two_headed = with_abstain_head(float_model, head)          # outputs [probabilities, in_distribution]
 """
 
@@ -52,7 +54,9 @@ class AbstainHead:
         weights: The "other" logit per pooled feature, shape (D,).
         bias: The logit's offset, the validation limit folded in: "other" wins where the logit is > 0.
         labels: Names of the two scores, in order: the training data's kind, then ``other``.
-        quantile: Share of validation images whose logit stays under the limit.
+        quantile: Share of validation images whose logit stays under the limit (with ``per_class``, the
+            average of each class's share).
+        per_class: Whether classes weighed the same in the fit and in placing the limit.
         regularization: Inverse L2 strength of the logistic regression it was fitted with.
         n_train: Training-like images it was fitted on.
         n_negative: Negative images it was fitted on.
@@ -65,6 +69,7 @@ class AbstainHead:
     bias: float
     labels: tuple[str, str] = DEFAULT_LABELS
     quantile: float = DEFAULT_QUANTILE
+    per_class: bool = False
     regularization: float = DEFAULT_REGULARIZATION
     n_train: int = 0
     n_negative: int = 0
@@ -85,6 +90,7 @@ class AbstainHead:
             "refuse_at": 0.5,
             "kind": "logistic",
             "quantile": self.quantile,
+            "per_class": self.per_class,
             "regularization": self.regularization,
             "n_train": self.n_train,
             "n_negative": self.n_negative,
@@ -130,6 +136,8 @@ def fit_abstain_head(
     negative_pixels: Sequence[np.ndarray],
     *,
     input_spec: InputSpec,
+    train_labels: Sequence[int] | None = None,
+    val_labels: Sequence[int] | None = None,
     quantile: float = DEFAULT_QUANTILE,
     regularization: float = DEFAULT_REGULARIZATION,
     labels: Sequence[str] = DEFAULT_LABELS,
@@ -140,16 +148,21 @@ def fit_abstain_head(
     Args:
         model: The tf_keras model (the head reads its pooled features).
         train_pixels: Training-split uint8 images, framed as the runtime frames them (and, better, also as
-            the training augmentation does: other dermoscopy then passes too).
+            a phone would: other dermoscopy then passes too).
         val_pixels: Validation-split images, used only to place the limit.
         negative_pixels: Images the head must refuse (other kinds of photos, synthetic images).
         input_spec: The model's normalization.
+        train_labels: Class of each training image. Given, every class weighs the same in the fit, so a
+            rare class that resembles the negatives (red vascular lesions and red rashes) is not given up.
+        val_labels: Class of each validation image. Given, the limit answers ``quantile`` of each
+            class's images on average, instead of ``quantile`` of all images (mostly nevi).
         quantile: Share of validation images the head must answer.
         regularization: Inverse L2 strength of the logistic regression (standardized features).
         labels: The two score names: the training data's kind, then the refusal.
 
     Raises:
-        ValueError: Too few images of either kind, a quantile outside [0.5, 1), or not two labels.
+        ValueError: Too few images of either kind, labels that do not match the images, a quantile
+            outside [0.5, 1), or not two labels.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -157,6 +170,11 @@ def fit_abstain_head(
         raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
     if len(labels) != 2:
         raise ValueError(f"the abstain head has two scores; labels must be two names, got {list(labels)}")
+    for name, given, images in (("train", train_labels, train_pixels), ("val", val_labels, val_pixels)):
+        if given is not None and len(given) != len(images):
+            raise ValueError(
+                f"{name}_labels has {len(given)} entries for {len(images)} images; give one per image"
+            )
     train = pooled_features(model, train_pixels, input_spec, label="abstain head: training images")
     negative = pooled_features(model, negative_pixels, input_spec, label="abstain head: negative images")
     val = pooled_features(model, val_pixels, input_spec, label="abstain head: validation images")
@@ -171,15 +189,20 @@ def fit_abstain_head(
     # the weights into zeros around (measured on release 2: largest weight 192x the median, 22x floored).
     mean, std = train.mean(axis=0), train.std(axis=0)
     std = np.maximum(std, STD_FLOOR * float(np.median(std)) + 1e-6)
-    regression = LogisticRegression(C=regularization, class_weight="balanced", max_iter=5000)
+    # Each side weighs half the total, as sklearn's class_weight="balanced" does; within the training
+    # images each class weighs the same when the labels are given.
+    total = len(train) + len(negative)
+    positive = _class_balanced(train_labels, len(train)) * total / 2
+    regression = LogisticRegression(C=regularization, max_iter=5000)
     regression.fit(
         (np.concatenate([train, negative]) - mean) / std,
         np.r_[np.zeros(len(train)), np.ones(len(negative))],
+        sample_weight=np.r_[positive, np.full(len(negative), total / 2 / len(negative))],
     )
     weights = regression.coef_[0] / std
     bias = float(regression.intercept_[0] - np.sum(regression.coef_[0] * mean / std))
     val_logits = val @ weights + bias
-    limit = float(np.quantile(val_logits, quantile))
+    limit = answering_limit(val_logits, quantile, val_labels)
     # Rescaled so that the median validation image scores MEDIAN_MARGIN logits under the limit: the int8
     # output resolves 1/8 logit, and an unscaled regression can crowd the data within a few steps of it.
     factor = MEDIAN_MARGIN / max(limit - float(np.median(val_logits)), 1e-6)
@@ -188,6 +211,7 @@ def fit_abstain_head(
         bias=(bias - limit) * factor,
         labels=tuple(labels),
         quantile=quantile,
+        per_class=val_labels is not None,
         regularization=regularization,
         n_train=len(train),
         n_negative=len(negative),
@@ -197,6 +221,29 @@ def fit_abstain_head(
         val_accepted=float(np.mean(head.logit(val) <= 0)),
         negative_refused=float(np.mean(head.logit(negative) > 0)),
     )
+
+
+def answering_limit(logits: np.ndarray, quantile: float, labels: Sequence[int] | None = None) -> float:
+    """The "other" logit up to which images are answered: the ``quantile`` of ``logits``, or with
+    ``labels`` the lowest limit at which the classes' answered shares average ``quantile``."""
+    logits = np.asarray(logits, np.float64)
+    if labels is None:
+        return float(np.quantile(logits, quantile))
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    for limit in np.sort(logits):
+        if np.mean([np.mean(logits[labels == c] <= limit) for c in classes]) >= quantile:
+            return float(limit)
+    return float(logits.max())
+
+
+def _class_balanced(labels: Sequence[int] | None, n: int) -> np.ndarray:
+    """Per-image weights summing to 1, equal per class (equal per image without labels)."""
+    if labels is None:
+        return np.full(n, 1.0 / n)
+    labels = np.asarray(labels)
+    classes, index, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return 1.0 / (len(classes) * counts[index])
 
 
 def with_abstain_head(model: Any, head: AbstainHead) -> Any:

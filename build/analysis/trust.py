@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from build.make.negatives import synthetic_images
 from edge.abstain import FEATURE_NAMES, abstain_reason, image_features, mahalanobis
 
 # One point above the 95% target: a rule tuned to exactly 95% on validation answered 94.2% of the test split.
@@ -41,7 +42,6 @@ DEFAULT_PIXEL_QUANTILE = 0.965
 # Ridge added to the covariance, as a share of its mean variance: keeps the inverse stable when two
 # statistics are nearly collinear on the training images.
 DEFAULT_RIDGE = 1e-3
-SYNTHETIC_KINDS = ("noise", "flat", "coloured_noise", "gradient", "blocks")
 
 
 @dataclass(frozen=True)
@@ -162,36 +162,6 @@ def measure_abstain(
         rejected=rejected,
         n_rejected=counts,
     )
-
-
-def synthetic_images(
-    n_per_kind: int, size: tuple[int, int] = (224, 224), seed: int = 0
-) -> dict[str, list[np.ndarray]]:
-    """Images no camera pointed at skin would produce: uniform noise, flat colours, coloured noise,
-    colour gradients and large colour blocks; ``n_per_kind`` of each, keyed by SYNTHETIC_KINDS."""
-    rng = np.random.default_rng(seed)
-    height, width = size
-    makers = {
-        "noise": lambda: rng.integers(0, 256, (height, width, 3)),
-        "flat": lambda: np.broadcast_to(rng.integers(0, 256, 3), (height, width, 3)),
-        "coloured_noise": lambda: rng.normal(
-            rng.uniform(60, 200, 3), rng.uniform(10, 40), (height, width, 3)
-        ),
-        "gradient": lambda: (
-            (
-                np.linspace(0, 1, height)[:, None, None] * rng.uniform(0, 255, 3)
-                + np.linspace(1, 0, height)[:, None, None] * rng.uniform(0, 255, 3)
-            )
-            * np.ones((1, width, 1))
-        ),
-        "blocks": lambda: np.kron(
-            rng.integers(0, 256, (8, 8, 3)), np.ones((-(-height // 8), -(-width // 8), 1))
-        )[:height, :width],
-    }
-    return {
-        kind: [np.clip(makers[kind](), 0, 255).astype(np.uint8) for _ in range(n_per_kind)]
-        for kind in SYNTHETIC_KINDS
-    }
 
 
 def _fit_pixel_check(

@@ -126,6 +126,7 @@ def export_calibrated(
         ctx,
         sample,
         val_pixels,
+        val_labels,
         temperature=calibration.temperature,
     )
     files, heads = {}, {}
@@ -165,18 +166,20 @@ def export_calibrated(
     return Calibrated(files, heads, final, calibration, sample, reports, failures)
 
 
-def head_training_views(ctx: RunContext, sample: np.ndarray) -> list[np.ndarray]:
+def head_training_views(ctx: RunContext, sample: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """The images the abstain head learns the training data's kind from: each sampled training image as
     the runtime frames it, and once more cropped, resampled, blurred and re-compressed as a phone might
     (:data:`PHONE_FRAMING`, whatever the training augmentation was): then other dermoscopy passes too
-    (measured on release 2: 95 % of non-HAM ISIC images, against 91 % with the runtime's view alone)."""
+    (measured on release 2: 95 % of non-HAM ISIC images, against 91 % with the runtime's view alone).
+    Returns the views and their class indices."""
     from build.make.framing import frame_batch
 
     spec, train = ctx.spec, ctx.train
     indices = np.sort(sample)
     views = [runtime_view(train.source(i), spec) for i in indices]
     rng = np.random.default_rng(ctx.config.train.seed)
-    return views + list(frame_batch([train.source(i) for i in indices], spec, PHONE_FRAMING, rng))
+    framed = list(frame_batch([train.source(i) for i in indices], spec, PHONE_FRAMING, rng))
+    return views + framed, np.tile(train.labels[indices], 2)
 
 
 def _keys(
@@ -211,6 +214,7 @@ def export_safe_variants(
     ctx: RunContext,
     sample: np.ndarray,
     val_pixels: np.ndarray,
+    val_labels: np.ndarray,
     *,
     temperature: float,
 ) -> tuple[dict[str, Path], dict]:
@@ -231,7 +235,7 @@ def export_safe_variants(
     fitted: dict[Path, tuple[bool, object]] = {}
     files, heads = {}, {}
     if sources:
-        positives = head_training_views(ctx, sample)
+        positives, positive_labels = head_training_views(ctx, sample)
         negatives = negative_images(config.export.abstain_negatives, spec, seed=config.train.seed)
     for variant, source in sources.items():
         if source not in fitted:
@@ -243,6 +247,8 @@ def export_safe_variants(
                     list(val_pixels),
                     negatives,
                     input_spec=spec,
+                    train_labels=positive_labels,
+                    val_labels=val_labels,
                     labels=(task.abstain_label, "other"),
                 )
                 head = dataclasses.replace(head, negatives=tuple(config.export.abstain_negatives))

@@ -3,8 +3,8 @@
 ``export.abstain_negatives`` names data sets that are not the training data's kind (for the HAM10000
 model, the MSID clinical photos). Only their *fit half* is used — the images whose file name hashes
 even (:func:`in_fit_half`) — so a benchmark can measure the head on the other half, which it never saw
-(``benchmarks.trust``). Synthetic noise, flat, gradient and block images are always added, drawn with
-another seed than the benchmark's::
+(``benchmarks.trust``). Synthetic noise, flat, gradient and block images (:func:`synthetic_images`) are
+always added, drawn with another seed than the benchmark's::
 
     >>> pixels = negative_images(config.export.abstain_negatives, spec)
 """
@@ -19,6 +19,7 @@ import numpy as np
 
 from edge.preprocess import InputSpec, load_image
 
+SYNTHETIC_KINDS = ("noise", "flat", "coloured_noise", "gradient", "blocks")
 PER_SOURCE = 1000  # negative images per source, at most (a seeded sample of its fit half)
 SYNTHETIC_PER_KIND = 20
 # benchmarks.trust draws its synthetic images with seed 0; the head learns from another draw.
@@ -55,9 +56,37 @@ def negative_paths(
 
 def negative_images(sources: Sequence[str | Path], spec: InputSpec, *, seed: int = 0) -> list[np.ndarray]:
     """The negative images framed as the runtime frames them: the sources' fit halves and synthetic images."""
-    from build.analysis.trust import synthetic_images
-
     synthetic = synthetic_images(SYNTHETIC_PER_KIND, (spec.height, spec.width), seed=SYNTHETIC_SEED)
     return [load_image(path, spec) for path in negative_paths(sources, seed=seed)] + [
         image for images in synthetic.values() for image in images
     ]
+
+
+def synthetic_images(
+    n_per_kind: int, size: tuple[int, int] = (224, 224), seed: int = 0
+) -> dict[str, list[np.ndarray]]:
+    """Images no camera pointed at skin would produce: uniform noise, flat colours, coloured noise,
+    colour gradients and large colour blocks; ``n_per_kind`` of each, keyed by SYNTHETIC_KINDS."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    makers = {
+        "noise": lambda: rng.integers(0, 256, (height, width, 3)),
+        "flat": lambda: np.broadcast_to(rng.integers(0, 256, 3), (height, width, 3)),
+        "coloured_noise": lambda: rng.normal(
+            rng.uniform(60, 200, 3), rng.uniform(10, 40), (height, width, 3)
+        ),
+        "gradient": lambda: (
+            (
+                np.linspace(0, 1, height)[:, None, None] * rng.uniform(0, 255, 3)
+                + np.linspace(1, 0, height)[:, None, None] * rng.uniform(0, 255, 3)
+            )
+            * np.ones((1, width, 1))
+        ),
+        "blocks": lambda: np.kron(
+            rng.integers(0, 256, (8, 8, 3)), np.ones((-(-height // 8), -(-width // 8), 1))
+        )[:height, :width],
+    }
+    return {
+        kind: [np.clip(makers[kind](), 0, 255).astype(np.uint8) for _ in range(n_per_kind)]
+        for kind in SYNTHETIC_KINDS
+    }

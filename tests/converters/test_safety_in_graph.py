@@ -15,7 +15,7 @@ TEMPERATURE = 0.5  # far from 1, so a missing or doubled fold shows
 
 
 def _noise_images(n: int = 8, seed: int = 0) -> list[np.ndarray]:
-    from build.analysis.trust import synthetic_images
+    from build.make.negatives import synthetic_images
 
     return [
         image
@@ -31,11 +31,17 @@ def heads(tiny_keras_model, qat_model_path):
     from converters.abstain_head import fit_abstain_head
     from converters.export import load_keras_model
 
-    train, _ = tiny_training_set()
-    val, _ = tiny_training_set(n_per_class=12, seed=2)
+    train, train_labels = tiny_training_set()
+    val, val_labels = tiny_training_set(n_per_class=12, seed=2)
     return {
         source: fit_abstain_head(
-            model, list(train), list(val), _noise_images(40, seed=1), input_spec=TINY_SPEC
+            model,
+            list(train),
+            list(val),
+            _noise_images(40, seed=1),
+            input_spec=TINY_SPEC,
+            train_labels=train_labels,
+            val_labels=val_labels,
         )
         for source, model in (("float", tiny_keras_model), ("qat", load_keras_model(qat_model_path)))
     }
@@ -222,3 +228,32 @@ def test_edge_refuses_with_the_files_own_head(safe_exports, tiny_images):
     assert red.top.label == "rdl"
     noise = classifier.classify(_uniform_noise(1)[0])
     assert noise.abstained and "abstain head" in noise.abstain_reason
+
+
+def test_the_limit_answers_each_class_alike_when_the_labels_are_given():
+    from converters.abstain_head import answering_limit
+
+    # 90 common images scoring low, 10 of a rare class scoring high: a plain 90 % quantile refuses the
+    # rare class entirely, the per-class limit answers 90 % of each class on average.
+    logits = np.r_[np.linspace(-5, -1, 90), np.linspace(0, 2, 10)]
+    labels = np.r_[np.zeros(90, int), np.ones(10, int)]
+    plain = answering_limit(logits, 0.9)
+    assert np.mean(logits[labels == 1] <= plain) == 0.0
+    balanced = answering_limit(logits, 0.9, labels)
+    shares = [np.mean(logits[labels == c] <= balanced) for c in (0, 1)]
+    assert np.mean(shares) >= 0.9 and min(shares) >= 0.8
+
+
+def test_labels_that_do_not_match_the_images_are_refused(tiny_keras_model):
+    from converters.abstain_head import fit_abstain_head
+
+    train, labels = tiny_training_set(n_per_class=4)
+    with pytest.raises(ValueError, match="train_labels has 3 entries for 12 images"):
+        fit_abstain_head(
+            tiny_keras_model,
+            list(train),
+            list(train),
+            _noise_images(8),
+            input_spec=TINY_SPEC,
+            train_labels=labels[:3],
+        )

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build.analysis.trust import acceptance_rate, fit_abstain_rule, measure_abstain, synthetic_images
+from build.analysis.trust import acceptance_rate, fit_abstain_rule, measure_abstain
+from build.make.negatives import synthetic_images
 from edge.abstain import FEATURE_NAMES, abstain_reason, image_features
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared"
