@@ -3,11 +3,12 @@
     python -m benchmarks.trust models/pretrained/ham10000 --reference runs/ham10000/bundle/reference.keras
 
 Prints JSON: the share of the bundle's own HAM10000 validation/test images it answers, overall and per
-class (the rule must not refuse the dangerous classes more than the rest); the share of images it refuses
-that are not dermoscopy (MSID clinical photos — the half the in-graph head did not learn from, when it learned from
-MSID — synthetic noise/flat/colour images, the sample photos
-scikit-image ships, extreme strips), each beside its target; and, with a float reference, the share of
-Grad-CAM heat inside the expert lesion masks of the full-resolution sample.
+class (the rule must not refuse the dangerous classes more than the rest), and of other dermoscopy (the
+150 full-resolution HAM originals, the ISIC-archive images HAM10000 lacks); the share of images it
+refuses that are not dermoscopy (MSID clinical photos — only the half an in-graph head did not learn
+from, when it learned from MSID — synthetic noise/flat/colour images, the sample photos scikit-image
+ships, extreme strips), each beside its target; and, with a float reference, the share of Grad-CAM heat
+inside the expert lesion masks of the full-resolution sample.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import numpy as np
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # What the safety layer must reach (the shipped model's targets): refused shares of images that are not
-# dermoscopy, and the answered share of the bundle's own test split.
+# dermoscopy, and the answered shares of the bundle's own test split and of the same lesions photographed
+# at 600x450 (a phone's photo is never 200x150).
 TARGETS = {
     "msid_refused": 0.91,
     "synthetic_refused": 1.0,
     "natural_refused": 0.95,
     "strips_refused": 1.0,
     "ham10000_test_answered": 0.95,
+    "ham10000_originals_answered": 0.95,
 }
 # A panorama and a banner, far past edge.preprocess.MAX_ASPECT.
 STRIPS = {"10000x50": (50, 10000), "50x10000": (10000, 50)}
@@ -76,10 +79,11 @@ def learned_from(classifier, folder: Path) -> bool:
 
 
 def abstain_rates(bundle: Path, data: Path) -> dict:
+    import pandas as pd
+
     from build.analysis.evaluate import images_to_evaluate
-    from build.make.negatives import synthetic_images
     from build.make.datasets import load_dataset
-    from build.make.negatives import in_fit_half
+    from build.make.negatives import in_fit_half, synthetic_images
     from edge.classifier import Classifier
 
     classifier = Classifier(bundle)
@@ -91,6 +95,18 @@ def abstain_rates(bundle: Path, data: Path) -> dict:
         result[f"ham10000_{name}_answered"] = 1.0 - float(np.mean(refused))
         result[f"ham10000_{name}_refused_by_class"] = refused_by_class(frame["label"], refused)
         counts[f"ham10000_{name}"] = len(frame)
+    # Dermoscopy photographed or resized otherwise must be answered too: the same lesions at their
+    # original 600x450, and the ISIC-archive images HAM10000 lacks.
+    originals = sorted((data / "ham10000-fullres-sample" / "images").glob("*.jpg"))
+    if originals:
+        result["ham10000_originals_answered"] = 1.0 - float(np.mean(refusals(classifier.classify, originals)))
+        counts["ham10000_originals"] = len(originals)
+    isic = data / "isic-archive-9class" / "labels.csv"
+    if isic.is_file():
+        table = pd.read_csv(isic)
+        paths = [isic.parent / p for p in table.loc[~table["in_ham10000"].astype(bool), "path"]]
+        result["isic_archive_answered"] = 1.0 - float(np.mean(refusals(classifier.classify, paths)))
+        counts["isic_archive"] = len(paths)
     msid = load_dataset(data / "msid")
     refused = np.asarray(refusals(classifier.classify, msid["path"]))
     # A head that learned from MSID's fit half is measured on the other half, which it never saw.
