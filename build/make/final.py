@@ -7,11 +7,11 @@ abstain head as a second output, so a phone (MediaPipe Tasks) returns calibrated
 tell" with no code of ours. Each file is validated again against the float model at that temperature.
 
 A calibrated file whose inputs are unchanged since the last export (its source model's bytes, the
-temperature, the abstain head's training images and validation images, the export settings, seed and
+temperature, the abstain head's training, validation and negative images, the export settings, seed and
 code version) is reused with its parity report and its head's card fields (``build.make.reuse``)::
 
     >>> calibrated = export_calibrated(ctx, checked, floated, quantized, out, val_pixels, val_labels)
-    >>> calibrated.files["int8"], calibrated.heads["int8"]["threshold_distance2"]
+    >>> calibrated.files["int8"], calibrated.heads["int8"].to_card()["val_accepted"]
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from build.make.framing import runtime_view
 from build.make.negatives import negative_images, negative_paths
 from build.make.pipeline import calibration_sample
 from build.make.results import FloatResult, QatResult
-from build.stage_configs import FILTERS, AugmentConfig
 from build.make.reuse import ExportRecord, export_key, file_digest
+from build.stage_configs import FILTERS, AugmentConfig
 from edge.tasks import task as task_row
 from edge.variants import variant as variant_row
 
