@@ -81,6 +81,9 @@ class AugmentConfig:
         blur: Largest Gaussian blur radius (px at the model's size), applied to half the images.
         jpeg: Share of images re-compressed as JPEG, at a quality drawn from ``jpeg_quality``.
         jpeg_quality: Range of that JPEG quality (inclusive).
+        sharpen: Share of images unsharp-masked at source resolution before the crop is resized (a
+            sharper camera than the training data's: HAM10000's 200x150 files are softer than its
+            600x450 originals, which the ISIC test set and phones show).
     """
 
     flip: bool = True
@@ -99,6 +102,7 @@ class AugmentConfig:
     blur: float = 0.0
     jpeg: float = 0.0
     jpeg_quality: tuple[int, int] = (60, 95)
+    sharpen: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.crop_area) != 2 or not 0 < self.crop_area[0] <= self.crop_area[1] <= 1:
@@ -123,6 +127,8 @@ class AugmentConfig:
                 f"augment.jpeg must be a share in [0, 1] and jpeg_quality [low, high] in 1..100, got "
                 f"{self.jpeg} and {self.jpeg_quality}"
             )
+        if not 0 <= self.sharpen <= 1:
+            raise ValueError(f"augment.sharpen must be a share in [0, 1], got {self.sharpen}")
 
     @property
     def frames(self) -> bool:
@@ -133,6 +139,7 @@ class AugmentConfig:
             or bool(self.resample_filters)
             or bool(self.blur)
             or bool(self.jpeg)
+            or bool(self.sharpen)
         )
 
 

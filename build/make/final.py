@@ -30,28 +30,19 @@ from build.make.card import code_version
 from build.make.context import RunContext
 from build.make.datasets import fingerprint
 from build.make.export import PARITY_FILE, SHIPPED_INT8, Checked, file_metadata, parity_gate
-from build.make.framing import runtime_view
-from build.make.negatives import negative_images, negative_paths
+from build.make.head_images import head_negative_images, head_training_images
+from build.make.negatives import negative_paths
 from build.make.pipeline import calibration_sample
 from build.make.results import FloatResult, QatResult
 from build.make.reuse import ExportRecord, export_key, file_digest
-from build.stage_configs import FILTERS, AugmentConfig
 from edge.tasks import task as task_row
 from edge.variants import variant as variant_row
 
 log = logging.getLogger(__name__)
 
 FINAL = "final"  # the folder under export/ (and the prefix of their entries in export/exports.json)
-ABSTAIN_SAMPLE = 3000  # training images the abstain head and rule learn from, at most
-# How the abstain head's second view of each training image is framed: the HAM10000 recipe's framing.
-PHONE_FRAMING = AugmentConfig(
-    crop_area=(0.35, 1.0),
-    crop_aspect=(0.75, 4 / 3),
-    resample_filters=tuple(FILTERS),
-    blur=1.2,
-    jpeg=0.3,
-    jpeg_quality=(50, 95),
-)
+# Training images the abstain rule learns from, at most (the head: the first HEAD_SAMPLE of them).
+ABSTAIN_SAMPLE = 3000
 
 
 @dataclass(frozen=True)
@@ -166,22 +157,6 @@ def export_calibrated(
     return Calibrated(files, heads, final, calibration, sample, reports, failures)
 
 
-def head_training_views(ctx: RunContext, sample: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """The images the abstain head learns the training data's kind from: each sampled training image as
-    the runtime frames it, and once more cropped, resampled, blurred and re-compressed as a phone might
-    (:data:`PHONE_FRAMING`, whatever the training augmentation was): then other dermoscopy passes too
-    (measured on release 2: 95 % of non-HAM ISIC images, against 91 % with the runtime's view alone).
-    Returns the views and their class indices."""
-    from build.make.framing import frame_batch
-
-    spec, train = ctx.spec, ctx.train
-    indices = np.sort(sample)
-    views = [runtime_view(train.source(i), spec) for i in indices]
-    rng = np.random.default_rng(ctx.config.train.seed)
-    framed = list(frame_batch([train.source(i) for i in indices], spec, PHONE_FRAMING, rng))
-    return views + framed, np.tile(train.labels[indices], 2)
-
-
 def _keys(
     ctx: RunContext, sources: dict[str, Path], temperature: float, sample: np.ndarray, n: int
 ) -> dict[str, str]:
@@ -235,8 +210,8 @@ def export_safe_variants(
     fitted: dict[Path, tuple[bool, object]] = {}
     files, heads = {}, {}
     if sources:
-        positives, positive_labels = head_training_views(ctx, sample)
-        negatives = negative_images(config.export.abstain_negatives, spec, seed=config.train.seed)
+        positives, positive_labels = head_training_images(ctx, sample)
+        negatives = head_negative_images(config.export.abstain_negatives, spec, seed=config.train.seed)
     for variant, source in sources.items():
         if source not in fitted:
             model = load_keras_model(source)

@@ -4,9 +4,10 @@
 model, the MSID clinical photos). Only their *fit half* is used — the images whose file name hashes
 even (:func:`in_fit_half`) — so a benchmark can measure the head on the other half, which it never saw
 (``benchmarks.trust``). Synthetic noise, flat, gradient and block images (:func:`synthetic_images`) are
-always added, drawn with another seed than the benchmark's::
+always added, drawn with another seed than the benchmark's (``build.make.head_images`` frames the
+sources as it frames training images)::
 
-    >>> pixels = negative_images(config.export.abstain_negatives, spec)
+    >>> sources = negative_sources(config.export.abstain_negatives, spec)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.preprocess import InputSpec, load_image
+from edge.preprocess import InputSpec, open_rgb
 
 SYNTHETIC_KINDS = ("noise", "flat", "coloured_noise", "gradient", "blocks")
 PER_SOURCE = 1000  # negative images per source, at most (a seeded sample of its fit half)
@@ -54,12 +55,22 @@ def negative_paths(
     return paths
 
 
-def negative_images(sources: Sequence[str | Path], spec: InputSpec, *, seed: int = 0) -> list[np.ndarray]:
-    """The negative images framed as the runtime frames them: the sources' fit halves and synthetic images."""
-    synthetic = synthetic_images(SYNTHETIC_PER_KIND, (spec.height, spec.width), seed=SYNTHETIC_SEED)
-    return [load_image(path, spec) for path in negative_paths(sources, seed=seed)] + [
-        image for images in synthetic.values() for image in images
-    ]
+def negative_sources(sources: Sequence[str | Path], spec: InputSpec, *, seed: int = 0) -> list[np.ndarray]:
+    """The sources' fit halves decoded as training images are cached: each at its own aspect, its long
+    side the canvas side of a model of ``spec`` (``build.make.framing.canvas_side``), ready to be framed.
+
+    Raises:
+        FileNotFoundError: A source is missing.
+        edge.preprocess.ImageError: An image cannot be read (the message names it).
+    """
+    from build.make.framing import canvas_side, fit_on_canvas
+
+    side = canvas_side(spec)
+    images = []
+    for path in negative_paths(sources, seed=seed):
+        canvas, (height, width) = fit_on_canvas(open_rgb(path, max_pixels=spec.max_pixels), side)
+        images.append(canvas[:height, :width])
+    return images
 
 
 def synthetic_images(

@@ -17,6 +17,7 @@ from build.make.framing import (
     recompress,
     resize_region,
     runtime_view,
+    sharpen,
 )
 from build.stage_configs import AugmentConfig, BalanceConfig
 from build.make.cache import CachedImages, build_source_cache
@@ -83,6 +84,24 @@ def test_jpeg_and_blur_degrade_the_image():
     assert all(np.abs(f.astype(int) - photo).mean() > 1 for f in framed)
 
 
+def detail(pixels: np.ndarray) -> float:
+    """Variance of the Laplacian: how much fine detail an image shows."""
+    grey = pixels.astype(float).mean(axis=-1)
+    return float(
+        np.var(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:])
+    )
+
+
+def test_sharpening_shows_a_softer_source_with_the_detail_of_a_sharper_camera():
+    soft = np.asarray(Image.fromarray(lesion_photo(80, 60)).resize((40, 30), Image.Resampling.BILINEAR))
+    assert detail(sharpen(soft, 2.0, 150)) > 1.5 * detail(soft)
+    flat = np.full((30, 40, 3), 77, np.uint8)
+    assert (sharpen(flat, 2.0, 150) == 77).all()
+    plain = frame_batch([soft] * 4, SPEC, NO_AUGMENT, np.random.default_rng(0))
+    sharpened = frame_batch([soft] * 4, SPEC, replace(NO_AUGMENT, sharpen=1.0), np.random.default_rng(0))
+    assert all(detail(s) > detail(p) for s, p in zip(sharpened, plain))
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [
@@ -92,6 +111,7 @@ def test_jpeg_and_blur_degrade_the_image():
         (dict(resample_filters=("bilinear", "sinc")), "sinc"),
         (dict(jpeg=1.5), "jpeg"),
         (dict(jpeg_quality=(90, 40)), "jpeg_quality"),
+        (dict(sharpen=1.5), "sharpen"),
     ],
 )
 def test_bad_framing_settings_are_refused_by_name(bad, message):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from build.make.negatives import SYNTHETIC_PER_KIND, in_fit_half, negative_images, negative_paths
+from build.make.negatives import in_fit_half, negative_paths, negative_sources
+from build.make.framing import canvas_side
 from edge.preprocess import InputSpec
 
 SPEC = InputSpec(height=24, width=24, resize="stretch")
@@ -38,12 +39,13 @@ def test_the_head_learns_only_from_the_fit_half_at_most_per_source_images(tmp_pa
     assert len(negative_paths([root], per_source=3)) == 3
 
 
-def test_negative_images_are_framed_for_the_model_and_include_synthetic_ones(tmp_path):
+def test_negative_sources_are_decoded_at_their_own_aspect_like_training_sources(tmp_path):
     root = _folder_per_class(tmp_path / "clinical", n=10)
-    images = negative_images([root], SPEC)
-    assert len(images) == len(negative_paths([root])) + 5 * SYNTHETIC_PER_KIND
-    assert all(image.shape == (24, 24, 3) and image.dtype == np.uint8 for image in images)
-    assert len(negative_images([], SPEC)) == 5 * SYNTHETIC_PER_KIND
+    sources = negative_sources([root], SPEC)
+    assert len(sources) == len(negative_paths([root]))
+    side = canvas_side(SPEC)
+    assert all(s.shape == (round(side * 20 / 30), side, 3) and s.dtype == np.uint8 for s in sources)
+    assert negative_sources([], SPEC) == []
 
 
 def test_a_missing_source_names_itself_and_the_config_key(tmp_path):
