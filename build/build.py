@@ -33,7 +33,7 @@ def build_all(
     finish_training: bool = False,
     cache_dir: str | Path | None = None,
 ) -> int:
-    """Runs every stage; returns the exit status (non-zero when the parity gate fails).
+    """Runs every stage; returns the exit status (non-zero when a parity or abstain-head gate fails).
 
     ``finish_training`` (with ``resume``) ends the interrupted training, float or QAT, at its best completed
     epoch and goes on with the next stages: for a run that has used up its time before its planned epochs.
@@ -54,7 +54,7 @@ def build_all(
     # The CLI's last words, on stdout whatever the log level.
     if not exported.passed:
         print(
-            f"build FAILED after {minutes:.1f} min: a parity gate failed (see {exported.parity});"
+            f"build FAILED after {minutes:.1f} min: a parity or abstain-head gate failed (see {exported.parity});"
             " nothing was published"
         )
         return exported.status
@@ -113,7 +113,7 @@ def export_run(
 ) -> ExportResult:
     """Exports every variant, validates each against the float model, calibrates, fits the abstain rule,
     evaluates and writes the bundle; returns the stage's record (also ``export/result.json``). A failing
-    parity gate writes the reports and publishes nothing."""
+    parity or abstain-head gate writes the reports and publishes nothing."""
     from build.analysis.evaluate import evaluate_model
     from build.analysis.trust import fit_abstain_rule
     from build.make.card import make_card
@@ -146,7 +146,7 @@ def export_run(
     calibrated = export_calibrated(ctx, checked, floated, quantized, out, val_pixels, val_labels)
     if calibrated.failures:
         log.error(
-            "parity gate of the calibrated files FAILED; nothing published:\n  %s",
+            "gate of the calibrated files FAILED (parity or abstain head); nothing published:\n  %s",
             "\n  ".join(calibrated.failures),
         )
         return finish(ExportResult(passed=False, parity=out / PARITY_FILE))

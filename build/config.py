@@ -201,6 +201,11 @@ class ExportConfig:
         abstain_negatives: Data sets of images that are not the training data's kind (e.g. clinical
             photos for a dermoscopy model); the in-graph abstain head learns to refuse their fit half
             (``build.make.negatives``) and synthetic images. Empty: synthetic images only.
+        abstain_min_answered: Gate: share of validation images each file's abstain head answers.
+        abstain_min_refused: Gate: share of the negative sources' other half (images the head never
+            learned from) each file's head refuses.
+        abstain_min_synthetic_refused: Gate: share of synthetic noise, flat and colour images (another
+            draw than the head's) each file's head refuses.
     """
 
     variants: tuple[str, ...] = field(default_factory=variant_names)
@@ -212,8 +217,14 @@ class ExportConfig:
     float_min_agreement: float = ParityGate.for_variant("float16").min_top1_agreement
     int8_source: str = "best"
     abstain_negatives: tuple[str, ...] = ()
+    abstain_min_answered: float = 0.95
+    abstain_min_refused: float = 0.91
+    abstain_min_synthetic_refused: float = 1.0
 
     def __post_init__(self) -> None:
+        for key in ("abstain_min_answered", "abstain_min_refused", "abstain_min_synthetic_refused"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"export.{key} must be a share in [0, 1], got {getattr(self, key)}")
         if self.int8_source not in ("qat", "ptq", "best"):
             raise ValueError(f"export.int8_source must be qat|ptq|best, got {self.int8_source!r}")
         for key in ("variants", "also_validate"):

@@ -215,9 +215,10 @@ def check_gate(report: ParityReport, gate: ParityGate) -> list[str]:
 
 
 def run_tflite(
-    path: Path, pixels: np.ndarray, spec: InputSpec, *, batch_size: int = BATCH_SIZE
+    path: Path, pixels: np.ndarray, spec: InputSpec, *, batch_size: int = BATCH_SIZE, output: int = 0
 ) -> tuple[np.ndarray, tuple[str, str]]:
-    """Class probabilities of a TFLite file on uint8 pixels, plus its (input, output) dtypes.
+    """Class probabilities of a TFLite file on uint8 pixels, plus its (input, output) dtypes; with
+    ``output=1`` the abstain head's scores instead (the exporter puts the class scores first).
 
     Integer inputs get the normalized pixels quantized with the tensor's own scale and zero point,
     integer outputs are dequantized, so every variant is compared in probability space.
@@ -225,7 +226,10 @@ def run_tflite(
     if not Path(path).is_file():
         raise FileNotFoundError(f"TFLite model not found: {path}")
     interpreter = open_interpreter(path)
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    outputs = interpreter.get_output_details()
+    if output >= len(outputs):
+        raise ValueError(f"{path} has {len(outputs)} output(s); it has no output {output}")
+    source, target = interpreter.get_input_details()[0], outputs[output]
     source_info, target_info = tensor_info(source), tensor_info(target)
     batch = max(1, min(batch_size, len(pixels)))
     interpreter.resize_tensor_input(source["index"], [batch, spec.height, spec.width, 3])

@@ -4,7 +4,8 @@ Once the first pass (``build.make.export.export_checked``) has chosen and gated 
 temperature is fitted on the shipped int8 file's validation outputs and each shipped variant is exported
 again from its source model into ``export/final/`` with the temperature folded into its head and the
 abstain head as a second output, so a phone (MediaPipe Tasks) returns calibrated scores and "I can't
-tell" with no code of ours. Each file is validated again against the float model at that temperature.
+tell" with no code of ours. Each file is validated again against the float model at that temperature,
+and its head must answer validation images and refuse images it never learned from.
 
 A calibrated file whose inputs are unchanged since the last export (its source model's bytes, the
 temperature, the abstain head's training, validation and negative images, the export settings, seed and
@@ -30,6 +31,7 @@ from build.make.card import code_version
 from build.make.context import RunContext
 from build.make.datasets import fingerprint
 from build.make.export import PARITY_FILE, SHIPPED_INT8, Checked, file_metadata, parity_gate
+from build.make.head_gate import head_failures, measure_head, unseen_negatives
 from build.make.head_images import head_negative_images, head_training_images
 from build.make.negatives import negative_paths
 from build.make.pipeline import calibration_sample
@@ -91,8 +93,8 @@ def export_calibrated(
 ) -> Calibrated:
     """Fits the temperature on the shipped int8 file's validation outputs, exports the shipped variants
     again with the temperature and the abstain head inside (``out/final``; those unchanged since the last
-    export are reused), and gates them again against the float model at the same temperature. Writes
-    ``parity.json`` again."""
+    export are reused), gates them again against the float model at the same temperature and gates each
+    file's abstain head (``build.make.head_gate``). Writes ``parity.json`` again."""
     from build.make.calibration import calibrate
     from converters.validate import ParityReport, check_gate, run_tflite, validate_tflite
 
@@ -121,6 +123,7 @@ def export_calibrated(
         temperature=calibration.temperature,
     )
     files, heads = {}, {}
+    unseen = unseen_negatives(config.export, spec, seed=config.train.seed) if sources else []
     for variant, source in sources.items():
         if variant in done:
             files[variant], measured = done[variant].path, done[variant].report
@@ -147,14 +150,24 @@ def export_calibrated(
             "source": reports[variant].get("source"),
             **({"qat_model": reports[variant]["qat_model"]} if "qat_model" in reports[variant] else {}),
             "gate": dataclasses.asdict(gate),
-            "passed": not missed,
             "temperature": calibration.temperature,
             "abstain_head": head is not None,
         }
+        if head is not None:
+            checks = measure_head(files[variant], spec, val_pixels, unseen)
+            reports[variant]["abstain_checks"] = checks
+            missed += head_failures(variant, checks, config.export)
+            log.info("%s abstain head: %s", variant, _summary(checks))
+        reports[variant]["passed"] = not missed
         failures += missed
     write_text_atomic(out / PARITY_FILE, json.dumps(reports, indent=2) + "\n")
     final = files.get(SHIPPED_INT8, next(iter(files.values())))
     return Calibrated(files, heads, final, calibration, sample, reports, failures)
+
+
+def _summary(checks: dict) -> str:
+    """The head's measured shares in one line."""
+    return ", ".join(f"{key} {value:.1%}" for key, value in checks.items() if not key.startswith("n_"))
 
 
 def _keys(

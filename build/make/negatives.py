@@ -33,10 +33,10 @@ def in_fit_half(path: str | Path) -> bool:
 
 
 def negative_paths(
-    sources: Sequence[str | Path], *, per_source: int = PER_SOURCE, seed: int = 0
+    sources: Sequence[str | Path], *, per_source: int = PER_SOURCE, seed: int = 0, fit_half: bool = True
 ) -> list[str]:
     """The fit half of each negative source (any layout ``load_dataset`` reads), at most ``per_source``
-    of each, in a seeded order.
+    of each, in a seeded order; with ``fit_half=False`` the other half, which the head never sees.
 
     Raises:
         FileNotFoundError: A source is missing (the message names it and the config key).
@@ -49,7 +49,7 @@ def negative_paths(
             raise FileNotFoundError(
                 f"abstain negative source {source} not found; fix or remove it in export.abstain_negatives"
             )
-        found = sorted(p for p in load_dataset(source)["path"] if in_fit_half(p))
+        found = sorted(p for p in load_dataset(source)["path"] if in_fit_half(p) == fit_half)
         rng = np.random.default_rng(seed)
         paths += [found[i] for i in np.sort(rng.permutation(len(found))[:per_source])]
     return paths

@@ -260,3 +260,21 @@ def test_labels_that_do_not_match_the_images_are_refused(tiny_keras_model):
             input_spec=TINY_SPEC,
             train_labels=labels[:3],
         )
+
+
+def test_the_build_gates_the_exported_files_head_on_what_it_answers_and_refuses(safe_exports):
+    from build.config import ExportConfig
+    from build.make.head_gate import head_failures, measure_head
+
+    shaded, _ = tiny_training_set(n_per_class=10, seed=5)
+    checks = measure_head(safe_exports["int8-qat"].path, TINY_SPEC, shaded, _uniform_noise(10))
+    assert checks["n_val"] == 30 and checks["n_negatives"] == 10 and checks["n_synthetic"] == 100
+    assert checks["val_answered"] >= 0.8 and checks["negatives_refused"] == 1.0
+    export = ExportConfig(abstain_negatives=("clinical-photos",))
+    passing = {**checks, "val_answered": 0.97, "negatives_refused": 0.95, "synthetic_refused": 1.0}
+    assert head_failures("int8", passing, export) == []
+    missed = head_failures(
+        "int8", {**checks, "val_answered": 0.9, "negatives_refused": 0.5, "synthetic_refused": 0.99}, export
+    )
+    assert len(missed) == 3 and all(m.startswith("int8: the abstain head") for m in missed)
+    assert "abstain_min_answered" in missed[0] and "clinical-photos" in missed[1] and "synthetic" in missed[2]
