@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from converters.temperature import logits_layer
+from edge.abstain import HEAD_REFUSE_AT
 from edge.preprocess import InputSpec, normalize
 
 OUTPUT_NAME = "in_distribution"  # the output tensor's metadata name (MediaPipe's head_name)
@@ -87,7 +88,7 @@ class AbstainHead:
             "output": OUTPUT_NAME,
             "labels": list(self.labels),
             "refuse_label": self.labels[1],
-            "refuse_at": 0.5,
+            "refuse_at": HEAD_REFUSE_AT,
             "kind": "logistic",
             "quantile": self.quantile,
             "per_class": self.per_class,

@@ -17,9 +17,8 @@ import numpy as np
 
 from build.config import ExportConfig
 from build.make.negatives import SYNTHETIC_PER_KIND, negative_paths, synthetic_images
+from edge.abstain import HEAD_REFUSE_AT
 from edge.preprocess import InputSpec, load_image
-
-REFUSE_AT = 0.5  # the "other" score from which a file's head refuses (the card's refuse_at)
 
 
 def unseen_negatives(export: ExportConfig, spec: InputSpec, *, seed: int = 0) -> list[np.ndarray]:
@@ -37,7 +36,7 @@ def measure_head(
 
     def refused(pixels: np.ndarray) -> float:
         other, _ = run_tflite(path, pixels, spec, output=1)
-        return float(np.mean(other[:, 1] >= REFUSE_AT))
+        return float(np.mean(other[:, 1] >= HEAD_REFUSE_AT))
 
     synthetic = [
         image
