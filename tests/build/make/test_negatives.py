@@ -37,6 +37,8 @@ def test_the_head_learns_only_from_the_fit_half_at_most_per_source_images(tmp_pa
     everything = {str(p) for p in root.rglob("*.png")}
     assert {p for p in everything if in_fit_half(p)} == set(paths)
     assert len(negative_paths([root], per_source=3)) == 3
+    unseen = negative_paths([root], fit_half=False)  # what the head gate measures it on
+    assert unseen and not set(unseen) & set(paths) and set(unseen) | set(paths) == everything
 
 
 def test_negative_sources_are_decoded_at_their_own_aspect_like_training_sources(tmp_path):
