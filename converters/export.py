@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from converters.input_rounding import pinned_input_range, with_qat_input_rounding
 from converters.metadata import add_metadata
 from converters.quantization import QuantizationConfig
 from converters.temperature import temperature_folded
@@ -179,6 +180,8 @@ def export_tflite(
     # The graph shares the model's layers, so folding the temperature into the model folds it into the graph.
     with _qat_input_range_pinned(model, input_spec), temperature_folded(model, temperature):
         flatbuffer = converter.convert()
+    if config.variant == "int8" and is_qat_model(model):
+        flatbuffer = with_qat_input_rounding(flatbuffer, input_spec)
     if abstain_head is not None:
         from converters.abstain_head import pin_int8_ranges
 
@@ -285,9 +288,9 @@ def _qat_input_range_pinned(model: Any, spec: InputSpec) -> Iterator[None]:
             if low is None or high is None:
                 log.warning("%s: no min/max variables found; input range left as trained", layer.name)
                 continue
-            channels = list(zip(spec.mean, spec.std))
-            pinned.append((low, low.numpy(), float(min((0.0 - m) / s for m, s in channels))))
-            pinned.append((high, high.numpy(), float(max((255.0 - m) / s for m, s in channels))))
+            pixel_low, pixel_high = pinned_input_range(spec)
+            pinned.append((low, low.numpy(), pixel_low))
+            pinned.append((high, high.numpy(), pixel_high))
     try:
         for variable, _, value in pinned:
             variable.assign(value)

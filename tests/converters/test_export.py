@@ -7,7 +7,7 @@ from ai_edge_litert.interpreter import Interpreter
 from converters.export import export_tflite, load_keras_model
 from converters.quantization import QuantizationConfig
 from converters.validate import run_tflite
-from edge.preprocess import InputSpec, load_image
+from edge.preprocess import InputSpec, load_image, normalize
 from tests.conftest import TINY_LABELS, TINY_SPEC
 
 EXPECTED_IO = {
@@ -138,3 +138,38 @@ def test_qat_input_range_is_pinned_to_the_pixel_range_without_changing_the_model
     assert result.input_scale == pytest.approx(1 / 127.5, rel=1e-3)
     assert result.input_zero_point in (127, 128)
     assert (float(low.numpy()), float(high.numpy())) == (-0.5, 0.5)
+
+
+@pytest.mark.slow
+def test_int8_from_a_qat_model_sees_every_pixel_at_the_qat_models_input_level(tmp_path, qat_model_path):
+    # normalize(p) falls halfway between two input levels; the QAT model rounds it up, and the file
+    # must feed the network that level, not the one below (every pixel a step darker, see input_rounding).
+    from models.keras import keras
+
+    result = export_tflite(
+        qat_model_path,
+        tmp_path / "model_int8.tflite",
+        QuantizationConfig.for_int8(None),
+        input_spec=TINY_SPEC,
+        labels=TINY_LABELS,
+    )
+    ramp = np.resize(np.arange(256, dtype=np.uint8), (1, 32, 32, 3))
+    interpreter = Interpreter(model_path=str(result.path), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], ramp)
+    interpreter.invoke()
+    quantize_op = next(op for op in interpreter._get_ops_details() if op["op_name"] == "QUANTIZE")
+    tensor = interpreter.get_tensor_details()[quantize_op["outputs"][0]]
+    scale, zero_point = tensor["quantization"]
+    seen = (interpreter.get_tensor(tensor["index"]).astype(np.float32) - zero_point) * scale
+
+    model = load_keras_model(qat_model_path)
+    layer = next(layer for layer in model.layers if type(layer).__name__ == "QuantizeLayer")
+    for weight in layer.weights:  # the export pins the input range to the pixel range
+        if weight.name.endswith("_min:0"):
+            weight.assign(-1.0)
+        elif weight.name.endswith("_max:0"):
+            weight.assign(1.0)
+    trained = keras.Model(model.input, layer.output).predict(normalize(ramp, TINY_SPEC), verbose=0)
+    np.testing.assert_allclose(seen, trained, atol=1e-6)
+    assert result.input_zero_point == 127
