@@ -5,6 +5,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from converters.export import export_tflite, load_keras_model
+from converters.input_rounding import pinned_input_range
 from converters.quantization import QuantizationConfig
 from converters.validate import run_tflite
 from edge.preprocess import InputSpec, load_image, normalize
@@ -165,11 +166,12 @@ def test_int8_from_a_qat_model_sees_every_pixel_at_the_qat_models_input_level(tm
 
     model = load_keras_model(qat_model_path)
     layer = next(layer for layer in model.layers if type(layer).__name__ == "QuantizeLayer")
-    for weight in layer.weights:  # the export pins the input range to the pixel range
+    low, high = pinned_input_range(TINY_SPEC)  # as the export pins it
+    for weight in layer.weights:
         if weight.name.endswith("_min:0"):
-            weight.assign(-1.0)
+            weight.assign(low)
         elif weight.name.endswith("_max:0"):
-            weight.assign(1.0)
+            weight.assign(high)
     trained = keras.Model(model.input, layer.output).predict(normalize(ramp, TINY_SPEC), verbose=0)
     np.testing.assert_allclose(seen, trained, atol=1e-6)
     assert result.input_zero_point == 127
