@@ -6,6 +6,7 @@
     skinlesion validate MODEL --reference REF --data DATA
     skinlesion evaluate MODEL --data DATA     metrics.json + report
     skinlesion sweep --config FILE.toml       small hyperparameter search
+    skinlesion sizes RUN --sizes 160 192      which input size a trained model scores best at
     skinlesion predict MODEL IMAGE...         (edge runtime, no TensorFlow)
     skinlesion bench MODEL                    (edge runtime, no TensorFlow)
     skinlesion app [--bundle DIR]             the Gradio demo
@@ -39,6 +40,7 @@ EXAMPLES = {
     "evaluate": "skinlesion evaluate ham10000 --data ../shared/data/ham10000-fullres-sample",
     "compare": "skinlesion compare runs/eval-a runs/eval-b",
     "sweep": "skinlesion sweep --config build/configs/tiny.toml --trials 4",
+    "sizes": "skinlesion sizes runs/ham10000 --sizes 160 176 192 208 224 --cache-dir runs/.cache",
     "predict": "skinlesion predict msid photo.jpg --json",
     "bench": "skinlesion bench models/pretrained/msid --threads 1,2",
     "app": "skinlesion app --bundle ham10000 --bundle msid",
@@ -241,6 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--trials", type=int, default=6, help="number of configurations tried")
     sweep.set_defaults(run=run_sweep)
 
+    sizes = _add_command(
+        commands, "sizes", "which input size a trained float model scores best at, on validation (FixRes)"
+    )
+    sizes.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder with float weights")
+    sizes.add_argument(
+        "--sizes", type=int, nargs="+", required=True, help="input sizes in pixels (the trained one is added)"
+    )
+    sizes.add_argument(
+        "--weights", default="best", choices=("best", "last"), help="float/best or float/last weights"
+    )
+    _add_cache_arg(sizes)
+    sizes.set_defaults(run=run_sizes)
+
     predict = _add_command(commands, "predict", "classify images with the edge runtime")
     add_classify_args(predict, model_argument=True)
     bench = _add_command(commands, "bench", "latency, throughput and memory per variant")
@@ -403,6 +418,15 @@ def run_sweep(args: argparse.Namespace) -> int:
     config = _load_build_config(args)
     run_dir = args.run_dir or DEFAULT_RUNS / f"{config.name}-sweep"
     sweep(run_dir, config, trials=args.trials)
+    return 0
+
+
+def run_sizes(args: argparse.Namespace) -> int:
+    from build.analysis.input_size import RESULT_FILE, format_size_scores, score_input_sizes
+
+    rows = score_input_sizes(args.run_dir, args.sizes, cache_dir=args.cache_dir, weights=args.weights)
+    print(format_size_scores(rows))
+    print(f"\nwritten to {args.run_dir / RESULT_FILE}")
     return 0
 
 
