@@ -196,6 +196,9 @@ class ExportConfig:
         int8_min_agreement: Gate: top-1 agreement of int8 with the float model.
         int8_max_drop_points: Gate: largest allowed balanced-accuracy drop of int8, in points.
         float_min_agreement: Gate: top-1 agreement of float16 and float32.
+        float_max_drop_points: Gate: largest allowed balanced-accuracy drop of float16 and float32, in
+            points. One flipped image of a class with n validation images moves balanced accuracy by
+            100 / (classes * n) points, so a limit below that fails a file on one near-tie.
         int8_source: Where the shipped int8 file comes from: ``qat``, ``ptq`` (post-training
             quantization of the float model) or ``best`` (whichever agrees more with the float model).
         abstain_negatives: Data sets of images that are not the training data's kind (e.g. clinical
@@ -215,6 +218,7 @@ class ExportConfig:
     int8_min_agreement: float = ParityGate.for_variant("int8").min_top1_agreement
     int8_max_drop_points: float = ParityGate.for_variant("int8").max_balanced_accuracy_drop
     float_min_agreement: float = ParityGate.for_variant("float16").min_top1_agreement
+    float_max_drop_points: float = ParityGate.for_variant("float16").max_balanced_accuracy_drop
     int8_source: str = "best"
     abstain_negatives: tuple[str, ...] = ()
     abstain_min_answered: float = 0.95

@@ -237,7 +237,11 @@ def parity_gate(config: BuildConfig, variant: str):
             max_balanced_accuracy_drop=config.export.int8_max_drop_points,
         )
     if variant in ("float16", "float32"):
-        return dataclasses.replace(gate, min_top1_agreement=config.export.float_min_agreement)
+        return dataclasses.replace(
+            gate,
+            min_top1_agreement=config.export.float_min_agreement,
+            max_balanced_accuracy_drop=config.export.float_max_drop_points,
+        )
     return gate
 
 

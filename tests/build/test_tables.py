@@ -23,6 +23,7 @@ from converters import export as export_module  # noqa: E402
 from edge import tasks, variants  # noqa: E402
 from edge.card import ClassInfo  # noqa: E402
 from edge.preprocess import normalize  # noqa: E402
+from converters.validate import ParityReport, check_gate  # noqa: E402
 from edge.variants import ParityGate, Variant  # noqa: E402
 from models import backbones  # noqa: E402
 
@@ -60,11 +61,42 @@ def test_export_defaults_and_gates_come_from_the_variant_table():
     assert export.int8_min_agreement == ParityGate.for_variant("int8").min_top1_agreement
     assert export.float_min_agreement == ParityGate.for_variant("float16").min_top1_agreement
     assert export_stage.parity_gate(BuildConfig(), "dynamic") == ParityGate.for_variant("dynamic")
+    assert export_stage.parity_gate(BuildConfig(), "float16") == ParityGate.for_variant("float16")
     assert export_stage._gate_name("int8-ptq") == "int8"
     with pytest.raises(
         ValueError, match=r"export.also_validate: unknown variant\(s\) \['int4'\]; known: int8"
     ):
         ExportConfig(also_validate=("int4",))
+
+
+def test_the_configured_float_gate_judges_float16_and_float32_alone():
+    config = config_with(float_min_agreement=0.995, float_max_drop_points=0.2)
+    for name in ("float16", "float32"):
+        gate = export_stage.parity_gate(config, name)
+        assert (gate.min_top1_agreement, gate.max_balanced_accuracy_drop) == (0.995, 0.2)
+        assert gate.max_mean_kl == ParityGate.for_variant(name).max_mean_kl
+    assert export_stage.parity_gate(config, "dynamic") == ParityGate.for_variant("dynamic")
+    # Two near-ties of 1,002 images flipped: 0.13 points, within 0.2 but not the default 0.1.
+    report = ParityReport(
+        variant="float16",
+        model="m.tflite",
+        n=1002,
+        top1_agreement=0.998,
+        max_abs_diff=0.03,
+        mean_abs_diff=0.0,
+        mean_kl=2.8e-5,
+        balanced_accuracy_reference=0.7440,
+        balanced_accuracy_tflite=0.7427,
+        balanced_accuracy_delta=-0.0013,
+        input_dtype="float32",
+        output_dtype="float32",
+        seconds=1.0,
+    )
+    assert check_gate(report, export_stage.parity_gate(config, "float16")) == []
+    default = dataclasses.replace(export_stage.parity_gate(config, "float16"), max_balanced_accuracy_drop=0.1)
+    assert check_gate(report, default) == [
+        "float16: balanced accuracy drops 0.13 points (74.40% -> 74.27%), more than 0.10"
+    ]
 
 
 def test_planned_variants_follow_the_table(monkeypatch):
