@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from build.analysis.metrics import MELANOMA
 from build.analysis.significance import compare_predictions
 from build.make.run import Run, write_text_atomic
 from edge.accuracy import balanced_accuracy
@@ -43,7 +44,7 @@ class SizeScore:
     Attributes:
         size: Input height and width in pixels.
         balanced_accuracy: With the build's decision rule (cross-fitted when it fits a class shift).
-        melanoma_recall: Recall of ``mel`` where the task has it, else None.
+        melanoma_recall: Recall of melanoma where the task has it, else None.
         difference: ``balanced_accuracy`` minus the trained size's, on the same images.
         interval: 95 % paired-bootstrap interval of ``difference``.
         trained: Whether this is the size the model was trained at.
@@ -115,7 +116,6 @@ def score_input_sizes(
             }
         )
         log.info("input size %d: val balanced accuracy %.4f", size, balanced_accuracy(labels, predicted))
-        del model
     rows = [_size_score(size, scored[trained], scored[size], size == trained) for size in sizes]
     write_text_atomic(
         run.root / RESULT_FILE,
@@ -195,7 +195,7 @@ def format_size_scores(rows: list[SizeScore]) -> str:
 
 def _size_score(size: int, trained: pd.DataFrame, sized: pd.DataFrame, is_trained: bool) -> SizeScore:
     comparison = compare_predictions(trained, sized)
-    mel = comparison.per_class.get("mel")
+    mel = comparison.per_class.get(MELANOMA)
     return SizeScore(
         size=size,
         balanced_accuracy=comparison.balanced_accuracy_b,
