@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from build.analysis.metrics import Metrics
+from build.make.operating_points import SCREENING_SENSITIVITY
 
 # Interpretation thresholds: what a reader would call good, usable or weak for a 7-class dermoscopy model.
 STRONG_RECALL, WEAK_RECALL = 0.80, 0.50
@@ -61,6 +62,11 @@ def interpret(metrics: Metrics) -> list[str]:
             f"(sensitivity); {metrics.melanoma['specificity']:.0%} of other lesions are correctly not "
             f"called melanoma (specificity)."
         )
+    if metrics.melanoma and metrics.melanoma.get("flagged") is not None and metrics.malignant:
+        lines.append(
+            f"At the malignant operating point ({metrics.malignant['threshold']:.0%}) "
+            f"{metrics.melanoma['flagged']:.0%} of melanomas are flagged, whatever class they are named."
+        )
     if metrics.malignant and metrics.malignant["sensitivity"] is not None:
         m = metrics.malignant
         auc = f"AUC {m['auc']:.3f}; " if m["auc"] is not None else ""
@@ -96,10 +102,18 @@ def recommendations(metrics: Metrics, card: Any = None) -> list[str]:
     out = []
     mel = metrics.melanoma
     if mel and mel["sensitivity"] is not None and mel["sensitivity"] < STRONG_RECALL:
-        out.append(
-            "Melanoma sensitivity is below 80%: lower the malignant operating threshold (stored in the "
-            "card) or weight melanoma higher in training before any clinical-style use."
-        )
+        flagged = mel.get("flagged")
+        if flagged is not None and flagged >= SCREENING_SENSITIVITY:
+            out.append(
+                f"Melanoma sensitivity is below 80%, but the malignant flag catches {flagged:.0%} of "
+                "melanomas: lead with the flag (the risk band), not the class name, and weight melanoma "
+                "higher in training before any clinical-style use."
+            )
+        else:
+            out.append(
+                "Melanoma sensitivity is below 80%: lower the malignant operating threshold (stored in the "
+                "card) or weight melanoma higher in training before any clinical-style use."
+            )
     malignant = metrics.malignant
     if malignant and malignant["sensitivity"] is not None and malignant["sensitivity"] < 0.9:
         out.append(

@@ -55,7 +55,9 @@ class Metrics:
         per_class: Class code -> {precision, recall, f1, auc, support}.
         macro: Unweighted mean over classes of precision, recall, f1 and one-vs-rest auc.
         weighted: Support-weighted mean of precision, recall and f1.
-        melanoma: {sensitivity, specificity} of the top class being ``mel``; None without a mel class.
+        melanoma: {sensitivity, specificity} of the top class being ``mel``, and ``flagged``: the share of
+            melanomas whose malignant probability reaches the operating point (what a user at that point
+            is told: "see a doctor"; None when mel is not a malignant class). None without a mel class.
         malignant: Malignant-vs-benign on the summed malignant probability: {auc, threshold,
             sensitivity, specificity, n_malignant}; None when no class is malignant.
         confusion_matrix: Rows are true classes, columns predicted classes, in ``classes`` order.
@@ -174,14 +176,17 @@ def evaluate(
         for name, values in (("precision", precision), ("recall", recall), ("f1", f1))
     }
 
+    score = probabilities[:, list(malignant_indices)].sum(axis=1)
     melanoma = None
     if MELANOMA in classes:
         k = classes.index(MELANOMA)
-        melanoma = _sensitivity_specificity(y == k, pred == k)
+        flagged = None
+        if k in malignant_indices and (y == k).any():
+            flagged = float(np.mean(score[y == k] >= threshold))
+        melanoma = {**_sensitivity_specificity(y == k, pred == k), "flagged": flagged}
     malignant = None
     if len(malignant_indices):
         is_malignant = np.isin(y, list(malignant_indices))
-        score = probabilities[:, list(malignant_indices)].sum(axis=1)
         malignant = {
             "auc": _one_vs_rest_auc(is_malignant, score),
             "threshold": float(threshold),

@@ -86,6 +86,8 @@ def _sections(metrics: Metrics, context: Mapping[str, str], card: Any = None) ->
             (f"Malignant sensitivity @ {m['threshold']:.2f}", _pct(m["sensitivity"])),
             (f"Malignant specificity @ {m['threshold']:.2f}", _pct(m["specificity"])),
         ]
+        if metrics.melanoma and metrics.melanoma.get("flagged") is not None:
+            headline.append((f"Melanomas flagged @ {m['threshold']:.2f}", _pct(metrics.melanoma["flagged"])))
     if metrics.abstained is not None:
         headline.append(("Abstained", _pct(metrics.abstained)))
     per_class = [

@@ -57,8 +57,13 @@ def test_balanced_accuracy_comes_with_a_bootstrap_interval_that_survives_saving(
 
 def test_melanoma_and_malignant_operating_point():
     m = evaluate(Y, PROBS, CLASSES, malignant_indices=[0, 2], threshold=0.5)
-    # Top class mel on images 0 and 5: one of two melanomas, one of four others.
-    assert m.melanoma == {"sensitivity": pytest.approx(0.5), "specificity": pytest.approx(0.75)}
+    # Top class mel on images 0 and 5: one of two melanomas, one of four others. The screen flags the
+    # melanoma the top class finds (malignant .8) but not the one called nv (.4).
+    assert m.melanoma == {
+        "sensitivity": pytest.approx(0.5),
+        "specificity": pytest.approx(0.75),
+        "flagged": pytest.approx(0.5),
+    }
     # Malignant probability (mel + bcc): .8 .4 .2 .3 .9 .9 -> flagged at 0.5: images 0, 4, 5.
     assert m.malignant["sensitivity"] == pytest.approx(3 / 4)
     assert m.malignant["specificity"] == pytest.approx(1.0)
@@ -67,6 +72,13 @@ def test_melanoma_and_malignant_operating_point():
     assert m.malignant["auc"] == pytest.approx(1.0)
     stricter = evaluate(Y, PROBS, CLASSES, malignant_indices=[0, 2], threshold=0.35)
     assert stricter.malignant["sensitivity"] == pytest.approx(1.0)
+    # The missed melanoma (.4) is flagged at the lower point although its top class stays nv.
+    assert stricter.melanoma["flagged"] == pytest.approx(1.0) and stricter.melanoma["sensitivity"] == 0.5
+
+
+def test_melanoma_is_not_counted_as_flagged_when_it_is_not_a_malignant_class():
+    m = evaluate(Y, PROBS, CLASSES, malignant_indices=[2])
+    assert m.melanoma["flagged"] is None and m.melanoma["sensitivity"] == pytest.approx(0.5)
 
 
 def test_one_vs_rest_auc_per_class():

@@ -77,6 +77,8 @@ def test_report_files_embed_plots_and_interpretation(tmp_path, evaluation):
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (md_path.parent / link).is_file()
     assert "Melanoma sensitivity | 66.7%" in markdown
+    # The ten melanomas named nv score 0.06 malignant: the screen misses them as well.
+    assert f"Melanomas flagged @ {metrics.malignant['threshold']:.2f} | 66.7%" in markdown
     low, high = metrics.balanced_accuracy_interval
     assert f"| Balanced accuracy | {metrics.balanced_accuracy:.1%} ({low:.1%}–{high:.1%}) |" in markdown
 
@@ -90,6 +92,21 @@ def test_words_follow_the_numbers(evaluation):
     advice = " ".join(recommendations(metrics))
     assert "Melanoma sensitivity is below 80%" in advice
     assert "decision support" in advice
+
+
+def test_melanomas_the_malignant_flag_catches_change_the_advice(evaluation):
+    y, probs, _ = evaluation
+    # The same model, but each melanoma it names nv still gets a malignant probability of 0.6:
+    # the screen at 0.5 flags all of them while the class name misses a third.
+    named_nv = (y == 4) & (probs.argmax(axis=1) == 5)
+    shifted = probs.copy()
+    shifted[named_nv] = [0.0, 0.3, 0.0, 0.0, 0.3, 0.4, 0.0]
+    metrics = evaluate(y, shifted, CLASSES, [0, 1, 4], threshold=0.5)
+    assert metrics.melanoma["sensitivity"] == pytest.approx(20 / 30) and metrics.melanoma["flagged"] == 1.0
+    assert "100% of melanomas are flagged" in " ".join(interpret(metrics))
+    advice = " ".join(recommendations(metrics))
+    assert "the malignant flag catches 100% of melanomas" in advice
+    assert "lower the malignant operating threshold" not in advice
 
 
 def test_missing_plot_is_an_error(tmp_path, evaluation):
