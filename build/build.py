@@ -40,14 +40,14 @@ def build_all(
     """
     if finish_training and not resume:
         raise ValueError("--finish-training ends an interrupted run's training: pass it with --resume")
-    from build.make import qat, train
+    from build.make import qat
 
     started = time.perf_counter()
     run = start_run(run_dir, config, resume=resume, cache_dir=cache_dir)
     log.info("run folder: %s (decoded-image cache: %s)", run.root, run.cache_dir)
     ctx = prepare(run, config)
     log.info("split: %s (%s)", run.split_file, ctx.split_summary()["counts"])
-    floated = train.train_float(ctx, finish=finish_training)
+    ctx, floated = train_to_release(ctx, finish=finish_training)
     quantized = qat.apply_qat(ctx, floated, finish=finish_training) if config.qat.enabled else None
     exported = export_run(ctx, floated, quantized, publish=publish)
     minutes = (time.perf_counter() - started) / 60
@@ -71,6 +71,29 @@ def build_all(
     return exported.status
 
 
+def train_to_release(ctx: RunContext, *, finish: bool = False) -> tuple[RunContext, FloatResult]:
+    """Float training, and with ``[fixres]`` its last epochs at the release's input size; returns the
+    context and float model QAT and the export start from. ``finish`` ends whichever training was
+    interrupted (a FixRes stage with no completed epoch runs in full, as QAT does)."""
+    from build.make import train
+    from build.make.fixres import release_context
+    from build.make.reproducible import load_state
+
+    floated = train.train_float(ctx, finish=finish)
+    release = release_context(ctx)
+    if release is ctx:
+        return ctx, floated
+    log.info(
+        "fixres: %d epoch(s) at %d px from %s (the float stage trained at %d px)",
+        release.config.train.epochs,
+        release.spec.height,
+        release.config.train.init_from,
+        ctx.spec.height,
+    )
+    started = load_state(ctx.run.root / release.float_stage)["epoch"] > 0
+    return release, train.train_float(release, finish=finish and started)
+
+
 def _at_chance(floated: FloatResult) -> str:
     """A warning when the float model's best validation balanced accuracy is at chance level, else ""."""
     from build.make.train import is_at_chance
@@ -88,19 +111,22 @@ def run_stage(
     run_dir: str | Path, stage: str, *, publish: str | Path | None = None, cache_dir: str | Path | None = None
 ) -> int:
     """``skinlesion train|qat|export RUN``: one stage on an existing run folder; returns the exit status."""
-    from build.make import qat, train
+    from build.make import qat
+    from build.make.fixres import FIXRES_STAGE, release_context
 
     if stage not in ("train", "qat", "export"):
         raise ValueError(f"unknown stage {stage!r}; choose train, qat or export")
     run = Run(Path(run_dir), Path(cache_dir) if cache_dir is not None else None)
     config = run.load_config()
     # The earlier stages' records first: a missing one is reported before any data is read.
-    floated = read_float(run.root, needed_by=stage) if stage != "train" else None
+    float_stage = FIXRES_STAGE if config.fixres.image_size else "float"
+    floated = read_float(run.root, needed_by=stage, stage=float_stage) if stage != "train" else None
     quantized = read_qat(run.root, needed_by=stage) if stage == "export" and config.qat.enabled else None
     ctx = prepare(run, config)
     if stage == "train":
-        print(train.train_float(ctx).path)
+        print(train_to_release(ctx)[1].path)
         return 0
+    ctx = release_context(ctx)
     if stage == "qat":
         print(qat.apply_qat(ctx, floated).path)
         return 0

@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(run=run_build)
 
     for name, help_text in (
-        ("train", "float training (both phases)"),
+        ("train", "float training (both phases, and the FixRes epochs when configured)"),
         ("qat", "quantization-aware training"),
         (
             "export",

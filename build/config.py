@@ -158,6 +158,45 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class FixResConfig:
+    """The float model's last epochs at the release's input size (FixRes: Touvron et al. 2019).
+
+    Random-resized crops show the network lesions larger than a whole photo at the same input size
+    does, so a model trained on them scores best at a larger input (``skinlesion sizes`` measures it).
+    With ``image_size`` set, float training runs at ``model.image_size`` (cheaper per step), then
+    ``epochs`` more at ``image_size`` from its best weights (stage ``fixres/``, every block as in
+    training, no warm-up, cosine from ``learning_rate``) on crops of ``crop_area``; QAT, the export and
+    the bundle use ``image_size``.
+
+    Attributes:
+        image_size: The release's input size; 0 = off (the model ships at ``model.image_size``).
+        epochs: Epochs at ``image_size``; 0 = the float model is the best weights run at it.
+        learning_rate: Their peak learning rate (the weights are trained: far below training's).
+        crop_area: Random-resized crop areas at ``image_size``, also in QAT: closer to the whole photo
+            than training's, so the network sees lesions at the scale the release shows them.
+    """
+
+    image_size: int = 0
+    epochs: int = 0
+    learning_rate: float = 5e-5
+    crop_area: tuple[float, float] = (0.65, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.image_size < 0 or self.epochs < 0:
+            raise ValueError(
+                f"fixres.image_size and fixres.epochs must be >= 0 (0 = off), got {self.image_size}, {self.epochs}"
+            )
+        if self.epochs and not self.image_size:
+            raise ValueError(
+                f"fixres.epochs = {self.epochs} needs fixres.image_size, the size to train them at"
+            )
+        try:
+            AugmentConfig(crop_area=self.crop_area)  # the augmentation's own check
+        except ValueError as error:
+            raise ValueError(f"fixres.{str(error).removeprefix('augment.')}") from None
+
+
+@dataclass(frozen=True)
 class QatConfig:
     """Quantization-aware fine-tuning of the trained float model.
 
@@ -247,6 +286,7 @@ class BuildConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    fixres: FixResConfig = field(default_factory=FixResConfig)
     qat: QatConfig = field(default_factory=QatConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     resize: str = "stretch"

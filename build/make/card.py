@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from build.make.context import RunContext
-from build.make.results import CARD_QAT_KEYS, FloatResult, QatResult
+from build.make.results import CARD_QAT_KEYS, FloatResult, QatResult, read_float
 from edge.card import ModelCard
 from edge.tasks import task as task_row
 
@@ -29,13 +29,20 @@ def make_card(
     # The float model's decision shift is folded into every shipped file; recorded so that a release can
     # be quantized again from its float16 file (QAT on labels takes the shift out first).
     training = {
-        "config": config.to_dict(),
+        "config": (ctx.recipe or config).to_dict(),
         "split": ctx.split_summary(),
         "float": floated.card_record(),
         "qat": quantized.card_record() if quantized is not None else dict.fromkeys(CARD_QAT_KEYS),
         "export_seconds": round(seconds, 1),
         "code_version": code_version(),
     }
+    if ctx.float_stage != "float":
+        # FixRes: "float" is the model at the release's size; the long training before it ran smaller.
+        earlier = read_float(ctx.run.root, needed_by="the card")
+        training["float_at_training_size"] = {
+            "image_size": ctx.recipe.model.image_size if ctx.recipe else None,
+            **earlier.card_record(),
+        }
     task = task_row(config.data.task)
     return ModelCard(
         name=config.name,

@@ -34,6 +34,10 @@ class RunContext:
         frame: The split (``split.csv``): one row per image, with its ``split``.
         classes: Class codes in output order.
         spec: The input spec every stage and the bundle share.
+        float_stage: The run's folder holding the float model QAT and the export start from: ``float``, or
+            ``fixres`` for the context of the stages after FixRes (``build.make.fixres``).
+        recipe: The run's own config when ``config`` is derived from it for the stages after FixRes
+            (the card records the recipe); None when ``config`` is the run's config.
     """
 
     run: Run
@@ -41,6 +45,8 @@ class RunContext:
     frame: pd.DataFrame = field(repr=False)
     classes: tuple[str, ...]
     spec: InputSpec
+    float_stage: str = "float"
+    recipe: BuildConfig | None = None
 
     @cached_property
     def train(self) -> CachedImages:

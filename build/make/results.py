@@ -194,13 +194,13 @@ class SplitRecord:
         return SplitConfig(seed=self.seed, fractions=self.fractions)
 
 
-def read_float(root: Path, *, needed_by: str) -> FloatResult:
-    """The float stage's record of the run in ``root``.
+def read_float(root: Path, *, needed_by: str, stage: str = "float") -> FloatResult:
+    """The float stage's record of the run in ``root`` (``stage="fixres"``: the FixRes stage's).
 
     Raises:
         FileNotFoundError: No float model yet; the message says what to run.
     """
-    folder = root / "float"
+    folder = root / stage
     path = folder / "model.keras"
     if not path.exists():
         raise FileNotFoundError(

@@ -5,6 +5,8 @@ runs/<name>/
   split.csv          image_id, path, label, group, split (+ metadata): the exact images of each split
   float/             checkpoints/<phase>/, best.weights.npz, last.weights.npz, log.csv, state.json,
                      model.keras (the float reference), summary.json, result.json (build.make.results)
+  fixres/            with [fixres]: the same files, for the float model's last epochs at the release's
+                     input size (build.make.fixres); then it is the float reference of QAT and export
   qat/               checkpoints/, best.weights.npz, log.csv, state.json, model.h5 (quantization-aware),
                      summary.json, result.json
   export/            model_<variant>.tflite, qat/ and ptq/ int8 candidates, parity.json, report/, result.json
@@ -90,8 +92,11 @@ def start_run(
         # Through the dataclasses: a key added to the code since the run started reads as its default.
         saved, wanted = json.loads(run.load_config().to_json()), json.loads(config.to_json())
         changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        # A later stage's settings may change as long as that stage has not started.
-        allowed = RESUMABLE_CHANGES | ({"qat"} if not (run.root / "qat" / "state.json").exists() else set())
+        # A later stage's settings may change as long as that stage has not started (FixRes comes before
+        # QAT: a QAT model trained at the old size must not be reused at a new one).
+        started = {name: (run.root / name / "state.json").exists() for name in ("fixres", "qat")}
+        allowed = RESUMABLE_CHANGES | ({"qat"} if not started["qat"] else set())
+        allowed |= {"fixres"} if not (started["fixres"] or started["qat"]) else set()
         train_changes = {k for k in saved["train"] if saved["train"][k] != wanted["train"].get(k)}
         if train_changes <= set(AFTER_TRAINING_KEYS) and not (run.root / "float" / "model.keras").exists():
             allowed |= {"train"}

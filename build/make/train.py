@@ -67,11 +67,11 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
     from models.keras import tf
 
     config, classes, spec = ctx.config, list(ctx.classes), ctx.spec
-    stage = ctx.run.stage("float")
+    stage = ctx.run.stage(ctx.float_stage)
     final_path = stage / "model.keras"
     if final_path.exists():
         log.info("float: %s exists, skipping training", final_path)
-        return read_float(ctx.run.root, needed_by="float")
+        return read_float(ctx.run.root, needed_by="float", stage=ctx.float_stage)
     started = time.perf_counter()
     train, val = ctx.train, ctx.val
     prior = training_prior(train.labels, len(classes), config.train)

@@ -16,8 +16,9 @@ from tests.build.make.test_train import run_pausable, write_synthetic_dataset  #
 REPO = Path(__file__).resolve().parents[2]
 
 # A whole `skinlesion build` in a fresh process. PAUSE="float:after:2" makes it wait (to be killed)
-# right after the float stage writes state.json for epoch 2; "before" waits just before that write,
-# after the epoch's checkpoint and weights are on disk. Nothing else about the build changes.
+# right after the float stage writes state.json for epoch 2 ("fixres", "qat": those stages' folders);
+# "before" waits just before that write, after the epoch's checkpoint and weights are on disk. Nothing
+# else about the build changes.
 DRIVER = """
 import json, os, sys, time
 from pathlib import Path
@@ -33,21 +34,22 @@ def pause():
     Path(os.environ["PAUSED_MARKER"]).write_text("paused")
     time.sleep(600)
 
-def pausing(module, name):
+def pausing(module):
     write = module.write_text_atomic
 
     def write_maybe_pausing(path, text):
         epoch = json.loads(text).get("epoch") if path.name == "state.json" else None
-        if stage == name and when == "before" and epoch == int(at):
+        here = stage == path.parent.name and epoch == int(at or 0)
+        if here and when == "before":
             pause()
         write(path, text)
-        if stage == name and when == "after" and epoch == int(at):
+        if here and when == "after":
             pause()
 
     module.write_text_atomic = write_maybe_pausing
 
-pausing(train_module, "float")
-pausing(qat_module, "qat")
+pausing(train_module)
+pausing(qat_module)
 config = load_config(sys.argv[1], sys.argv[3:])
 sys.exit(build_all(sys.argv[2], config, resume=True))
 """
@@ -134,3 +136,49 @@ def test_the_weight_average_survives_a_kill_and_resume(tmp_path):
     killed_log = (runs / "killed" / "float" / "log.csv").read_text().splitlines()
     strip = lambda rows: [",".join(r.split(",")[:6]) for r in rows]  # noqa: E731  (without the timings)
     assert strip(killed_log) == strip(whole_log)
+
+
+@pytest.mark.slow
+def test_a_fixres_build_ships_at_the_release_size_and_resumes_a_kill_in_its_epochs(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data")
+    # Float training at the tiny config's 32 px, then 2 FixRes epochs at 48 px, QAT and the export there.
+    overrides = [
+        f"data.sources=['{data}']",
+        "fixres.image_size=48",
+        "fixres.epochs=2",
+        "fixres.learning_rate=1e-3",
+    ]
+    runs = tmp_path / "runs"
+
+    build(tmp_path, runs / "whole", overrides)
+    build(tmp_path, runs / "killed", overrides, pause="fixres:after:1")
+    assert json.loads((runs / "killed" / "fixres" / "state.json").read_text())["epoch"] == 1
+    assert not (runs / "killed" / "qat").exists()
+    build(tmp_path, runs / "killed", overrides)
+
+    card = json.loads((runs / "whole" / "bundle" / "model_card.json").read_text())
+    assert (card["input"]["height"], card["input"]["width"]) == (48, 48)
+    training = card["training"]
+    assert training["config"]["model"]["image_size"] == 32 and training["config"]["fixres"]["epochs"] == 2
+    assert training["float"]["epoch"] == 2 and training["float"]["schedule"]["learning_rate"] == 1e-3
+    assert training["float_at_training_size"]["image_size"] == 32
+    assert training["float_at_training_size"]["epoch"] == 3  # the tiny config's 1 head + 2 fine-tuning epochs
+    from converters.export import load_keras_model
+
+    assert load_keras_model(runs / "whole" / "fixres" / "model.keras").input_shape[1:3] == (48, 48)
+    assert load_keras_model(runs / "whole" / "float" / "model.keras").input_shape[1:3] == (32, 32)
+
+    assert card_results(runs / "killed") == card_results(runs / "whole")
+    for a, b in zip(
+        model_weights(runs / "whole" / "qat" / "model.h5"),
+        model_weights(runs / "killed" / "qat" / "model.h5"),
+    ):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
+
+    # `skinlesion export RUN` alone finds the FixRes model and exports at its size again.
+    from build.build import run_stage
+
+    (runs / "whole" / "bundle" / "model_card.json").unlink()
+    assert run_stage(runs / "whole", "export") == 0
+    again = json.loads((runs / "whole" / "bundle" / "model_card.json").read_text())
+    assert again["input"]["height"] == 48 and again["training"]["float"] == training["float"]

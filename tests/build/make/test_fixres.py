@@ -1,0 +1,62 @@
+"""FixRes in one run: what the stages after it are told, and when its settings may change on resume.
+The whole build with FixRes (and a kill in its epochs) is in tests/build/test_reproducible.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from build.config import load_config
+from build.make.fixres import FIXRES_STAGE, release_config
+from build.make.run import start_run
+
+CONFIGS = Path(__file__).resolve().parents[3] / "build" / "configs"
+FIXRES = [
+    "fixres.image_size=48",
+    "fixres.epochs=3",
+    "fixres.learning_rate=2e-4",
+    "fixres.crop_area=[0.7, 1.0]",
+]
+
+
+def test_the_stages_after_fixres_train_its_epochs_at_the_release_size_from_the_float_stage():
+    recipe = load_config(CONFIGS / "tiny.toml", FIXRES)
+    stages = release_config(recipe, Path("runs/x"))
+    assert stages.model.image_size == 48 and recipe.model.image_size == 32
+    train = stages.train
+    assert (train.head_epochs, train.epochs, train.warmup_epochs, train.learning_rate) == (0, 3, 0, 2e-4)
+    assert train.init_from == str(Path("runs/x/float/best.weights.npz"))
+    assert train.augment.crop_area == (0.7, 1.0)
+    # Everything else is the recipe's: the data, the classes, the optimizer, QAT and the export.
+    assert (stages.data, stages.qat, stages.export) == (recipe.data, recipe.qat, recipe.export)
+    assert (
+        dataclasses.replace(train.augment, crop_area=recipe.train.augment.crop_area) == recipe.train.augment
+    )
+    assert (train.optimizer, train.seed, train.batch_size) == (
+        recipe.train.optimizer,
+        0,
+        recipe.train.batch_size,
+    )
+    assert not stages.fixres.image_size  # no second FixRes
+
+
+def test_fixres_epochs_need_the_size_to_train_them_at():
+    with pytest.raises(ValueError, match="fixres.epochs = 2 needs fixres.image_size"):
+        load_config(CONFIGS / "tiny.toml", ["fixres.epochs=2"])
+    with pytest.raises(ValueError, match=r"fixres.crop_area must be \[low, high\]"):
+        load_config(CONFIGS / "tiny.toml", ["fixres.image_size=48", "fixres.crop_area=[0.5, 1.5]"])
+
+
+@pytest.mark.parametrize("started", [FIXRES_STAGE, "qat"])
+def test_fixres_settings_may_change_on_resume_until_fixres_or_qat_has_started(tmp_path, started):
+    config = load_config(CONFIGS / "tiny.toml")
+    start_run(tmp_path / "run", config, resume=False)
+    with_fixres = load_config(CONFIGS / "tiny.toml", FIXRES)
+    assert start_run(tmp_path / "run", with_fixres, resume=True).load_config() == with_fixres
+    (tmp_path / "run" / started).mkdir()
+    (tmp_path / "run" / started / "state.json").write_text('{"epoch": 1}')
+    # A QAT model (or FixRes epochs) trained at one size must not be reused at another.
+    with pytest.raises(ValueError, match=r"cannot resume .*\['fixres'"):
+        start_run(tmp_path / "run", config, resume=True)
