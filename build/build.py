@@ -209,6 +209,8 @@ def export_run(
         abstain=abstain,
         validation=calibrated.reports,
         seconds=time.perf_counter() - started,
+        recipe=ctx.recipe,
+        trained_smaller=read_float(run.root, needed_by="the card") if ctx.float_stage != "float" else None,
     )
     card = dataclasses.replace(
         card,

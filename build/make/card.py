@@ -7,8 +7,9 @@ import datetime
 import subprocess
 from pathlib import Path
 
+from build.config import BuildConfig
 from build.make.context import RunContext
-from build.make.results import CARD_QAT_KEYS, FloatResult, QatResult, read_float
+from build.make.results import CARD_QAT_KEYS, FloatResult, QatResult
 from edge.card import ModelCard
 from edge.tasks import task as task_row
 
@@ -22,26 +23,30 @@ def make_card(
     abstain: dict,
     validation: dict,
     seconds: float,
+    recipe: BuildConfig | None = None,
+    trained_smaller: FloatResult | None = None,
 ) -> ModelCard:
     """The bundle's card, before metrics are added: the run's classes and input, the stages' records
-    (``floated``, and ``quantized`` when QAT ran), calibration, abstain rule and parity reports."""
+    (``floated``, and ``quantized`` when QAT ran), calibration, abstain rule and parity reports.
+
+    With FixRes (``build.make.fixres``), ``floated`` is the model at the release's size, ``recipe`` the
+    run's own config (``ctx.config`` is derived from it) and ``trained_smaller`` the float stage's record
+    at the recipe's ``model.image_size``: the card records both stages and the recipe."""
     config, classes = ctx.config, ctx.classes
     # The float model's decision shift is folded into every shipped file; recorded so that a release can
     # be quantized again from its float16 file (QAT on labels takes the shift out first).
     training = {
-        "config": (ctx.recipe or config).to_dict(),
+        "config": (recipe or config).to_dict(),
         "split": ctx.split_summary(),
         "float": floated.card_record(),
         "qat": quantized.card_record() if quantized is not None else dict.fromkeys(CARD_QAT_KEYS),
         "export_seconds": round(seconds, 1),
         "code_version": code_version(),
     }
-    if ctx.float_stage != "float":
-        # FixRes: "float" is the model at the release's size; the long training before it ran smaller.
-        earlier = read_float(ctx.run.root, needed_by="the card")
+    if trained_smaller is not None:
         training["float_at_training_size"] = {
-            "image_size": ctx.recipe.model.image_size if ctx.recipe else None,
-            **earlier.card_record(),
+            "image_size": (recipe or config).model.image_size,
+            **trained_smaller.card_record(),
         }
     task = task_row(config.data.task)
     return ModelCard(
