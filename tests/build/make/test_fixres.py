@@ -60,3 +60,22 @@ def test_fixres_settings_may_change_on_resume_until_fixres_or_qat_has_started(tm
     # A QAT model (or FixRes epochs) trained at one size must not be reused at another.
     with pytest.raises(ValueError, match=r"cannot resume .*\['fixres'"):
         start_run(tmp_path / "run", config, resume=True)
+
+
+def test_the_ham10000_recipe_is_the_two_runs_that_made_release_3_in_one():
+    # Release 3 was made before the FixRes stage existed: runs/ham10000-v4 (this recipe's float stage),
+    # then ham10000-192.toml warm-started from its best weights, with no float epoch. Here the recipe's
+    # stages after FixRes are that second run's config; only the schedule of the epochs neither trains
+    # is written differently.
+    recipe = load_config(CONFIGS / "ham10000.toml")
+    second_run = load_config(CONFIGS / "ham10000-192.toml")
+    stages = release_config(recipe, Path("runs/ham10000-v4"))
+    assert stages.train.epochs == second_run.train.epochs == 0
+    unused = {
+        "learning_rate": second_run.train.learning_rate,
+        "warmup_epochs": second_run.train.warmup_epochs,
+    }
+    stages = dataclasses.replace(stages, train=dataclasses.replace(stages.train, **unused))
+    assert not second_run.fixres.image_size and not stages.fixres.image_size  # off in both
+    assert stages == dataclasses.replace(second_run, fixres=stages.fixres)
+    assert second_run.train.init_from == "runs/ham10000-v4/float/best.weights.npz"
