@@ -94,7 +94,11 @@ def start_run(
         changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         # A later stage's settings may change as long as that stage has not started (FixRes comes before
         # QAT: a QAT model trained at the old size must not be reused at a new one).
-        started = {name: (run.root / name / "state.json").exists() for name in ("fixres", "qat")}
+        # Started: an epoch done, or its model made (FixRes with no epoch writes no state.json).
+        outputs = {"fixres": ("state.json", "model.keras"), "qat": ("state.json", "model.h5")}
+        started = {
+            name: any((run.root / name / f).exists() for f in files) for name, files in outputs.items()
+        }
         allowed = RESUMABLE_CHANGES | ({"qat"} if not started["qat"] else set())
         allowed |= {"fixres"} if not (started["fixres"] or started["qat"]) else set()
         train_changes = {k for k in saved["train"] if saved["train"][k] != wanted["train"].get(k)}

@@ -49,14 +49,16 @@ def test_fixres_epochs_need_the_size_to_train_them_at():
         load_config(CONFIGS / "tiny.toml", ["fixres.image_size=48", "fixres.crop_area=[0.5, 1.5]"])
 
 
-@pytest.mark.parametrize("started", [FIXRES_STAGE, "qat"])
+@pytest.mark.parametrize(
+    "started", [f"{FIXRES_STAGE}/state.json", f"{FIXRES_STAGE}/model.keras", "qat/state.json"]
+)
 def test_fixres_settings_may_change_on_resume_until_fixres_or_qat_has_started(tmp_path, started):
     config = load_config(CONFIGS / "tiny.toml")
     start_run(tmp_path / "run", config, resume=False)
     with_fixres = load_config(CONFIGS / "tiny.toml", FIXRES)
     assert start_run(tmp_path / "run", with_fixres, resume=True).load_config() == with_fixres
-    (tmp_path / "run" / started).mkdir()
-    (tmp_path / "run" / started / "state.json").write_text('{"epoch": 1}')
+    (tmp_path / "run" / started).parent.mkdir()
+    (tmp_path / "run" / started).write_text('{"epoch": 1}')
     # A QAT model (or FixRes epochs) trained at one size must not be reused at another.
     with pytest.raises(ValueError, match=r"cannot resume .*\['fixres'"):
         start_run(tmp_path / "run", config, resume=True)
