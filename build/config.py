@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from build.stage_configs import LABEL_MAPS, AugmentConfig, BalanceConfig, SplitConfig
+from converters.abstain_head import DEFAULT_QUANTILE as ABSTAIN_QUANTILE
+from converters.abstain_head import DEFAULT_REGULARIZATION as ABSTAIN_REGULARIZATION
 from edge.tasks import TASKS
 from edge.variants import ParityGate, names as variant_names
 from models.config import ModelConfig
@@ -243,6 +245,10 @@ class ExportConfig:
         abstain_negatives: Data sets of images that are not the training data's kind (e.g. clinical
             photos for a dermoscopy model); the in-graph abstain head learns to refuse their fit half
             (``build.make.negatives``) and synthetic images. Empty: synthetic images only.
+        abstain_regularization: Inverse L2 strength of the head's logistic regression: larger fits the
+            negatives more closely (the default was measured on HAM10000's features).
+        abstain_quantile: Share of validation images the head's limit answers, averaged over classes
+            (the file's int8 rounding moves images that sit near the limit either way).
         abstain_min_answered: Gate: share of validation images each file's abstain head answers.
         abstain_min_refused: Gate: share of the negative sources' other half (images the head never
             learned from) each file's head refuses.
@@ -260,6 +266,8 @@ class ExportConfig:
     float_max_drop_points: float = ParityGate.for_variant("float16").max_balanced_accuracy_drop
     int8_source: str = "best"
     abstain_negatives: tuple[str, ...] = ()
+    abstain_regularization: float = ABSTAIN_REGULARIZATION
+    abstain_quantile: float = ABSTAIN_QUANTILE
     abstain_min_answered: float = 0.95
     abstain_min_refused: float = 0.91
     abstain_min_synthetic_refused: float = 1.0
@@ -268,6 +276,14 @@ class ExportConfig:
         for key in ("abstain_min_answered", "abstain_min_refused", "abstain_min_synthetic_refused"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"export.{key} must be a share in [0, 1], got {getattr(self, key)}")
+        if not 0.5 <= self.abstain_quantile < 1:
+            raise ValueError(
+                f"export.abstain_quantile must be a share in [0.5, 1), got {self.abstain_quantile}"
+            )
+        if not self.abstain_regularization > 0:
+            raise ValueError(
+                f"export.abstain_regularization must be > 0 (inverse L2 strength), got {self.abstain_regularization}"
+            )
         if self.int8_source not in ("qat", "ptq", "best"):
             raise ValueError(f"export.int8_source must be qat|ptq|best, got {self.int8_source!r}")
         for key in ("variants", "also_validate"):

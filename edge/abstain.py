@@ -66,13 +66,20 @@ FEATURE_NAMES = (
     "mean_contrast",
 )
 _EPS = 1e-6
+# What a refusal tells the user to do when no task says otherwise (the pixel check is HAM10000's).
+DERMOSCOPY_RETAKE = "take a close-up through a dermatoscope"
 HEAD_REFUSE_AT = 0.5  # the head's "other" score from which it refuses, when the card does not say
 # Distance of each grid cell from the image centre, 0 at the centre and 1 at the middle of each side.
 _RADIUS = np.hypot(*np.meshgrid(*(2 * [np.linspace(-1, 1, GRID)]), indexing="ij"))
 
 
 def abstain_reason(
-    probabilities: np.ndarray, pixels: np.ndarray, rule: dict[str, Any], *, other_score: float | None = None
+    probabilities: np.ndarray,
+    pixels: np.ndarray,
+    rule: dict[str, Any],
+    *,
+    other_score: float | None = None,
+    retake: str = DERMOSCOPY_RETAKE,
 ) -> str | None:
     """Returns why the model should not answer for this image, or None when it may answer.
 
@@ -84,6 +91,8 @@ def abstain_reason(
             the head decides whether the image looks like the training data (the rule's ``head`` entry
             says from which score on it refuses) and the numpy pixel check is not consulted: one rule,
             the one a phone running the same file applies.
+        retake: What to do instead, after a refusal for the kind of image (the model's task's
+            ``edge.tasks.Task.retake``).
     """
     pixel_check = rule.get("pixel_check")
     if other_score is not None:
@@ -93,7 +102,7 @@ def abstain_reason(
             return (
                 "this does not look like the images the model was trained on (its abstain head scores "
                 f"'{head.get('refuse_label', 'other')}' {other_score:.0%}, the limit is {refuse_at:.0%}); "
-                "take a close-up through a dermatoscope"
+                + retake
             )
     elif pixel_check:
         distance = dermoscopy_distance(pixels, pixel_check)
@@ -101,7 +110,7 @@ def abstain_reason(
             return (
                 "this does not look like a dermoscopy image of a skin lesion (image statistics are "
                 f"{distance:.1f} units from the training images, the limit is "
-                f"{float(pixel_check['max_distance']):.1f}); take a close-up through a dermatoscope"
+                f"{float(pixel_check['max_distance']):.1f}); {retake}"
             )
     min_confidence = rule.get("min_confidence")
     if min_confidence is not None and float(np.max(probabilities)) < min_confidence:

@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from edge.abstain import abstain_reason
+from edge.abstain import DERMOSCOPY_RETAKE, abstain_reason
 from edge.bundle import REFERENCE, Bundle, load_bundle, resolve_bundle
 from edge.card import ModelCard
 from edge.errors import BundleError, SkinlesionError
 from edge.interpreter import TensorInfo, TFLiteModel, dequantize, quantize
 from edge.labels import labels_for_model, read_metadata_display_names
+from edge.tasks import for_card_name
 from edge.preprocess import ImageSource, InputSpec, describe_source, load_image, normalize
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,9 @@ class Classifier:
         self._feed_pixels = self._takes_pixels_as_they_are()
         self._temperature = runtime_temperature(self.card) if self.card else 1.0
         self._has_head = len(getattr(self._model, "outputs", ())) == 2
+        # A refusal ends with what to do instead, in the words of the model's task.
+        row = for_card_name(self.card.name) if self.card else None
+        self._retake = row.retake if row else DERMOSCOPY_RETAKE
         self._last_head = threading.local()  # (pixels, other score) of the last probabilities_from_pixels
 
     # -- public properties -------------------------------------------------------------------------------
@@ -284,7 +288,11 @@ class Classifier:
         # nothing says when to abstain.
         reason = (
             abstain_reason(
-                probabilities, pixels, card.abstain if card else {}, other_score=self.abstain_score(pixels)
+                probabilities,
+                pixels,
+                card.abstain if card else {},
+                other_score=self.abstain_score(pixels),
+                retake=self._retake,
             )
             if card or self._has_head
             else None

@@ -55,6 +55,8 @@ class Task:
         image_kind: The training images in a few words; the card's ``task`` reads
             ``"<image_kind>, <n> classes"``.
         abstain_label: Name of the abstain head's "looks like the training images" output.
+        retake: What to do instead, ending the runtime's refusal ("...; take a close-up through a
+            dermatoscope").
         classes: Known classes, in output order, with display names and the malignant flag.
         fixed_classes: The output classes are :attr:`classes` whatever the data hold (other labels are
             dropped). Otherwise they are ``data.classes`` or the labels found in the data, and
@@ -68,6 +70,7 @@ class Task:
     key: str
     image_kind: str
     abstain_label: str
+    retake: str
     classes: tuple[ClassInfo, ...]
     fixed_classes: bool
     license: str
@@ -147,6 +150,7 @@ TASKS: dict[str, Task] = {
         key="ham10000",
         image_kind="dermoscopic images",
         abstain_label="dermoscopy",
+        retake="take a close-up through a dermatoscope",
         classes=HAM10000_CLASSES,
         fixed_classes=True,
         license="Weights: CC BY-NC 4.0, inherited from HAM10000 (Tschandl et al. 2018, doi:10.7910/DVN/DBW86T). "
@@ -184,6 +188,7 @@ TASKS: dict[str, Task] = {
         key="msid",
         image_kind="clinical photos",
         abstain_label="clinical_photo",
+        retake="take a sharp, well-lit photo of the rash from 20-30 cm away",
         classes=MSID_CLASSES,
         fixed_classes=False,
         license="Weights: non-commercial research use, inherited from the Monkeypox Skin Images Dataset "
@@ -223,6 +228,11 @@ def task(key: str) -> Task:
     if key not in TASKS:
         raise ValueError(f"unknown task {key!r}; known tasks: {', '.join(TASKS)}")
     return TASKS[key]
+
+
+def for_card_name(name: str) -> Task | None:
+    """The row a card's ``name`` (``skinlesion-<task>``) names, or None for another name."""
+    return TASKS.get(name.removeprefix("skinlesion-"))
 
 
 def known_class(code: str) -> ClassInfo | None:

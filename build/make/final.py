@@ -237,6 +237,8 @@ def export_safe_variants(
                     input_spec=spec,
                     train_labels=positive_labels,
                     val_labels=val_labels,
+                    quantile=config.export.abstain_quantile,
+                    regularization=config.export.abstain_regularization,
                     labels=(task.abstain_label, "other"),
                 )
                 head = dataclasses.replace(head, negatives=tuple(config.export.abstain_negatives))

@@ -3,7 +3,8 @@ what it never learned from.
 
 Measured on the exported file itself (the int8 rounding included): the share of validation images it
 answers, of the negative sources' other half it refuses (``build.make.negatives``: the head learned only
-from the fit half) and of synthetic images it refuses (``benchmarks.trust``'s draw, not the head's)::
+from the fit half) and of synthetic images it refuses (``benchmarks.trust``'s draw, not the head's, at
+the input size and at a photo's size through the runtime's resize)::
 
     >>> checks = measure_head(path, spec, val_pixels, unseen_negatives(config.export, spec))
     >>> failures = head_failures(variant, checks, config.export)
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from build.config import ExportConfig
-from build.make.negatives import SYNTHETIC_PER_KIND, negative_paths, synthetic_images
+from build.make.framing import runtime_view
+from build.make.negatives import SYNTHETIC_PER_KIND, negative_paths, photo_size, synthetic_images
 from edge.abstain import HEAD_REFUSE_AT
 from edge.preprocess import InputSpec, load_image
 
@@ -38,9 +40,14 @@ def measure_head(
         other, _ = run_tflite(path, pixels, spec, output=1)
         return float(np.mean(other[:, 1] >= HEAD_REFUSE_AT))
 
+    # Drawn at the input size, and at a photo's size reaching the model through the runtime's resize.
     synthetic = [
         image
         for images in synthetic_images(SYNTHETIC_PER_KIND, (spec.height, spec.width)).values()
+        for image in images
+    ] + [
+        runtime_view(image, spec)
+        for images in synthetic_images(SYNTHETIC_PER_KIND, photo_size(spec)).values()
         for image in images
     ]
     checks: dict[str, float | int] = {

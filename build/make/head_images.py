@@ -21,7 +21,13 @@ import numpy as np
 
 from build.make.context import RunContext
 from build.make.framing import frame_batch, runtime_view
-from build.make.negatives import SYNTHETIC_PER_KIND, SYNTHETIC_SEED, negative_sources, synthetic_images
+from build.make.negatives import (
+    SYNTHETIC_PER_KIND,
+    SYNTHETIC_SEED,
+    negative_sources,
+    photo_size,
+    synthetic_images,
+)
 from build.stage_configs import FILTERS, AugmentConfig
 from edge.preprocess import InputSpec
 
@@ -61,7 +67,12 @@ def head_training_images(ctx: RunContext, sample: np.ndarray) -> tuple[list[np.n
 def head_negative_images(
     sources: Sequence[str | Path], spec: InputSpec, *, seed: int = 0
 ) -> list[np.ndarray]:
-    """The negative sources' fit halves in their three views, and synthetic images no camera would take."""
+    """The negative sources' fit halves in their three views, and synthetic images no camera would take:
+    drawn at the model's input size as they are, and drawn at a photo's size in the three views."""
     views = head_views(negative_sources(sources, spec, seed=seed), spec, np.random.default_rng(seed + 1))
     synthetic = synthetic_images(SYNTHETIC_PER_KIND, (spec.height, spec.width), seed=SYNTHETIC_SEED)
-    return views + [image for images in synthetic.values() for image in images]
+    photos = synthetic_images(SYNTHETIC_PER_KIND, photo_size(spec), seed=SYNTHETIC_SEED + 1)
+    photo_views = head_views(
+        [image for images in photos.values() for image in images], spec, np.random.default_rng(seed + 2)
+    )
+    return views + [image for images in synthetic.values() for image in images] + photo_views

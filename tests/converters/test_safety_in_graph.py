@@ -268,7 +268,7 @@ def test_the_build_gates_the_exported_files_head_on_what_it_answers_and_refuses(
 
     shaded, _ = tiny_training_set(n_per_class=10, seed=5)
     checks = measure_head(safe_exports["int8-qat"].path, TINY_SPEC, shaded, _uniform_noise(10))
-    assert checks["n_val"] == 30 and checks["n_negatives"] == 10 and checks["n_synthetic"] == 100
+    assert checks["n_val"] == 30 and checks["n_negatives"] == 10 and checks["n_synthetic"] == 200
     assert checks["val_answered"] >= 0.8 and checks["negatives_refused"] == 1.0
     export = ExportConfig(abstain_negatives=("clinical-photos",))
     passing = {**checks, "val_answered": 0.97, "negatives_refused": 0.95, "synthetic_refused": 1.0}

@@ -101,3 +101,20 @@ def test_a_new_task_row_is_found_by_name(monkeypatch):
     monkeypatch.setitem(tasks.TASKS, "demo", row)
     assert tasks.task("demo").malignant_codes == ("x",)
     assert tasks.known_class("x").malignant
+
+
+@pytest.mark.parametrize("key", sorted(tasks.TASKS))
+def test_a_refusal_tells_what_to_do_in_the_words_of_the_models_task(key, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from edge.classifier import Classifier
+
+    noise = tmp_path / "noise.png"  # a saved file: the runtime's resize smooths it
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(noise)
+    prediction = Classifier(DEFAULT_BUNDLE.parent / key).classify(noise)
+    assert prediction.abstained
+    assert prediction.abstain_reason.endswith(tasks.task(key).retake)
+    assert ("dermatoscope" in prediction.abstain_reason) == (key == "ham10000")
+    assert tasks.for_card_name(f"skinlesion-{key}") is tasks.task(key)
+    assert tasks.for_card_name("my-model") is None

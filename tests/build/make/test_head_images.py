@@ -37,6 +37,29 @@ def test_negatives_come_in_the_same_three_views_plus_synthetic_images(tmp_path: 
         Image.fromarray(lesion_photo(45, 30, seed=index)).save(folder / f"photo{index}.png")
     images = head_negative_images([tmp_path], SPEC, seed=0)
     fit_half = len(negative_paths([tmp_path]))
-    assert fit_half and len(images) == 3 * fit_half + len(SYNTHETIC_KINDS) * SYNTHETIC_PER_KIND
+    # Synthetic images drawn at the input size as they are, and drawn at a photo's size in three views.
+    synthetic = 4 * len(SYNTHETIC_KINDS) * SYNTHETIC_PER_KIND
+    assert fit_half and len(images) == 3 * fit_half + synthetic
     assert all(image.shape == (32, 32, 3) for image in images)
-    assert len(head_negative_images([], SPEC)) == len(SYNTHETIC_KINDS) * SYNTHETIC_PER_KIND
+    assert len(head_negative_images([], SPEC)) == synthetic
+
+
+def test_synthetic_photos_reach_the_head_as_the_runtime_resizes_a_saved_file():
+    # A noise photo resized to the input is far smoother than noise drawn at it (a saved noise PNG was
+    # answered by a head that had learned only the latter): the head learns from both.
+    from build.make.negatives import photo_size, synthetic_images
+
+    def roughness(image):  # mean difference between horizontal neighbours
+        return np.abs(np.diff(image.astype(float), axis=1)).mean()
+
+    drawn = synthetic_images(1, (SPEC.height, SPEC.width))["noise"][0]
+    resized = runtime_view(synthetic_images(1, photo_size(SPEC))["noise"][0], SPEC)
+    assert roughness(resized) < 0.8 * roughness(drawn)
+    # Noise as a resized file shows it: a wide spread of values, rougher than blocks, smoother than drawn
+    # noise (images drawn at the input size: 4 of 100 look like that).
+    smoothed = [
+        image
+        for image in head_negative_images([], SPEC)
+        if image.std() > 55 and 25 < roughness(image) < 0.8 * roughness(drawn)
+    ]
+    assert len(smoothed) >= SYNTHETIC_PER_KIND

@@ -105,6 +105,7 @@ def calibrated_pass(tmp_path, tiny_bundle, monkeypatch):
             ctx, checked, FloatResult(source), None, out, val_pixels, np.asarray(val_labels)
         )
 
+    run.ctx = ctx  # a test may change its config between runs
     return run, calls, source
 
 
@@ -146,6 +147,24 @@ def test_a_changed_temperature_exports_the_calibrated_files_again(calibrated_pas
     again = run()
     assert calls == {"export": 2, "validate": 2}
     assert again.reports["float32"]["temperature"] == 2 * first.reports["float32"]["temperature"]
+
+
+def test_the_configured_head_settings_are_the_ones_fitted_and_a_change_exports_again(calibrated_pass):
+    from build.config import ExportConfig
+
+    run, calls, _ = calibrated_pass
+    first = run()
+    default = ExportConfig()
+    assert first.heads["float32"].to_card()["regularization"] == default.abstain_regularization
+    assert first.heads["float32"].to_card()["quantile"] == default.abstain_quantile
+    run.ctx.config = dataclasses.replace(
+        run.ctx.config,
+        export=ExportConfig(variants=("float32",), abstain_regularization=0.03, abstain_quantile=0.98),
+    )
+    again = run()
+    assert calls == {"export": 2, "validate": 2}
+    card = again.heads["float32"].to_card()
+    assert (card["regularization"], card["quantile"]) == (0.03, 0.98)
 
 
 def test_a_changed_source_model_exports_the_calibrated_files_again(calibrated_pass):
