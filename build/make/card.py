@@ -4,6 +4,7 @@ run's context and the stages' records (``build.make.results``)."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -66,18 +67,18 @@ def make_card(
     )
 
 
-def code_version() -> str:
-    """The checkout's ``git describe``, recorded in the card and in the export reuse keys."""
+def code_version(where: Path = Path(__file__).parent) -> str:
+    """The checkout's ``git describe``, recorded in the card and in the export reuse keys. A dirty
+    checkout adds a digest of its uncommitted changes to tracked files, so an export made on edited code
+    is not reused after another edit (``-dirty`` alone would read the same for both)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=where, timeout=10).stdout
+
     try:
-        return (
-            subprocess.run(
-                ["git", "describe", "--always", "--dirty"],
-                capture_output=True,
-                text=True,
-                cwd=Path(__file__).parent,
-                timeout=10,
-            ).stdout.strip()
-            or "unknown"
-        )
+        described = git("describe", "--always", "--dirty").strip()
+        if described.endswith("-dirty"):
+            described += "-" + hashlib.sha256(git("diff", "HEAD").encode()).hexdigest()[:8]
+        return described or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

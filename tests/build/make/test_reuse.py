@@ -177,3 +177,27 @@ def test_a_changed_source_model_exports_the_calibrated_files_again(calibrated_pa
     model.save(source)
     run()
     assert calls == {"export": 2, "validate": 2}
+
+
+def test_the_code_version_tells_one_uncommitted_edit_from_another(tmp_path):
+    import subprocess
+
+    from build.make.card import code_version
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "stage.py").write_text("EPOCHS = 1\n")
+    git("add", "stage.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    clean = code_version(tmp_path)
+    assert clean and "dirty" not in clean
+    (tmp_path / "stage.py").write_text("EPOCHS = 2\n")
+    first = code_version(tmp_path)
+    (tmp_path / "stage.py").write_text("EPOCHS = 3\n")
+    second = code_version(tmp_path)
+    assert first.startswith(f"{clean}-dirty-") and second.startswith(f"{clean}-dirty-")
+    assert first != second  # an export made on the first edit is not reused on the second
+    (tmp_path / "stage.py").write_text("EPOCHS = 2\n")
+    assert code_version(tmp_path) == first
