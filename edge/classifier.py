@@ -31,8 +31,8 @@ from edge.card import ModelCard
 from edge.errors import BundleError, SkinlesionError
 from edge.interpreter import TensorInfo, TFLiteModel, dequantize, quantize
 from edge.labels import labels_for_model, read_metadata_display_names
-from edge.tasks import for_card_name
 from edge.preprocess import ImageSource, InputSpec, describe_source, load_image, normalize
+from edge.tasks import for_card_name
 
 log = logging.getLogger(__name__)
 

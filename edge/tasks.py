@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge.abstain import DERMOSCOPY_RETAKE
 from edge.card import ClassInfo
 
 # What a TFLite file or card built outside any task says about its licence (never an empty string).
@@ -150,7 +151,7 @@ TASKS: dict[str, Task] = {
         key="ham10000",
         image_kind="dermoscopic images",
         abstain_label="dermoscopy",
-        retake="take a close-up through a dermatoscope",
+        retake=DERMOSCOPY_RETAKE,
         classes=HAM10000_CLASSES,
         fixed_classes=True,
         license="Weights: CC BY-NC 4.0, inherited from HAM10000 (Tschandl et al. 2018, doi:10.7910/DVN/DBW86T). "

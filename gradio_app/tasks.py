@@ -30,15 +30,13 @@ FALLBACK = TaskTexts(
     switch_label="Ask this model instead",
 )
 
-_NAME_PREFIX = "skinlesion-"
-
 
 def task_texts(card: ModelCard) -> TaskTexts:
     """The words of ``card``'s row of ``edge.tasks.TASKS``: by name, then by a word of its task, else
     :data:`FALLBACK`."""
-    key = card.name.removeprefix(_NAME_PREFIX)
-    if key in task_table.TASKS:
-        return task_table.TASKS[key].texts
+    named = task_table.for_card_name(card.name)
+    if named is not None:
+        return named.texts
     task = card.task.lower()
     for row in task_table.TASKS.values():
         if any(word in task for word in row.texts.match_words):
