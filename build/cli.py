@@ -7,6 +7,7 @@
     skinlesion evaluate MODEL --data DATA     metrics.json + report
     skinlesion sweep --config FILE.toml       small hyperparameter search
     skinlesion sizes RUN --sizes 160 192      which input size a trained model scores best at
+    skinlesion soup RUN RUN... --out DIR      the mean of runs' weights against each run and their ensemble
     skinlesion predict MODEL IMAGE...         (edge runtime, no TensorFlow)
     skinlesion bench MODEL                    (edge runtime, no TensorFlow)
     skinlesion app [--bundle DIR]             the Gradio demo
@@ -41,6 +42,7 @@ EXAMPLES = {
     "compare": "skinlesion compare runs/eval-a runs/eval-b",
     "sweep": "skinlesion sweep --config build/configs/tiny.toml --trials 4",
     "sizes": "skinlesion sizes runs/ham10000 --sizes 160 176 192 208 224 --cache-dir runs/.cache",
+    "soup": "skinlesion soup runs/ham10000 runs/ham10000-ema --out runs/soup --cache-dir runs/.cache",
     "predict": "skinlesion predict msid photo.jpg --json",
     "bench": "skinlesion bench models/pretrained/msid --threads 1,2",
     "app": "skinlesion app --bundle ham10000 --bundle msid",
@@ -256,6 +258,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache_arg(sizes)
     sizes.set_defaults(run=run_sizes)
 
+    soup = _add_command(
+        commands,
+        "soup",
+        "the mean of several runs' float weights, scored against each run and their ensemble",
+    )
+    soup.add_argument(
+        "run_dirs",
+        type=Path,
+        nargs="+",
+        metavar="RUN",
+        help="run folders of one model and split (two or more)",
+    )
+    soup.add_argument("--out", type=Path, required=True, help="where soup.weights.npz and soup.json go")
+    soup.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="input size to score at (default: the first run's release size)",
+    )
+    soup.add_argument(
+        "--weights", default="best", choices=("best", "last"), help="float/best or float/last weights"
+    )
+    _add_cache_arg(soup)
+    soup.set_defaults(run=run_soup)
+
     predict = _add_command(commands, "predict", "classify images with the edge runtime")
     add_classify_args(predict, model_argument=True)
     bench = _add_command(commands, "bench", "latency, throughput and memory per variant")
@@ -427,6 +454,15 @@ def run_sizes(args: argparse.Namespace) -> int:
     rows = score_input_sizes(args.run_dir, args.sizes, cache_dir=args.cache_dir, weights=args.weights)
     print(format_size_scores(rows))
     print(f"\nwritten to {args.run_dir / RESULT_FILE}")
+    return 0
+
+
+def run_soup(args: argparse.Namespace) -> int:
+    from build.analysis.soup import RESULT_FILE, format_soup_scores, soup_runs
+
+    rows = soup_runs(args.run_dirs, args.out, size=args.size, cache_dir=args.cache_dir, weights=args.weights)
+    print(format_soup_scores(rows))
+    print(f"\nwritten to {args.out / RESULT_FILE}")
     return 0
 
 

@@ -75,8 +75,8 @@ def score_input_sizes(
     """
     from build.make.context import prepare
     from build.make.reproducible import load_weights
-    from build.make.train import predict_probabilities, training_prior
-    from models.classifier import build_model, prior_shift
+    from build.make.train import predict_probabilities
+    from models.classifier import build_model
 
     run = Run(Path(run_dir), cache=Path(cache_dir) if cache_dir else None)
     config = run.load_config()
@@ -90,7 +90,6 @@ def score_input_sizes(
         raise ValueError("sizes: give at least one input size, e.g. 160 192 224")
     trained = config.model.image_size
     sizes = sorted({trained, *sizes})
-    cfg = config.train
     scored: dict[int, pd.DataFrame] = {}
     for size in sizes:
         sized = dataclasses.replace(config, model=dataclasses.replace(config.model, image_size=size))
@@ -98,24 +97,12 @@ def score_input_sizes(
         model = build_model(sized.model, len(ctx.classes))
         load_weights(model, path)
         probabilities = predict_probabilities(model, ctx.val.pixels, ctx.spec)
-        labels = ctx.val.labels
-        if cfg.fit_class_bias:
-            predicted = cross_fitted_decisions(
-                probabilities, labels, folds=folds, seed=config.data.split.seed
-            )
-        else:
-            index = {code: k for k, code in enumerate(ctx.classes)}
-            train_labels = ctx.part("train")["label"].map(index).to_numpy()
-            prior = training_prior(train_labels, len(ctx.classes), cfg)
-            predicted = (np.log(probabilities + 1e-12) - prior_shift(prior, cfg.prior_correction)).argmax(1)
-        scored[size] = pd.DataFrame(
-            {
-                "image_id": ctx.part("val")["image_id"],
-                "label": [ctx.classes[k] for k in labels],
-                "predicted": [ctx.classes[k] for k in predicted],
-            }
+        scored[size] = validation_decisions(ctx, probabilities, folds=folds)
+        log.info(
+            "input size %d: val balanced accuracy %.4f",
+            size,
+            balanced_accuracy(scored[size]["label"], scored[size]["predicted"]),
         )
-        log.info("input size %d: val balanced accuracy %.4f", size, balanced_accuracy(labels, predicted))
     rows = [_size_score(size, scored[trained], scored[size], size == trained) for size in sizes]
     write_text_atomic(
         run.root / RESULT_FILE,
@@ -130,6 +117,30 @@ def score_input_sizes(
         ),
     )
     return rows
+
+
+def validation_decisions(ctx, probabilities: np.ndarray, *, folds: int = 5) -> pd.DataFrame:
+    """The build's decision for each validation image of ``ctx`` (columns image_id, label, predicted, as
+    ``compare_predictions`` reads them): the class shift fitted on validation, cross-fitted over
+    ``folds``, or the run's prior correction."""
+    from build.make.train import training_prior
+    from models.classifier import prior_shift
+
+    config, cfg, labels = ctx.config, ctx.config.train, ctx.val.labels
+    if cfg.fit_class_bias:
+        predicted = cross_fitted_decisions(probabilities, labels, folds=folds, seed=config.data.split.seed)
+    else:
+        index = {code: k for k, code in enumerate(ctx.classes)}
+        train_labels = ctx.part("train")["label"].map(index).to_numpy()
+        prior = training_prior(train_labels, len(ctx.classes), cfg)
+        predicted = (np.log(probabilities + 1e-12) - prior_shift(prior, cfg.prior_correction)).argmax(1)
+    return pd.DataFrame(
+        {
+            "image_id": ctx.part("val")["image_id"],
+            "label": [ctx.classes[k] for k in labels],
+            "predicted": [ctx.classes[k] for k in predicted],
+        }
+    )
 
 
 def cross_fitted_decisions(
