@@ -113,6 +113,10 @@ class TrainConfig:
             average is what is judged on validation and kept. 0 = no average.
         deterministic: TensorFlow's deterministic kernels, so the same seed gives the same weights bit
             for bit (``python -m benchmarks.determinism`` measures what it costs).
+        teachers: Float weights of models of the same ``[model]`` and classes (``float/best.weights.npz``
+            of earlier runs, a ``skinlesion soup`` file, or a bundle's float ``.tflite``) whose mean
+            prediction on each augmented batch joins the target (knowledge distillation from an ensemble).
+        distillation: Weight of the teachers' mean probabilities in the target; the labels keep the rest.
     """
 
     batch_size: int = 32
@@ -137,6 +141,8 @@ class TrainConfig:
     train_batchnorm: bool = False
     ema: float = 0.0
     deterministic: bool = True
+    teachers: tuple[str, ...] = ()
+    distillation: float = 0.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "rmsprop", "sgd"):
@@ -151,6 +157,19 @@ class TrainConfig:
             raise ValueError(
                 "train.epochs and train.head_epochs are both 0, so nothing would be trained: train at "
                 "least one epoch, or set train.init_from to the model to re-export"
+            )
+        if not 0.0 <= self.distillation <= 1.0:
+            raise ValueError(f"train.distillation must be between 0 and 1, got {self.distillation}")
+        if bool(self.teachers) != bool(self.distillation):
+            raise ValueError(
+                "train.teachers and train.distillation go together: the teachers' weight in the target "
+                f"(e.g. 0.5) and the files they load (got distillation {self.distillation}, "
+                f"{len(self.teachers)} teacher(s))"
+            )
+        if self.teachers and self.balance.mode == "class_weight":
+            raise ValueError(
+                'train.teachers cannot be used with train.balance.mode = "class_weight": the distilled '
+                'loss weighs no class; balance by "oversample" instead'
             )
         if self.init_from.endswith(".tflite") and self.train_batchnorm:
             raise ValueError(

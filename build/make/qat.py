@@ -112,19 +112,6 @@ def freeze_batchnorm_statistics(model) -> None:
             layer.trainable = False
 
 
-def _compiled_trainer(model, float_model, distillation: float, optimizer):
-    """What ``fit`` trains: the QAT model on the labels, or a :class:`build.make.distill.Distiller` that
-    also learns from the float model (taken without its decision shift, like ``model``)."""
-    if not distillation:
-        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-        return model
-    from build.make.distill import Distiller
-
-    trainer = Distiller(model, float_model, distillation)
-    trainer.compile(optimizer=optimizer)
-    return trainer
-
-
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -150,6 +137,7 @@ def apply_qat(
     interrupted QAT at its best completed epoch instead of running the remaining ones (a QAT with no
     completed epoch runs in full: there is nothing to finish).
     """
+    from build.make.distill import compiled_trainer
     from models.classifier import shift_logits
     from models.keras import keras, tf
 
@@ -180,7 +168,7 @@ def apply_qat(
     ]
     optimizer = keras.optimizers.Adam(qcfg.learning_rate)
     optimizer.build(model.trainable_variables)  # its moments exist before a resume restores them
-    trainer = _compiled_trainer(model, float_model, qcfg.distillation, optimizer)
+    trainer = compiled_trainer(model, float_model, qcfg.distillation, optimizer)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(stage / "checkpoints"), max_to_keep=2)
     state = load_state(stage)

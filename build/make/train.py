@@ -63,6 +63,7 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
     Raises:
         ValueError: ``finish`` on a run with no completed epoch.
     """
+    from build.make.distill import compiled_trainer, load_teachers
     from models.classifier import build_model, prior_shift, set_trainable_top, shift_logits
     from models.keras import tf
 
@@ -90,6 +91,15 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
         _finish_early(stage, state)
     if cfg.init_from and state["epoch"] == 0:
         warm_start(model, Path(cfg.init_from), fallback_shift=prior_shift(prior, cfg.prior_correction))
+    teacher = None
+    if cfg.teachers and state["epoch"] < total_epochs:
+        with strategy.scope():
+            teacher = load_teachers(
+                config.model,
+                len(classes),
+                cfg.teachers,
+                fallback_shift=prior_shift(prior, cfg.prior_correction),
+            )
     # Also with no epoch completed: a kill between the log row and state.json leaves a row behind.
     truncate_log(stage / "log.csv", state["epoch"])
     if state["epoch"] > 0:
@@ -120,7 +130,7 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
                 )
                 optimizer = make_optimizer(cfg)
                 optimizer.build(model.trainable_variables)
-                model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+                trainer = compiled_trainer(model, teacher, cfg.distillation, optimizer)
             checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
             manager = tf.train.CheckpointManager(
                 checkpoint, str(stage / "checkpoints" / phase), max_to_keep=2
@@ -144,7 +154,7 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
             start_step=epoch * steps,
         )
         epoch_started = time.perf_counter()
-        history = model.fit(
+        history = trainer.fit(
             dataset,
             steps_per_epoch=steps,
             epochs=1,
@@ -228,6 +238,8 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
             "learning_rate": cfg.learning_rate,
             "optimizer": cfg.optimizer,
             "ema": cfg.ema,
+            "teachers": list(cfg.teachers),
+            "distillation": cfg.distillation,
             "unfreeze_blocks": cfg.unfreeze_blocks,
             "batch_size": cfg.batch_size,
         },

@@ -237,6 +237,23 @@ def test_a_config_with_no_epoch_and_nothing_to_start_from_is_refused():
         load_config(CONFIGS / "tiny.toml", ["train.epochs=0", "train.head_epochs=0"])
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.distillation=0.5"], r"teachers and train.distillation go together.*0 teacher"),
+        (["train.teachers=['runs/a/float/best.weights.npz']"], r"go together.*distillation 0.0"),
+        (["train.teachers=['a.npz']", "train.distillation=1.5"], "between 0 and 1, got 1.5"),
+        (
+            ["train.teachers=['a.npz']", "train.distillation=0.5", "train.balance.mode='class_weight'"],
+            'cannot be used with train.balance.mode = "class_weight".*"oversample"',
+        ),
+    ],
+)
+def test_distilling_from_teachers_needs_both_files_and_a_weight(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(CONFIGS / "tiny.toml", overrides)
+
+
 def test_the_reexport_recipe_trains_nothing_and_starts_from_release_2():
     reexport = load_config(CONFIGS / "ham10000-reexport.toml")
     assert reexport.train.epochs == reexport.train.head_epochs == 0

@@ -112,14 +112,38 @@ def test_same_seed_same_model_and_a_killed_build_resumes_to_the_uninterrupted_re
 
 @pytest.mark.slow
 def test_the_weight_average_survives_a_kill_and_resume(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data")
+    assert_kill_and_resume_ends_as_the_whole_training(
+        tmp_path, [f"data.sources=['{data}']", "train.epochs=3", "train.ema=0.9"]
+    )
+
+
+@pytest.mark.slow
+def test_a_training_distilled_from_teachers_survives_a_kill_and_resume(tmp_path):
     from tests.build.make.test_train import run_training
 
     data = write_synthetic_dataset(tmp_path / "data")
-    overrides = [f"data.sources=['{data}']", "train.epochs=3", "train.ema=0.9"]
-    runs = tmp_path / "runs"
+    run_training(tmp_path, tmp_path / "runs" / "teacher", [f"data.sources=['{data}']"], pause=None)
+    teacher = tmp_path / "runs" / "teacher" / "float" / "best.weights.npz"
+    assert_kill_and_resume_ends_as_the_whole_training(
+        tmp_path,
+        [
+            f"data.sources=['{data}']",
+            "train.epochs=3",
+            f"train.teachers=['{teacher}']",
+            "train.distillation=0.5",
+        ],
+    )
 
+
+def assert_kill_and_resume_ends_as_the_whole_training(tmp_path: Path, overrides: list[str]) -> None:
+    """A float training killed mid fine-tuning and resumed ends with the weights and log of one that ran
+    through."""
+    from tests.build.make.test_train import run_training
+
+    runs = tmp_path / "runs"
     run_training(tmp_path, runs / "whole", overrides, pause=None)
-    run_training(tmp_path, runs / "killed", overrides, pause="after:3")  # mid fine-tuning, average in flight
+    run_training(tmp_path, runs / "killed", overrides, pause="after:3")  # mid fine-tuning
     output = run_training(tmp_path, runs / "killed", overrides, pause=None)
 
     assert "resuming after epoch 3" in output

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("tensorflow_model_optimization", reason="QAT needs tensorflow-model-optimization")
 
 from build.config import QatConfig  # noqa: E402
-from build.make.distill import Distiller  # noqa: E402
+from build.make.distill import Distiller, MeanTeacher  # noqa: E402
 from build.make.qat import apply_qat, quantize_aware  # noqa: E402
 from build.make.context import prepare  # noqa: E402
 from build.make.run import start_run  # noqa: E402
@@ -83,3 +83,50 @@ def test_qat_stage_distils_when_configured(tmp_path, caplog):
     assert any("qat epoch 1/1" in r.getMessage() and "agreement" in r.getMessage() for r in caplog.records)
     rows = read_log(run.root / "qat" / "log.csv")
     assert [int(r["epoch"]) for r in rows] == [1] and np.isfinite(float(rows[0]["loss"]))
+
+
+def test_a_mean_teacher_predicts_the_mean_of_its_members_probabilities():
+    members = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        members.append(build_model(SMALL_CNN, 3))
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    expected = (members[0](images).numpy() + members[1](images).numpy()) / 2
+    teacher = MeanTeacher(members)
+    np.testing.assert_allclose(teacher(images).numpy(), expected, atol=1e-6)
+    assert not teacher.trainable_variables
+
+
+@pytest.mark.slow
+def test_the_float_stage_distils_from_the_mean_of_earlier_runs(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    data = write_synthetic_dataset(tmp_path / "data")
+    teachers = []
+    for seed in (0, 1):
+        config = tiny_config(data, "train.epochs=1", f"train.seed={seed}")
+        run = start_run(tmp_path / "runs" / f"teacher{seed}", config, resume=False)
+        train_float(prepare(run, config))
+        teachers.append(str(run.root / "float" / "best.weights.npz"))
+    config = tiny_config(data, "train.epochs=1", f"train.teachers={teachers!r}", "train.distillation=0.7")
+    run = start_run(tmp_path / "runs" / "student", config, resume=False)
+
+    result = train_float(prepare(run, config))
+
+    assert any("mean of 2 teacher(s)" in r.getMessage() for r in caplog.records)
+    assert any("float epoch 2/2" in r.getMessage() and "agreement" in r.getMessage() for r in caplog.records)
+    assert result.schedule["teachers"] == teachers and result.schedule["distillation"] == 0.7
+    rows = read_log(run.root / "float" / "log.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and all(np.isfinite(float(r["loss"])) for r in rows)
+
+
+def test_a_missing_teacher_file_is_named_with_the_setting_to_fix(tmp_path):
+    config = tiny_config(
+        write_synthetic_dataset(tmp_path / "data"),
+        "train.teachers=['runs/gone/float/best.weights.npz']",
+        "train.distillation=0.5",
+    )
+    run = start_run(tmp_path / "runs" / "student", config, resume=False)
+    with pytest.raises(
+        FileNotFoundError, match=r"train.teachers: runs/gone/float/best.weights.npz does not exist"
+    ):
+        train_float(prepare(run, config))
