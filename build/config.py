@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from build.stage_configs import LABEL_MAPS, AugmentConfig, BalanceConfig, SplitConfig
+from build.stage_configs import LABEL_MAPS, AugmentConfig, BalanceConfig, MixConfig, SplitConfig
 from converters.abstain_head import DEFAULT_QUANTILE as ABSTAIN_QUANTILE
 from converters.abstain_head import DEFAULT_REGULARIZATION as ABSTAIN_REGULARIZATION
 from edge.tasks import TASKS
@@ -100,6 +100,7 @@ class TrainConfig:
             (``build.make.calibration.fit_balanced_shift``): fixes classes predicted too often or too
             rarely, at the price of validation numbers that flatter the model (judge it on test).
         augment: Augmentation of training images.
+        mix: Training examples made of two images (CutMix, mixup).
         balance: Class balancing.
         seed: Seed for weights of the head, sampling and augmentation.
         strategy: ``auto``, ``one``, ``mirrored`` or ``multiworker`` (tf.distribute).
@@ -134,6 +135,7 @@ class TrainConfig:
     prior_correction: float = 1.0
     fit_class_bias: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     seed: int = 0
     strategy: str = "auto"

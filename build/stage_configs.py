@@ -144,6 +144,45 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class MixConfig:
+    """Training examples made of two images, with targets mixed in the same proportion (float training
+    only: QAT learns from whole images, to keep what the float model learned).
+
+    Per batch, ``cutmix`` of the time a box of each image is replaced by the same box of its partner
+    (CutMix, Yun et al. 2019), ``mixup`` of the time the two images are blended (mixup, Zhang et al.
+    2018), otherwise nothing; the partner is another image of the batch, and the share of each image
+    (the box's area left, or the blend's weight) is drawn from Beta(alpha, alpha).
+
+    Attributes:
+        cutmix: Share of batches mixed by CutMix.
+        cutmix_alpha: Beta parameter of CutMix's share (1 = uniform).
+        mixup: Share of batches mixed by mixup.
+        mixup_alpha: Beta parameter of mixup's share (small = mostly one image).
+    """
+
+    cutmix: float = 0.0
+    cutmix_alpha: float = 1.0
+    mixup: float = 0.0
+    mixup_alpha: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.cutmix <= 1 and 0 <= self.mixup <= 1 and self.cutmix + self.mixup <= 1):
+            raise ValueError(
+                f"train.mix.cutmix and train.mix.mixup are shares of batches, each in [0, 1] and together "
+                f"at most 1, got {self.cutmix} and {self.mixup}"
+            )
+        if self.cutmix_alpha <= 0 or self.mixup_alpha <= 0:
+            raise ValueError(
+                f"train.mix.cutmix_alpha and mixup_alpha must be > 0, got {self.cutmix_alpha} and "
+                f"{self.mixup_alpha}"
+            )
+
+    @property
+    def mixes(self) -> bool:
+        return bool(self.cutmix or self.mixup)
+
+
+@dataclass(frozen=True)
 class BalanceConfig:
     """How classes are balanced during training.
 

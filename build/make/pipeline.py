@@ -16,7 +16,7 @@ import numpy as np
 
 from build.make.augment import make_augmenter
 from build.make.cache import CachedImages
-from build.stage_configs import AugmentConfig, BalanceConfig
+from build.stage_configs import AugmentConfig, BalanceConfig, MixConfig
 from edge.preprocess import InputSpec
 
 
@@ -51,15 +51,18 @@ def training_dataset(
     seed: int,
     label_smoothing: float = 0.0,
     start_step: int = 0,
+    mix: MixConfig | None = None,
 ):
     """An endless, balanced and augmented ``tf.data.Dataset`` of (normalized images, one-hot targets).
 
     Batch ``k`` (counted from ``start_step``) is a pure function of ``(seed, k)``: which images are
-    drawn (each draw picks a class by the balanced weights, then an image of it), how each is framed and
+    drawn (each draw picks a class by the balanced weights, then an image of it), how each is framed,
+    how pairs are mixed (``mix``: CutMix or mixup, their targets mixed alike; ``build.make.mixing``) and
     every augmentation parameter. So the same seed gives the same batches on any machine run, and a
     run resumed at step ``k`` sees exactly the batches an uninterrupted run would have.
     """
     from build.make.framing import frame_batch
+    from build.make.mixing import mix_batch
     from models.keras import tf
 
     weights = class_sampling_weights(data.labels, num_classes, balance)
@@ -76,20 +79,28 @@ def training_dataset(
             order = np.argsort(index)  # sorted reads are kinder to the memory map
             images = np.empty((batch_size, spec.height, spec.width, 3), dtype=np.uint8)
             images[order] = data.pixels[index[order]]
-        return images, data.labels[index].astype(np.int32)
+        labels = data.labels[index].astype(np.int32)
+        if mix is None or not mix.mixes:
+            return images, labels, labels, np.ones(batch_size, np.float32)
+        partner, share = mix_batch(images, rng, mix)  # the last draws: unmixed batches stay as they were
+        return images, labels, labels[partner], share.astype(np.float32)
 
     def fetch(step):
-        images, labels = tf.numpy_function(draw, [step], (tf.uint8, tf.int32), stateful=False)
+        images, labels, partners, shares = tf.numpy_function(
+            draw, [step], (tf.uint8, tf.int32, tf.int32, tf.float32), stateful=False
+        )
         images.set_shape([batch_size, spec.height, spec.width, 3])
-        labels.set_shape([batch_size])
-        return step, images, labels
+        for per_image in (labels, partners, shares):
+            per_image.set_shape([batch_size])
+        return step, images, labels, partners, shares
 
     augmenter = make_augmenter(augment, spec, seed=seed)
 
-    def finish(step, images, labels):
+    def finish(step, images, labels, partners, shares):
         images = augmenter(tf.cast(images, tf.float32), step)
         images = (images - tf.constant(spec.mean, tf.float32)) / tf.constant(spec.std, tf.float32)
-        targets = tf.one_hot(labels, num_classes)
+        shares = shares[:, None]
+        targets = shares * tf.one_hot(labels, num_classes) + (1 - shares) * tf.one_hot(partners, num_classes)
         if label_smoothing:
             targets = targets * (1 - label_smoothing) + label_smoothing / num_classes
         return images, targets

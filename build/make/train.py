@@ -152,6 +152,7 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
             seed=cfg.seed,
             label_smoothing=cfg.label_smoothing,
             start_step=epoch * steps,
+            mix=cfg.mix,
         )
         epoch_started = time.perf_counter()
         history = trainer.fit(
