@@ -84,6 +84,10 @@ class AugmentConfig:
         sharpen: Share of images unsharp-masked at source resolution before the crop is resized (a
             sharper camera than the training data's: HAM10000's 200x150 files are softer than its
             600x450 originals, which the ISIC test set and phones show).
+        color_constancy: Share of images shown under a neutral light: Shades-of-Gray colour constancy
+            (Finlayson and Trezzi 2004, p = 6), the step ISIC entries applied to every image, here an
+            augmentation, so the model learns to see past a device's colour cast while the runtime does
+            nothing MediaPipe would not.
     """
 
     flip: bool = True
@@ -103,6 +107,7 @@ class AugmentConfig:
     jpeg: float = 0.0
     jpeg_quality: tuple[int, int] = (60, 95)
     sharpen: float = 0.0
+    color_constancy: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.crop_area) != 2 or not 0 < self.crop_area[0] <= self.crop_area[1] <= 1:
@@ -129,6 +134,8 @@ class AugmentConfig:
             )
         if not 0 <= self.sharpen <= 1:
             raise ValueError(f"augment.sharpen must be a share in [0, 1], got {self.sharpen}")
+        if not 0 <= self.color_constancy <= 1:
+            raise ValueError(f"augment.color_constancy must be a share in [0, 1], got {self.color_constancy}")
 
     @property
     def frames(self) -> bool:
@@ -140,6 +147,7 @@ class AugmentConfig:
             or bool(self.blur)
             or bool(self.jpeg)
             or bool(self.sharpen)
+            or bool(self.color_constancy)
         )
 
 

@@ -1,5 +1,6 @@
 """How a training image is framed before the model sees it: a random crop of the source at its own
-aspect, resized with one of the filters other runtimes use, then the blur and JPEG a phone adds.
+aspect, resized with one of the filters other runtimes use, maybe under a neutral light (colour
+constancy), then the blur and JPEG a phone adds.
 
 Training images are cached at their source aspect on a square canvas with some margin
 (:func:`canvas_side`), so a crop can show any framing: the whole 4:3 image stretched to a square as
@@ -34,6 +35,9 @@ CANVAS_MARGIN = 1.25
 # unsharp-masked at radius 2 and 150 % (docs/experiments.md).
 SHARPEN_RADIUS = (0.5, 2.5)
 SHARPEN_PERCENT = (50.0, 200.0)
+# Shades of Gray's norm: 1 is the grey world, infinity the white patch; 6 is what dermoscopy studies
+# (Barata et al. 2015) and the ISIC 2018-2019 entries that used it chose.
+SHADES_OF_GRAY_POWER = 6
 
 
 def canvas_side(spec: InputSpec) -> int:
@@ -76,6 +80,8 @@ def frame_batch(
             else "bilinear"
         )
         framed = resize_region(source, box, (spec.width, spec.height), name)
+        if config.color_constancy and rng.random() < config.color_constancy:
+            framed = shades_of_gray(framed)
         if config.blur and rng.random() < 0.5:
             framed = blur(framed, rng.uniform(0.3, config.blur))
         if config.jpeg and rng.random() < config.jpeg:
@@ -124,6 +130,17 @@ def sharpen(pixels: np.ndarray, radius: float, percent: float) -> np.ndarray:
     """An unsharp mask of ``radius`` px and ``percent`` strength: the detail of a sharper source."""
     mask = ImageFilter.UnsharpMask(radius=radius, percent=int(round(percent)), threshold=0)
     return np.asarray(Image.fromarray(np.asarray(pixels, dtype=np.uint8)).filter(mask), dtype=np.uint8)
+
+
+def shades_of_gray(pixels: np.ndarray, power: float = SHADES_OF_GRAY_POWER) -> np.ndarray:
+    """The image under a neutral light: each channel divided by its ``power``-mean (the light's colour
+    as Shades of Gray estimates it), scaled so that a grey light leaves the image as it was."""
+    data = np.asarray(pixels, dtype=np.float64)
+    light = np.power(np.mean(np.power(data, power), axis=(0, 1)), 1.0 / power)
+    if not np.all(light > 0):
+        return np.asarray(pixels, dtype=np.uint8)  # a channel with no light: nothing to correct by
+    gain = light.mean() / light
+    return np.clip(np.rint(data * gain), 0, 255).astype(np.uint8)
 
 
 def blur(pixels: np.ndarray, sigma: float) -> np.ndarray:

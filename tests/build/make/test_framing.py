@@ -17,6 +17,7 @@ from build.make.framing import (
     recompress,
     resize_region,
     runtime_view,
+    shades_of_gray,
     sharpen,
 )
 from build.stage_configs import AugmentConfig, BalanceConfig
@@ -102,6 +103,43 @@ def test_sharpening_shows_a_softer_source_with_the_detail_of_a_sharper_camera():
     assert all(detail(s) > detail(p) for s, p in zip(sharpened, plain))
 
 
+def channel_lights(pixels: np.ndarray) -> np.ndarray:
+    """Each channel's 6-mean: the light's colour as Shades of Gray sees it."""
+    return np.power(np.mean(np.power(pixels.astype(np.float64), 6), axis=(0, 1)), 1 / 6)
+
+
+def test_colour_constancy_takes_a_devices_colour_cast_away():
+    photo = lesion_photo()
+    neutral = shades_of_gray(photo)
+    cast = np.clip(photo * np.array([1.15, 1.0, 0.75]), 0, 255).astype(np.uint8)  # a warm light
+    corrected = shades_of_gray(cast)
+    lights = channel_lights(corrected)
+    assert np.ptp(lights) / lights.mean() < 0.01  # a grey light now
+    # The same lesion under either light looks alike once corrected, unlike before.
+    assert mean_difference(corrected, neutral) < 0.25 * mean_difference(cast, photo)
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(float) - b.astype(float)).mean())
+
+
+def test_colour_constancy_leaves_a_grey_lit_image_and_a_dark_channel_alone():
+    grey = np.stack([np.arange(40, dtype=np.uint8).reshape(5, 8)] * 3, axis=-1) * 5
+    np.testing.assert_array_equal(shades_of_gray(grey), grey)
+    no_blue = lesion_photo().copy()
+    no_blue[..., 2] = 0
+    np.testing.assert_array_equal(shades_of_gray(no_blue), no_blue)
+
+
+def test_training_frames_are_colour_corrected_in_the_share_asked():
+    cast = np.clip(lesion_photo() * np.array([1.15, 1.0, 0.75]), 0, 255).astype(np.uint8)
+    config = replace(NO_AUGMENT, color_constancy=0.5)
+    framed = frame_batch([cast] * 40, SPEC, config, np.random.default_rng(0))
+    corrected = [np.ptp(channel_lights(f)) / channel_lights(f).mean() < 0.02 for f in framed]
+    assert 10 <= sum(corrected) <= 30
+    assert config.frames
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [
@@ -112,6 +150,7 @@ def test_sharpening_shows_a_softer_source_with_the_detail_of_a_sharper_camera():
         (dict(jpeg=1.5), "jpeg"),
         (dict(jpeg_quality=(90, 40)), "jpeg_quality"),
         (dict(sharpen=1.5), "sharpen"),
+        (dict(color_constancy=-0.2), "color_constancy"),
     ],
 )
 def test_bad_framing_settings_are_refused_by_name(bad, message):
