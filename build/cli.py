@@ -252,9 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument(
         "--sizes", type=int, nargs="+", required=True, help="input sizes in pixels (the trained one is added)"
     )
-    sizes.add_argument(
-        "--weights", default="best", choices=("best", "last"), help="float/best or float/last weights"
-    )
+    _add_float_weights_arg(sizes)
     _add_cache_arg(sizes)
     sizes.set_defaults(run=run_sizes)
 
@@ -277,9 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="input size to score at (default: the first run's release size)",
     )
-    soup.add_argument(
-        "--weights", default="best", choices=("best", "last"), help="float/best or float/last weights"
-    )
+    _add_float_weights_arg(soup)
     _add_cache_arg(soup)
     soup.set_defaults(run=run_soup)
 
@@ -291,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help; main() hands `skinlesion app ...` straight to the demo's own parser.
     _add_command(commands, "app", "the Gradio demo (skinlesion app --help for its options)")
     return parser
+
+
+def _add_float_weights_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights", default="best", choices=("best", "last"), help="float/best or float/last weights"
+    )
 
 
 def _add_cache_arg(parser: argparse.ArgumentParser) -> None:

@@ -205,13 +205,17 @@ def format_size_scores(rows: list[SizeScore]) -> str:
 
 
 def _size_score(size: int, trained: pd.DataFrame, sized: pd.DataFrame, is_trained: bool) -> SizeScore:
-    comparison = compare_predictions(trained, sized)
+    return SizeScore(size=size, trained=is_trained, **paired_with(trained, sized, is_reference=is_trained))
+
+
+def paired_with(reference: pd.DataFrame, table: pd.DataFrame, *, is_reference: bool) -> dict:
+    """``table``'s balanced accuracy and melanoma recall, and its difference from ``reference`` on the
+    same images with a 95 % paired-bootstrap interval ((0, 0) for the reference itself)."""
+    comparison = compare_predictions(reference, table)
     mel = comparison.per_class.get(MELANOMA)
-    return SizeScore(
-        size=size,
-        balanced_accuracy=comparison.balanced_accuracy_b,
-        melanoma_recall=None if mel is None else mel["recall_b"],
-        difference=comparison.difference,
-        interval=(0.0, 0.0) if is_trained else comparison.interval,
-        trained=is_trained,
-    )
+    return {
+        "balanced_accuracy": comparison.balanced_accuracy_b,
+        "melanoma_recall": None if mel is None else mel["recall_b"],
+        "difference": comparison.difference,
+        "interval": (0.0, 0.0) if is_reference else comparison.interval,
+    }

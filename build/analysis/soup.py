@@ -26,9 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from build.analysis.input_size import validation_decisions
-from build.analysis.metrics import MELANOMA
-from build.analysis.significance import compare_predictions
+from build.analysis.input_size import paired_with, validation_decisions
 from build.make.run import Run, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -214,12 +212,4 @@ def _check_shared_validation(runs: list[Run], contexts: list) -> None:
 
 
 def _soup_score(name: str, reference: pd.DataFrame, table: pd.DataFrame, is_reference: bool) -> SoupScore:
-    comparison = compare_predictions(reference, table)
-    mel = comparison.per_class.get(MELANOMA)
-    return SoupScore(
-        name=name,
-        balanced_accuracy=comparison.balanced_accuracy_b,
-        melanoma_recall=None if mel is None else mel["recall_b"],
-        difference=comparison.difference,
-        interval=(0.0, 0.0) if is_reference else comparison.interval,
-    )
+    return SoupScore(name=name, **paired_with(reference, table, is_reference=is_reference))
