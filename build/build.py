@@ -270,6 +270,7 @@ def validate_command(
         run = Run(run_dir)
         ctx = prepare(run, run.load_config())
         spec, classes, frame, cache_dir = ctx.spec, list(ctx.classes), ctx.frame, run.cache_dir
+        views = ctx.config.export.test_time_views
     else:
         card_dir = model.parent if (model.parent / "model_card.json").exists() else None
         if card_dir is None:
@@ -279,6 +280,7 @@ def validate_command(
             )
         bundle_card = load_bundle(card_dir).card
         spec, classes, cache_dir = bundle_card.input, bundle_card.labels, Path("runs/cache")
+        views = bundle_card.test_time_views
         frame = load_dataset(data, label_map=label_map)
     if split:
         frame = frame[frame["split"] == split]
@@ -287,7 +289,8 @@ def validate_command(
         frame = frame.iloc[:limit]
     pixels = build_cache(list(frame["path"]), spec, cache_dir)
     labels = np.array([classes.index(label) for label in frame["label"]])
-    report = validate_tflite(model, reference, np.asarray(pixels), labels, input_spec=spec)
+    # The file averages its views in its graph; the reference is scored on the same ones.
+    report = validate_tflite(model, reference, np.asarray(pixels), labels, input_spec=spec, views=views)
     print(report.to_json())
     failures = check_gate(report, ParityGate.for_variant(report.variant))
     for failure in failures:

@@ -19,6 +19,7 @@ from typing import Any
 from build.stage_configs import LABEL_MAPS, AugmentConfig, BalanceConfig, MixConfig, SplitConfig
 from converters.abstain_head import DEFAULT_QUANTILE as ABSTAIN_QUANTILE
 from converters.abstain_head import DEFAULT_REGULARIZATION as ABSTAIN_REGULARIZATION
+from edge.preprocess import VIEW_COUNTS
 from edge.tasks import TASKS
 from edge.variants import ParityGate, names as variant_names
 from models.config import ModelConfig
@@ -275,6 +276,9 @@ class ExportConfig:
             learned from) each file's head refuses.
         abstain_min_synthetic_refused: Gate: share of synthetic noise, flat and colour images (another
             draw than the head's) each file's head refuses.
+        test_time_views: Mirror images of each photo every file scores and averages inside its graph
+            (``converters.views``): 1 (the photo alone), 2, 4 or 8 (square inputs). A file with 4 costs
+            ~4x the arithmetic of one, on the phone and the Pi; its weights are the same.
     """
 
     variants: tuple[str, ...] = field(default_factory=variant_names)
@@ -292,8 +296,14 @@ class ExportConfig:
     abstain_min_answered: float = 0.95
     abstain_min_refused: float = 0.91
     abstain_min_synthetic_refused: float = 1.0
+    test_time_views: int = 1
 
     def __post_init__(self) -> None:
+        if self.test_time_views not in VIEW_COUNTS:
+            raise ValueError(
+                f"export.test_time_views must be one of {', '.join(map(str, VIEW_COUNTS))}, "
+                f"got {self.test_time_views!r}"
+            )
         for key in ("abstain_min_answered", "abstain_min_refused", "abstain_min_synthetic_refused"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"export.{key} must be a share in [0, 1], got {getattr(self, key)}")

@@ -22,6 +22,7 @@ from converters.input_rounding import pinned_input_range, with_qat_input_roundin
 from converters.metadata import add_metadata
 from converters.quantization import QuantizationConfig
 from converters.temperature import temperature_folded
+from converters.views import check_views, with_views
 from edge.interpreter import TensorInfo, dequantize, open_interpreter, tensor_info
 from edge.preprocess import InputSpec
 from edge.tasks import UNSTATED_LICENSE
@@ -49,6 +50,7 @@ class ExportResult:
             with any left runs those ops in float (slower on NPUs, and not what was validated as int8).
         temperature: Calibration temperature folded into the graph (1.0: scores as trained).
         abstain_head: Whether the file carries the abstain head as its second output.
+        views: Test-time views the file averages its scores over (``converters.views``; 1: none).
     """
 
     variant: str
@@ -62,6 +64,7 @@ class ExportResult:
     float_tensors: int = 0
     temperature: float = 1.0
     abstain_head: bool = False
+    views: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class ExportResult:
             "float_tensors": self.float_tensors,
             "temperature": self.temperature,
             "abstain_head": self.abstain_head,
+            "views": self.views,
         }
 
 
@@ -130,6 +134,7 @@ def export_tflite(
     license: str = UNSTATED_LICENSE,
     temperature: float = 1.0,
     abstain_head: "AbstainHead | None" = None,
+    views: int = 1,
 ) -> ExportResult:
     """Converts a float or QAT tf_keras model to one TFLite variant, with metadata, written atomically.
 
@@ -149,24 +154,28 @@ def export_tflite(
         abstain_head: A fitted :class:`converters.abstain_head.AbstainHead` built into the file as a
             second output (``in_distribution``), described in the metadata as a second head; fit it on
             the model being exported (a QAT model's features differ from its float model's).
+        views: Test-time views the file scores each image in and averages (``converters.views``): 1, 2, 4
+            or 8 (8 for square inputs only); the file then costs ~``views`` times the arithmetic.
 
     Raises:
         ValueError: The model's input does not match ``input_spec``, its output size does not match
-            ``labels``, an int8 export of a float model has no representative data, or a QAT model is
-            asked for a float variant.
+            ``labels``, an int8 export of a float model has no representative data, a QAT model is
+            asked for a float variant, or ``views`` is not a count the input allows.
     """
     started = time.perf_counter()
     model = load_keras_model(model)
     path = Path(path)
     _check_model(model, config, input_spec, labels)
+    check_views(views, input_spec)
     from models.keras import tf
 
     log.info(
-        "exporting %s -> %s%s%s",
+        "exporting %s -> %s%s%s%s",
         config.variant,
         path,
         f", temperature {temperature:.4g} in the graph" if temperature != 1.0 else "",
         ", with the abstain head" if abstain_head is not None else "",
+        f", {views} test-time views" if views > 1 else "",
     )
     graph = model
     if abstain_head is not None:
@@ -175,6 +184,7 @@ def export_tflite(
         graph = (with_quantization_aware_head if is_qat_model(model) else with_abstain_head)(
             model, abstain_head
         )
+    graph = with_views(graph, views, quantized=is_qat_model(model))
     converter = tf.lite.TFLiteConverter.from_keras_model(graph)
     config.set_converter(converter, input_spec)
     # The graph shares the model's layers, so folding the temperature into the model folds it into the graph.
@@ -207,6 +217,7 @@ def export_tflite(
         seconds=time.perf_counter() - started,
         temperature=float(temperature),
         abstain_head=abstain_head is not None,
+        views=views,
         **details,
     )
     _warn_if_pixels_are_not_input(result, input_spec)

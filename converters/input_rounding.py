@@ -13,6 +13,7 @@ as MediaPipe feeds them.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -109,6 +110,34 @@ def with_qat_input_rounding(flatbuffer: bytes, spec: InputSpec) -> bytes:
         return flatbuffer
     log.info("input zero points %s -> %s: pixels reach the network at the QAT model's levels", now, found)
     source.quantization.zeroPoint, target.quantization.zeroPoint = [found[0]], [found[1]]
+    _follow_zero_point(graph, codes, schema_fb, quantize[0].outputs[0], now[1], found[1])
     builder = flatbuffers.Builder(0)
     builder.Finish(tflite.Pack(builder), b"TFL3")
     return bytes(builder.Output())
+
+
+# Ops that move int8 values without arithmetic: their output shares the input's scale and zero point
+# (the test-time views mirror and batch the quantized input before the first convolution).
+_SAME_SCALE_OPS = ("REVERSE_V2", "TRANSPOSE", "CONCATENATION", "RESHAPE")
+
+
+def _follow_zero_point(graph: Any, codes: list[int], schema_fb: Any, start: int, old: int, new: int) -> None:
+    """Moves the zero point of the tensors that ops in ``_SAME_SCALE_OPS`` copy from tensor ``start`` along
+    with it, so every view of the input reaches the network at the same levels."""
+    same_scale = {getattr(schema_fb.BuiltinOperator, name) for name in _SAME_SCALE_OPS}
+    moved = {start}
+    scale = graph.tensors[start].quantization.scale[0]
+    for op in graph.operators:  # in execution order: a copy of a copy is reached
+        if codes[op.opcodeIndex] not in same_scale or not moved.intersection(op.inputs):
+            continue
+        for index in op.outputs:
+            quantization = graph.tensors[index].quantization
+            if (
+                quantization is not None
+                and quantization.scale is not None
+                and len(quantization.scale) == 1
+                and np.isclose(quantization.scale[0], scale, rtol=1e-6)
+                and int(quantization.zeroPoint[0]) == old
+            ):
+                quantization.zeroPoint = [new]
+                moved.add(index)

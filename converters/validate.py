@@ -103,6 +103,7 @@ def validate_tflite(
     variant: str | None = None,
     batch_size: int = BATCH_SIZE,
     temperature: float = 1.0,
+    views: int = 1,
 ) -> ParityReport:
     """Runs a TFLite file and its float reference on the same images and compares their outputs.
 
@@ -116,12 +117,15 @@ def validate_tflite(
         batch_size: Images per interpreter call.
         temperature: The temperature the file was exported with (folded into its graph); the same is
             folded into the reference for the comparison, so calibrated files are gated like the rest.
+        views: The test-time views the file averages over (``converters.views``); the reference averages
+            the same views.
 
     Raises:
         ValueError: Images are not uint8 (N, H, W, 3) of the spec's size, labels do not match the
             images, the variant is unknown, or the two models disagree on the number of classes.
     """
     from converters.export import load_keras_model
+    from converters.views import with_views
 
     path = Path(tflite_path)
     variant = variant or _variant_from_name(path)
@@ -134,12 +138,13 @@ def validate_tflite(
             f"labels_true must be {len(pixels)} integer class indices (one per image), "
             f"got {labels.dtype} {labels.shape}"
         )
-    reference = load_keras_model(reference_model)
+    model = load_keras_model(reference_model)
+    reference = with_views(model, views)  # shares the model's layers, and so the folded temperature
 
     started = time.perf_counter()
     tflite_probs, io_types = run_tflite(path, pixels, input_spec, batch_size=batch_size)
     seconds = time.perf_counter() - started
-    with temperature_folded(reference, temperature):
+    with temperature_folded(model, temperature):
         reference_probs = np.concatenate(
             [
                 np.asarray(reference(normalize(pixels[i : i + batch_size], input_spec), training=False))

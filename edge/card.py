@@ -58,6 +58,9 @@ class ModelCard:
         input: Input size, resize policy and normalization.
         files: Variant name (a row of ``edge.variants.VARIANTS``, or ``reference``) -> file entry.
         temperature: Calibration temperature applied to logits (1.0 = uncalibrated).
+        test_time_views: Mirror images of each photo every file scores and averages inside its graph
+            (``converters.views``; 1: the photo alone). A file costs about this many times the
+            arithmetic of one view; the Keras reference averages the same views.
         malignant_threshold: Operating point: a malignant probability at or above it is reported as
             "see a dermatologist soon" and counts as a positive call in the metrics.
         operating_points: Named malignant-probability thresholds fitted by the build, each
@@ -83,6 +86,7 @@ class ModelCard:
     input: InputSpec
     files: dict[str, ModelFile] = field(default_factory=dict)
     temperature: float = 1.0
+    test_time_views: int = 1
     malignant_threshold: float = 0.5
     operating_points: dict[str, Any] = field(default_factory=dict)
     abstain: dict[str, Any] = field(default_factory=dict)

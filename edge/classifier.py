@@ -31,7 +31,7 @@ from edge.card import ModelCard
 from edge.errors import BundleError, SkinlesionError
 from edge.interpreter import TensorInfo, TFLiteModel, dequantize, quantize
 from edge.labels import labels_for_model, read_metadata_display_names
-from edge.preprocess import ImageSource, InputSpec, describe_source, load_image, normalize
+from edge.preprocess import ImageSource, InputSpec, describe_source, dihedral_views, load_image, normalize
 from edge.tasks import for_card_name
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class Classifier:
         self._model: TFLiteModel | _KerasModel = (
             TFLiteModel(path, num_threads=num_threads, delegate=delegate)
             if backend == "tflite"
-            else _KerasModel(path)
+            else _KerasModel(path, views=self._bundle.card.test_time_views if self._bundle else 1)
         )
         self._path = path
         num_outputs = int(np.prod(self._model.output.shape[1:]))
@@ -250,9 +250,12 @@ class Classifier:
         """Calibrated class probabilities (output order) for preprocessed pixels.
 
         With ``tta`` the calibrated probabilities are averaged over flips and 90-degree rotations of the
-        pixels (8 views for a square input, 4 otherwise).
+        pixels (8 views for a square input, 4 otherwise), unless the file already averages all 8 in its
+        graph (the card's ``test_time_views``): the same mean again would only cost 8x the time.
         """
         views = tta_views(pixels) if tta else [pixels]
+        if len(views) <= (self.card.test_time_views if self.card else 1):
+            views = [pixels]  # the file's graph averages these very views already
         per_view = [self._calibrated(view) for view in views]
         if self._has_head:
             # Kept for predict_pixels on the same array, so the abstain decision costs no second invoke.
@@ -430,7 +433,7 @@ class _KerasModel:
 
     runtime = _KerasRuntime()
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, views: int = 1) -> None:
         import tf_keras  # noqa: PLC0415 - lazy: a Raspberry Pi has no TensorFlow
 
         try:
@@ -441,7 +444,11 @@ class _KerasModel:
         self.input = TensorInfo(shape=shape, dtype=np.dtype(np.float32))
         self.output = TensorInfo(shape=(1, int(self._model.output_shape[-1])), dtype=np.dtype(np.float32))
         self._lock = threading.Lock()
+        self._views = views
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
+        # The bundle's files average their scores over mirror images in their graph; so does the reference.
+        batch = np.concatenate(dihedral_views(tensor, self._views))
         with self._lock:
-            return np.asarray(self._model(tensor, training=False))
+            scores = np.asarray(self._model(batch, training=False))
+        return scores.reshape(self._views, len(tensor), -1).mean(axis=0)

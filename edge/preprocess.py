@@ -149,6 +149,20 @@ def normalize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     return (pixels.astype(np.float32) - np.float32(spec.mean)) / np.float32(spec.std)
 
 
+# Test-time views, in the order the exported graph takes them (converters.views): the image, its
+# left-right, up-down and both-ways mirror images, then the same four of the transposed image.
+VIEW_COUNTS = (1, 2, 4, 8)
+VIEW_FLIPS = ((), (2,), (1,), (1, 2))  # NHWC axes each of the first four views reverses
+
+
+def dihedral_views(images: np.ndarray, views: int) -> list[np.ndarray]:
+    """The first ``views`` of the mirror images of a batch of NHWC images, in the graph's order."""
+    if views not in VIEW_COUNTS:
+        raise ValueError(f"test-time views must be one of {VIEW_COUNTS}, got {views!r}")
+    bases = [images, images.transpose(0, 2, 1, 3)]
+    return [np.flip(bases[k // 4], VIEW_FLIPS[k % 4]) for k in range(views)]
+
+
 def crop_box(
     size: tuple[int, int], target: tuple[int, int], policy: str
 ) -> tuple[float, float, float, float]:

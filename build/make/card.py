@@ -58,6 +58,7 @@ def make_card(
         classes=tuple(task.class_info(c) for c in classes),
         input=ctx.spec,
         temperature=temperature,
+        test_time_views=config.export.test_time_views,
         abstain=abstain,
         validation=validation,
         training=training,

@@ -61,6 +61,7 @@ def export_checked(
     from converters.validate import ParityReport, check_gate, validate_tflite
 
     config, spec = ctx.config, ctx.spec
+    views = config.export.test_time_views
     float_path, qat_path = floated.path, quantized.path if quantized is not None else None
     record = ExportRecord(out)
     sources = {
@@ -90,14 +91,20 @@ def export_checked(
             reports[variant] = done[variant].report
             continue
         reports[variant] = validate_tflite(
-            path, float_path, val_pixels, val_labels, input_spec=spec, variant=_gate_name(variant)
+            path,
+            float_path,
+            val_pixels,
+            val_labels,
+            input_spec=spec,
+            variant=_gate_name(variant),
+            views=views,
         ).to_dict()
         record.record(variant, keys[variant], path, reports[variant])
     if "int8-qat" in files and "qat_model" not in reports["int8-qat"]:
         # Against the model it was converted from: what conversion alone changed (the float model is a
         # step further away, since QAT trained on). The card keeps both.
         own = validate_tflite(
-            files["int8-qat"], qat_path, val_pixels, val_labels, input_spec=spec, variant="int8"
+            files["int8-qat"], qat_path, val_pixels, val_labels, input_spec=spec, variant="int8", views=views
         )
         reports["int8-qat"]["qat_model"] = {
             "top1_agreement": own.top1_agreement,
@@ -194,7 +201,9 @@ def export_variants(
         if source is not None and variant not in skip:
             # A QAT model carries its ranges; a float model is calibrated on training images.
             quantization = for_variant(variant, None if row.source == "qat" else calibration)
-            files[variant] = export_tflite(source, out / row.file, quantization, **common).path
+            files[variant] = export_tflite(
+                source, out / row.file, quantization, views=config.export.test_time_views, **common
+            ).path
     return files
 
 

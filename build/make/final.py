@@ -132,12 +132,13 @@ def export_calibrated(
             files[variant], head = exported[variant], fitted.get(variant)
             measured = validate_tflite(
                 files[variant],
-                source,
+                floated.path,  # gated like the first pass: against the float model, whatever the source
                 val_pixels,
                 val_labels,
                 input_spec=spec,
                 variant=variant,
                 temperature=calibration.temperature,
+                views=config.export.test_time_views,
             ).to_dict()
             card = head.to_card() if head is not None else None
             record.record(f"{FINAL}/{variant}", keys[variant], files[variant], measured, head=card)
@@ -257,6 +258,7 @@ def export_safe_variants(
             out / variant_row(variant).file,
             for_variant(variant, calibration),
             abstain_head=head,
+            views=config.export.test_time_views,
             **common,
         ).path
         if head is not None:

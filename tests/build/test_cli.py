@@ -118,6 +118,7 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     assert bundle.card.training["split"]["grouped_by"] == "lesion_id"
     assert len(bundle.card.training["float"]["logit_shift"]) == 3  # to quantize the release again later
     assert {"val", "test"} <= set(bundle.card.metrics) and bundle.card.temperature > 0
+    assert bundle.card.test_time_views == 2  # tiny.toml's: every file averages two views in its graph
 
     # Exporting again with nothing changed reuses every file and its parity check, the calibrated ones too,
     # and writes the same card.

@@ -121,6 +121,7 @@ def write_test_bundle(
     temperature: float = 1.0,
     abstain: dict[str, Any] | None = None,
     spec: InputSpec = SPEC,
+    test_time_views: int = 1,
 ) -> Path:
     """Writes a bundle by hand (card, labels.txt, files with sha256) so the loader is tested on its own."""
     folder.mkdir(parents=True)
@@ -138,6 +139,7 @@ def write_test_bundle(
         input=spec,
         files=entries,
         temperature=temperature,
+        test_time_views=test_time_views,
         abstain=abstain or {},
     )
     (folder / CARD_FILE).write_text(card.to_json(), encoding="utf-8")

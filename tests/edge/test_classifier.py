@@ -53,6 +53,28 @@ def test_keras_backend_runs_the_reference(edge_bundle, float_classifier):
     )
 
 
+def test_keras_backend_averages_the_views_the_bundles_files_take(make_bundle, tiny_models):
+    keras_classifier = Classifier(make_bundle(("reference",), test_time_views=8), backend="keras")
+    pixels = keras_classifier.preprocess(asymmetric())
+    turned = pixels.transpose(1, 0, 2)
+    views = [
+        image[::dy, ::dx] for image in (pixels, turned) for dy, dx in ((1, 1), (1, -1), (-1, 1), (-1, -1))
+    ]
+    expected = np.mean(
+        [tiny_models.keras_model(normalize(np.ascontiguousarray(v), SPEC)[None]).numpy()[0] for v in views],
+        axis=0,
+    )
+    assert np.abs(expected - tiny_models.keras_model(normalize(pixels, SPEC)[None]).numpy()[0]).max() > 1e-3
+    np.testing.assert_allclose(keras_classifier.probabilities_from_pixels(pixels), expected, atol=1e-5)
+    # Test-time augmentation asks for the mean of the same 8 views: it is not computed 8 times over.
+    calls, run = [], keras_classifier.model.run
+    keras_classifier.model.run = lambda tensor: calls.append(tensor.shape) or run(tensor)
+    np.testing.assert_allclose(
+        keras_classifier.probabilities_from_pixels(pixels, tta=True), expected, atol=1e-5
+    )
+    assert len(calls) == 1
+
+
 def test_int8_with_uint8_input_agrees_with_float(edge_bundle, float_classifier):
     int8 = Classifier(edge_bundle)  # int8 is preferred
     assert int8.variant == "int8"

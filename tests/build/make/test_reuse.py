@@ -100,9 +100,9 @@ def calibrated_pass(tmp_path, tiny_bundle, monkeypatch):
     out = tmp_path / "export"
     out.mkdir()
 
-    def run():
+    def run(checked=checked, quantized=None):
         return final.export_calibrated(
-            ctx, checked, FloatResult(source), None, out, val_pixels, np.asarray(val_labels)
+            ctx, checked, FloatResult(source), quantized, out, val_pixels, np.asarray(val_labels)
         )
 
     run.ctx = ctx  # a test may change its config between runs
@@ -201,3 +201,32 @@ def test_the_code_version_tells_one_uncommitted_edit_from_another(tmp_path):
     assert first != second  # an export made on the first edit is not reused on the second
     (tmp_path / "stage.py").write_text("EPOCHS = 2\n")
     assert code_version(tmp_path) == first
+
+
+def test_an_int8_file_from_qat_is_gated_against_the_float_model_like_the_first_pass(
+    calibrated_pass, tiny_bundle, tmp_path
+):
+    """QAT that lost what the float model knew must fail the gate, as it does in the first pass; against
+    the QAT model it was converted from the loss would not show."""
+    from build.config import ExportConfig
+    from build.make.export import Checked
+    from build.make.results import QatResult
+    from converters.export import load_keras_model
+
+    run, _, source = calibrated_pass
+    run.ctx.config = dataclasses.replace(run.ctx.config, export=ExportConfig(variants=("int8",)))
+    worse = load_keras_model(source)
+    head = worse.get_layer("probabilities")
+    head.bias.assign(head.bias.numpy() + np.array([20.0, 0.0, 0.0], dtype="float32"))  # always class 0
+    worse_path = tmp_path / "qat" / "model.keras"
+    worse_path.parent.mkdir()
+    worse.save(worse_path)
+    checked = Checked({"int8": tiny_bundle / "model_int8.tflite"}, {"int8": {"n": 12, "source": "qat"}}, [])
+
+    calibrated = run(checked, QatResult(worse_path))
+
+    report = calibrated.reports["int8"]
+    assert report["source"] == "qat"
+    assert report["balanced_accuracy_reference"] > 0.9  # the float model's, not the QAT model's 1/3
+    assert report["balanced_accuracy_tflite"] < 0.5 and not report["passed"]
+    assert any("int8" in failure and "balanced accuracy" in failure for failure in calibrated.failures)
