@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-# 1: the image alone; 2: and its left-right mirror; 4: and its up-down mirror and both; 8: and the four
-# transposed (square inputs only: a transposed 4:3 image is another shape). The order is the runtime's.
+# The counts and their order are the runtime's (edge.preprocess.dihedral_views): 1, the image alone; 2,
+# and its left-right mirror; 4, and its up-down mirror and both; 8, and the same four of the transposed
+# image (square inputs only: a transposed 4:3 image is another shape).
 from edge.preprocess import VIEW_COUNTS, VIEW_FLIPS, InputSpec
 
 

@@ -7,6 +7,10 @@ images within each true class (a stratified bootstrap, so every resample keeps t
     >>> balanced_accuracy_interval(y_true, y_pred)                         # (0.63, 0.72)
     >>> compare_predictions(read_predictions("a/predictions.csv"), read_predictions("b/predictions.csv"))
 
+Where both tables hold the class probabilities (``p_<class>`` columns, as ``skinlesion evaluate`` writes
+them), the comparison also scores macro AUC on the same resamples: a ranking measure that does not hinge
+on one decision per image, so it resolves smaller differences; the verdict stays balanced accuracy's.
+
 Images of one lesion are resampled independently, so the intervals are, if anything, a little narrow.
 """
 
@@ -40,6 +44,8 @@ class Comparison:
         per_class: Class -> ``{"n", "recall_a", "recall_b", "difference", "interval"}``, the recall of each
             model and the interval of B's minus A's on the same resamples.
         left_out: Images only one evaluation holds (``{"a": n, "b": n}``), left out with ``shared_only``.
+        macro_auc: ``{"a", "b", "difference", "interval", "b_better_share"}``: one-vs-rest AUC averaged over
+            the classes, on the same resamples; None when a table has no class probabilities.
     """
 
     n: int
@@ -51,6 +57,7 @@ class Comparison:
     level: float
     per_class: dict[str, dict] = field(default_factory=dict)
     left_out: dict[str, int] = field(default_factory=dict)
+    macro_auc: dict | None = None
 
     @property
     def verdict(self) -> str:
@@ -66,7 +73,9 @@ def balanced_accuracy_interval(
     y_true: np.ndarray, y_pred: np.ndarray, *, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0
 ) -> tuple[float, float]:
     """The ``level`` percentile-bootstrap interval of the balanced accuracy of ``y_pred``."""
-    scores = _resampled_recalls(np.asarray(y_true), [np.asarray(y_pred)], resamples, seed)[0].mean(axis=1)
+    y_true = np.asarray(y_true)
+    draws = _stratified_draws(y_true, resamples, seed)
+    scores = _resampled_recalls(y_true, [np.asarray(y_pred)], draws)[0].mean(axis=1)
     return _percentiles(scores, level)
 
 
@@ -104,7 +113,8 @@ def compare_predictions(
     y_true = merged["label_a"].map(index).to_numpy()
     predictions = [merged[column].map(index).to_numpy() for column in ("predicted_a", "predicted_b")]
     score_a, score_b = (balanced_accuracy(y_true, p) for p in predictions)
-    recalls = _resampled_recalls(y_true, predictions, resamples, seed)
+    draws = _stratified_draws(y_true, resamples, seed)
+    recalls = _resampled_recalls(y_true, predictions, draws)
     scores_a, scores_b = recalls.mean(axis=2)
     differences = scores_b - scores_a
     per_class = {}
@@ -127,6 +137,7 @@ def compare_predictions(
         level=level,
         per_class=per_class,
         left_out=left_out if shared_only else {},
+        macro_auc=_macro_auc_comparison(merged, classes, y_true, draws, level),
     )
 
 
@@ -165,6 +176,13 @@ def format_comparison(comparison: Comparison, name_a: str, name_b: str) -> str:
         for side, n in comparison.left_out.items()
         if n
     ]
+    if comparison.macro_auc is not None:
+        auc = comparison.macro_auc
+        lines.append(
+            f"macro AUC A {auc['a']:.3f}  B {auc['b']:.3f}  B - A {100 * auc['difference']:+.1f} pt "
+            f"({100 * auc['interval'][0]:+.1f} to {100 * auc['interval'][1]:+.1f}; B higher in "
+            f"{auc['b_better_share']:.0%} of resamples)"
+        )
     if comparison.per_class:
         lines.append("recall per class (B - A, interval)")
     lines += [
@@ -175,24 +193,77 @@ def format_comparison(comparison: Comparison, name_a: str, name_b: str) -> str:
     return "\n".join(lines)
 
 
-def _resampled_recalls(
-    y_true: np.ndarray, predictions: list[np.ndarray], resamples: int, seed: int
-) -> np.ndarray:
-    """Per-class recall of each prediction on the same ``resamples`` stratified bootstrap resamples:
-    (predictions, resamples, classes present); their mean over classes is the balanced accuracy.
-
-    Within a class, recall on a resample is the mean of that class's hit indicators drawn with
-    replacement, so only the hits need resampling: (resamples, class size) draws per class.
-    """
+def _stratified_draws(y_true: np.ndarray, resamples: int, seed: int) -> list[np.ndarray]:
+    """Image indices of ``resamples`` stratified bootstrap resamples, per class present (in sorted
+    order): a (resamples, class size) array each, drawn with replacement within the class."""
     rng = np.random.default_rng(seed)
-    present = np.unique(y_true)
-    recalls = np.zeros((len(predictions), resamples, len(present)))
-    for column, k in enumerate(present):
+    draws = []
+    for k in np.unique(y_true):
         members = np.flatnonzero(y_true == k)
-        draws = members[rng.integers(0, members.size, size=(resamples, members.size))]
+        draws.append(members[rng.integers(0, members.size, size=(resamples, members.size))])
+    return draws
+
+
+def _resampled_recalls(
+    y_true: np.ndarray, predictions: list[np.ndarray], draws: list[np.ndarray]
+) -> np.ndarray:
+    """Per-class recall of each prediction on the resamples ``draws``: (predictions, resamples, classes
+    present); their mean over classes is the balanced accuracy."""
+    present = np.unique(y_true)
+    recalls = np.zeros((len(predictions), len(draws[0]), len(present)))
+    for column, (k, drawn) in enumerate(zip(present, draws)):
         for row, y_pred in enumerate(predictions):
-            recalls[row, :, column] = (y_pred[draws] == k).mean(axis=1)
+            recalls[row, :, column] = (y_pred[drawn] == k).mean(axis=1)
     return recalls
+
+
+def _macro_auc_comparison(
+    merged: pd.DataFrame, classes: list[str], y_true: np.ndarray, draws: list[np.ndarray], level: float
+) -> dict | None:
+    """Both models' macro AUC and the paired interval of B's minus A's (see :class:`Comparison`)."""
+    present = [classes[k] for k in np.unique(y_true)]
+    columns = [[f"p_{code}_{side}" for code in present] for side in ("a", "b")]
+    if len(present) < 2 or not all(c in merged.columns for side in columns for c in side):
+        return None
+    # How often each image is drawn in each resample; the first row is the evaluated set itself.
+    counts = np.zeros((len(draws[0]) + 1, len(y_true)))
+    counts[0] = 1
+    rows = np.arange(1, len(counts))[:, None]
+    for drawn in draws:
+        np.add.at(counts, (rows, drawn), 1)
+    aucs = np.stack(
+        [
+            np.mean(
+                [
+                    _weighted_auc(y_true == k, merged[column].to_numpy(float), counts)
+                    for k, column in zip(np.unique(y_true), side)
+                ],
+                axis=0,
+            )
+            for side in columns
+        ]
+    )
+    differences = aucs[1, 1:] - aucs[0, 1:]
+    return {
+        "a": float(aucs[0, 0]),
+        "b": float(aucs[1, 0]),
+        "difference": float(aucs[1, 0] - aucs[0, 0]),
+        "interval": _percentiles(differences, level),
+        "b_better_share": float(np.mean(differences > 0)),
+    }
+
+
+def _weighted_auc(positive: np.ndarray, score: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """One-vs-rest AUC of ``score`` for each row of image ``counts`` (a tie counts half, as in
+    sklearn): the share of (positive, negative) pairs the positive outscores."""
+    order = np.argsort(score, kind="stable")
+    ranked = score[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # groups of equal scores
+    weights = counts[:, order]
+    pos = np.add.reduceat(weights * positive[order], starts, axis=1)
+    neg = np.add.reduceat(weights * ~positive[order], starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
 
 
 def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:

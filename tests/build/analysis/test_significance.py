@@ -128,3 +128,42 @@ def test_compare_pools_validation_and_test_and_can_keep_to_shared_images(tmp_pat
     assert main(["compare", pooled("a"), str(tmp_path / "b-val")]) == 2  # 300 of A's images not in B
     assert main(["compare", pooled("a"), str(tmp_path / "b-val"), "--shared-only"]) == 0
     assert "left out: 300 images only A was evaluated on" in capsys.readouterr().out
+
+
+def _with_probabilities(table: pd.DataFrame, sharpness: float, seed: int) -> pd.DataFrame:
+    """``table`` with p_<class> columns: the predicted class scores highest; ``sharpness`` sets how far
+    the true class stands out among the rest (so two tables can decide alike and rank differently)."""
+    rng = np.random.default_rng(seed)
+    table = table.copy()
+    scores = rng.uniform(0, 1, size=(len(table), len(CLASSES)))
+    scores[np.arange(len(table)), table["label"].map(CLASSES.index)] += sharpness
+    scores[np.arange(len(table)), table["predicted"].map(CLASSES.index)] = 10  # its decision stays
+    scores = np.round(scores / scores.sum(axis=1, keepdims=True), 2)  # ties, as an int8 output has
+    for k, code in enumerate(CLASSES):
+        table[f"p_{code}"] = scores[:, k]
+    return table
+
+
+def test_macro_auc_is_compared_on_the_same_resamples_and_matches_the_report():
+    from build.analysis.metrics import evaluate
+
+    decisions = predictions({"akiec": 0.6, "df": 0.5, "nv": 0.9}, 150)
+    flat, ranked = _with_probabilities(decisions, 0.0, seed=1), _with_probabilities(decisions, 1.5, seed=2)
+    comparison = compare_predictions(flat, ranked)
+    # The same decisions: balanced accuracy cannot tell them apart, the ranking of the rest can.
+    assert comparison.difference == 0 and comparison.verdict == "no measurable difference"
+    auc = comparison.macro_auc
+    assert auc["interval"][0] > 0 and auc["b_better_share"] > 0.99
+    for table, value in ((flat, auc["a"]), (ranked, auc["b"])):
+        y = table["label"].map(CLASSES.index).to_numpy()
+        probabilities = table[[f"p_{code}" for code in CLASSES]].to_numpy()
+        assert value == pytest.approx(
+            evaluate(y, probabilities, CLASSES, malignant_indices=[0]).macro["auc"], abs=1e-12
+        )
+    assert compare_predictions(ranked, flat).macro_auc["difference"] == pytest.approx(-auc["difference"])
+
+
+def test_tables_without_probabilities_are_compared_on_balanced_accuracy_alone():
+    a = predictions({"akiec": 0.6, "df": 0.5, "nv": 0.9}, 30)
+    comparison = compare_predictions(a, _with_probabilities(a, 1.0, seed=3))
+    assert comparison.macro_auc is None
