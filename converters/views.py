@@ -21,16 +21,12 @@ from typing import Any
 # The counts and their order are the runtime's (edge.preprocess.dihedral_views): 1, the image alone; 2,
 # and its left-right mirror; 4, and its up-down mirror and both; 8, and the same four of the transposed
 # image (square inputs only: a transposed 4:3 image is another shape).
-from edge.preprocess import VIEW_COUNTS, VIEW_FLIPS, InputSpec
+from edge.preprocess import VIEW_FLIPS, InputSpec, check_view_count
 
 
 def check_views(views: int, spec: InputSpec) -> None:
     """Raises ValueError when ``views`` is not a count the graph can make for an input of ``spec``."""
-    if views not in VIEW_COUNTS:
-        raise ValueError(
-            f"test-time views must be one of {', '.join(map(str, VIEW_COUNTS))} (the image, its mirror "
-            f"images and rotations), got {views!r}"
-        )
+    check_view_count(views)
     if views == 8 and spec.height != spec.width:
         raise ValueError(
             f"8 test-time views transpose the image, which needs a square input; this model's is "
@@ -54,15 +50,14 @@ def with_views(model: Any, views: int, *, quantized: bool = False) -> Any:
 
     Args:
         model: A tf_keras model from images to scores (one output or several, e.g. with the abstain head).
-        views: How many views, one of :data:`VIEW_COUNTS`.
+        views: How many views, one of ``edge.preprocess.VIEW_COUNTS``.
         quantized: Give each mean a fixed [0, 1] fake-quantization range, for a QAT model's int8 file.
     """
     if views == 1:
         return model
     from models.keras import keras, tf
 
-    if views not in VIEW_COUNTS:
-        raise ValueError(f"test-time views must be one of {VIEW_COUNTS}, got {views!r}")
+    check_view_count(views)
     source = model.inputs[0]
     image = keras.Input(batch_shape=tuple(source.shape), name=model.input_names[0])
     batch = keras.layers.Lambda(

@@ -448,7 +448,7 @@ class _KerasModel:
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         # The bundle's files average their scores over mirror images in their graph; so does the reference.
-        batch = np.concatenate(dihedral_views(tensor, self._views))
+        batch = np.concatenate(dihedral_views(tensor, self._views)) if self._views > 1 else tensor
         with self._lock:
             scores = np.asarray(self._model(batch, training=False))
         return scores.reshape(self._views, len(tensor), -1).mean(axis=0)

@@ -155,10 +155,18 @@ VIEW_COUNTS = (1, 2, 4, 8)
 VIEW_FLIPS = ((), (2,), (1,), (1, 2))  # NHWC axes each of the first four views reverses
 
 
+def check_view_count(views: int) -> None:
+    """Raises ValueError unless ``views`` is one of :data:`VIEW_COUNTS`."""
+    if views not in VIEW_COUNTS:
+        raise ValueError(
+            f"test-time views must be one of {', '.join(map(str, VIEW_COUNTS))} (the image, its mirror "
+            f"images and rotations), got {views!r}"
+        )
+
+
 def dihedral_views(images: np.ndarray, views: int) -> list[np.ndarray]:
     """The first ``views`` of the mirror images of a batch of NHWC images, in the graph's order."""
-    if views not in VIEW_COUNTS:
-        raise ValueError(f"test-time views must be one of {VIEW_COUNTS}, got {views!r}")
+    check_view_count(views)
     bases = [images, images.transpose(0, 2, 1, 3)]
     return [np.flip(bases[k // 4], VIEW_FLIPS[k % 4]) for k in range(views)]
 
