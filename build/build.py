@@ -264,11 +264,13 @@ def validate_command(
     from build.make.datasets import load_dataset
     from build.make.cache import build_cache
     from converters.validate import ParityGate, check_gate, validate_tflite
+    from build.make.fixres import release_context
     from edge.bundle import load_bundle
 
     if run_dir is not None:
         run = Run(run_dir)
-        ctx = prepare(run, run.load_config())
+        # The exported files take the release's input size, which FixRes makes larger than training's.
+        ctx = release_context(prepare(run, run.load_config()))
         spec, classes, frame, cache_dir = ctx.spec, list(ctx.classes), ctx.frame, run.cache_dir
         views = ctx.config.export.test_time_views
     else:

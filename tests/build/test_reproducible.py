@@ -163,7 +163,7 @@ def assert_kill_and_resume_ends_as_the_whole_training(tmp_path: Path, overrides:
 
 
 @pytest.mark.slow
-def test_a_fixres_build_ships_at_the_release_size_and_resumes_a_kill_in_its_epochs(tmp_path):
+def test_a_fixres_build_ships_at_the_release_size_and_resumes_a_kill_in_its_epochs(tmp_path, capsys):
     data = write_synthetic_dataset(tmp_path / "data")
     # Float training at the tiny config's 32 px, then 2 FixRes epochs at 48 px, QAT and the export there.
     overrides = [
@@ -206,3 +206,15 @@ def test_a_fixres_build_ships_at_the_release_size_and_resumes_a_kill_in_its_epoc
     assert run_stage(runs / "whole", "export") == 0
     again = json.loads((runs / "whole" / "bundle" / "model_card.json").read_text())
     assert again["input"]["height"] == 48 and again["training"]["float"] == training["float"]
+
+    # `skinlesion validate --run` reads the run's images at the size its files take, not training's.
+    from build.build import validate_command
+
+    whole = runs / "whole"
+    capsys.readouterr()
+    validate_command(
+        whole / "bundle" / "model_int8.tflite", whole / "fixres" / "model.keras", str(data), run_dir=whole
+    )
+    printed = capsys.readouterr().out
+    report = json.loads(printed[printed.index("{") : printed.rindex("}") + 1])
+    assert report["n"] == 48 and report["variant"] == "int8"  # every image of the 3 x 16, at 48 px
