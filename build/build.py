@@ -261,10 +261,10 @@ def validate_command(
     limit: int = 0,
 ) -> int:
     """``skinlesion validate``: parity of one TFLite file against its float reference on any data set."""
-    from build.make.datasets import load_dataset
     from build.make.cache import build_cache
-    from converters.validate import ParityGate, check_gate, validate_tflite
+    from build.make.datasets import load_dataset
     from build.make.fixres import release_context
+    from converters.validate import ParityGate, check_gate, validate_tflite
     from edge.bundle import load_bundle
 
     if run_dir is not None:
