@@ -220,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--variant", default=None, help=f"bundle variant: {', '.join(variant_names())} (default: int8)"
     )
     evaluate.add_argument("--tta", action="store_true", help="average over flips and rotations")
+    evaluate.add_argument(
+        "--exclude",
+        default=None,
+        metavar="DATA",
+        help="leave out the images (by image id) this data set also holds, e.g. the training data: "
+        "another source that repeats some of them becomes an external test",
+    )
     evaluate.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval-<model>)")
     evaluate.set_defaults(run=run_evaluate)
 
@@ -408,6 +415,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         out=out,
         label_map=args.label_map,
+        exclude=args.exclude,
     )
     low, high = metrics.balanced_accuracy_interval
     print(

@@ -149,8 +149,10 @@ def run_evaluate(
     out: str | os.PathLike = "evaluation",
     split_seed: int | None = None,
     label_map: str | None = None,
+    exclude: str | os.PathLike | None = None,
 ) -> Metrics:
-    """What ``skinlesion evaluate MODEL --data DATA [--variant] [--tta] [--split] [--out]`` runs.
+    """What ``skinlesion evaluate MODEL --data DATA [--variant] [--tta] [--split] [--exclude] [--out]``
+    runs.
 
     Args:
         model: Bundle folder, ``.tflite`` or ``.keras``.
@@ -162,10 +164,15 @@ def run_evaluate(
         out: Output folder.
         split_seed: Seed of the split when it differs from the build's default.
         label_map: Label map name or None (e.g. ``"isic-archive"``).
+        exclude: A data set whose images (by ``image_id``) are left out, e.g. the one the model was
+            trained on, so that a second source that repeats some of its images is an external test.
     """
     model = resolve_bundle(model)  # a shipped bundle's name: its card's split, not the default one
     frame = images_to_evaluate(model, data, split=split, split_seed=split_seed, label_map=label_map)
     context = {"data": str(data), "split": split or "all images"}
+    if exclude is not None:
+        frame, left_out = without_images_of(frame, exclude)
+        context["left out"] = f"{left_out} images also in {exclude}"
     return evaluate_model(
         model,
         frame,
@@ -203,6 +210,25 @@ def images_to_evaluate(
     frame = split_by_group(frame, _split_config(model, split_seed))
     _warn_if_other_data(model, frame)
     return frame[frame["split"] == split].reset_index(drop=True)
+
+
+def without_images_of(frame: pd.DataFrame, other: str | os.PathLike) -> tuple[pd.DataFrame, int]:
+    """``frame`` without the images (same ``image_id``) that data set ``other`` holds, and how many left.
+
+    Raises:
+        ValueError: Every image of ``frame`` is in ``other``: nothing would be evaluated.
+    """
+    from build.make.datasets import load_dataset
+
+    known = set(load_dataset(other)["image_id"])
+    kept = frame[~frame["image_id"].isin(known)].reset_index(drop=True)
+    if kept.empty:
+        raise ValueError(
+            f"all {len(frame)} images are also in {other}; nothing is left to evaluate: drop --exclude "
+            "or give a data set the model has not seen"
+        )
+    log.info("left out %d of %d images that %s also holds", len(frame) - len(kept), len(frame), other)
+    return kept, len(frame) - len(kept)
 
 
 def _bundle_split(model: str | os.PathLike) -> SplitRecord | None:

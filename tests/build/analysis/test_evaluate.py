@@ -127,3 +127,31 @@ def test_a_card_from_before_the_duplicate_merge_gets_its_own_split_back(by):
     counts = {s: len(images_to_evaluate(model, data, split=s)) for s in ("val", "test")}
 
     assert counts == {s: card["training"]["split"]["counts"][s] for s in ("val", "test")}
+
+
+def _class_folders(root: Path, indices: range) -> Path:
+    """A folder per tiny class holding images img_<i>.png, the same pixels for the same i."""
+    for i in indices:
+        label = i % 3
+        pixels = np.clip(
+            np.float32(TINY_COLOURS[label]) + np.random.default_rng(i).normal(0, 10, (40, 48, 3)), 0, 255
+        )
+        (root / TINY_LABELS[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels.astype(np.uint8)).save(root / TINY_LABELS[label] / f"img_{i:02d}.png")
+    return root
+
+
+def test_images_the_training_data_also_holds_are_left_out_and_the_report_says_so(tiny_bundle, tmp_path):
+    from build.analysis.evaluate import run_evaluate
+
+    archive = _class_folders(tmp_path / "archive", range(12))
+    training = _class_folders(tmp_path / "training", range(5))
+
+    metrics = run_evaluate(tiny_bundle, archive, out=tmp_path / "eval", exclude=training)
+
+    assert metrics.n == 7
+    evaluated = pd.read_csv(tmp_path / "eval" / PREDICTIONS_FILE)["image_id"]
+    assert sorted(Path(image).name for image in evaluated) == [f"img_{i:02d}" for i in range(5, 12)]
+    assert f"5 images also in {training}" in (tmp_path / "eval" / REPORT_MD).read_text()
+    with pytest.raises(ValueError, match=r"all 12 images are also in .*archive.*drop --exclude"):
+        run_evaluate(tiny_bundle, archive, out=tmp_path / "nothing", exclude=archive)
