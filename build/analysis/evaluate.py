@@ -192,17 +192,25 @@ def images_to_evaluate(
     split_seed: int | None = None,
     label_map: str | None = None,
 ) -> pd.DataFrame:
-    """The labelled images of ``data``, or of one split of it re-derived as the bundle's card recorded it."""
-    from build.make.datasets import SPLITS, load_dataset, split_by_group
+    """The labelled images of ``data``, each once, or of one split of it re-derived as the bundle's card
+    recorded it. As in training, an image the data lists under two classes is left out (the ISIC
+    archive lists 155 so), and an image listed twice under one class counts once."""
+    from build.make.datasets import SPLITS, load_dataset, merge_datasets, split_by_group
 
     model = resolve_bundle(model)
     recorded = _bundle_split(model)
     # Cards written before the build merged HAM10000's duplicate lesions split without the merge.
-    frame = load_dataset(
-        data,
-        label_map=label_map,
-        merge_duplicate_lesions=recorded.duplicate_lesions_merged if recorded else True,
+    frame, report = merge_datasets(
+        [
+            load_dataset(
+                data,
+                label_map=label_map,
+                merge_duplicate_lesions=recorded.duplicate_lesions_merged if recorded else True,
+            )
+        ]
     )
+    for line in report.lines()[1:]:
+        log.info(line)
     if split is None:
         return frame
     if split not in SPLITS:

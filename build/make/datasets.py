@@ -71,7 +71,7 @@ class MergeReport:
             if n
         ]
         out += [
-            f"dropped {n} images from {source}: same image_id already in an earlier source"
+            f"dropped {n} images from {source}: their image_id is listed before (here or in an earlier source)"
             for source, n in self.dropped_duplicates.items()
             if n
         ]

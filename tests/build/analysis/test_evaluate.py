@@ -155,3 +155,17 @@ def test_images_the_training_data_also_holds_are_left_out_and_the_report_says_so
     assert f"5 images also in {training}" in (tmp_path / "eval" / REPORT_MD).read_text()
     with pytest.raises(ValueError, match=r"all 12 images are also in .*archive.*drop --exclude"):
         run_evaluate(tiny_bundle, archive, out=tmp_path / "nothing", exclude=archive)
+
+
+def test_an_image_listed_twice_counts_once_and_one_listed_under_two_classes_not_at_all(tiny_bundle, tmp_path):
+    from build.analysis.evaluate import images_to_evaluate
+
+    data = _class_folders(tmp_path / "data", range(6))
+    rows = [(f"{TINY_LABELS[i % 3]}/img_{i:02d}.png", f"img_{i:02d}", TINY_LABELS[i % 3]) for i in range(6)]
+    rows.append(rows[0])  # the same image filed twice under its class
+    rows.append((rows[1][0], rows[1][1], TINY_LABELS[2]))  # and one under a second class
+    pd.DataFrame(rows, columns=["path", "image_id", "label"]).to_csv(data / "labels.csv", index=False)
+
+    frame = images_to_evaluate(tiny_bundle, data)
+
+    assert sorted(frame["image_id"]) == ["img_00", "img_02", "img_03", "img_04", "img_05"]
