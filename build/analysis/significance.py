@@ -10,6 +10,8 @@ images within each true class (a stratified bootstrap, so every resample keeps t
 Where both tables hold the class probabilities (``p_<class>`` columns, as ``skinlesion evaluate`` writes
 them), the comparison also scores macro AUC on the same resamples: a ranking measure that does not hinge
 on one decision per image, so it resolves smaller differences; the verdict stays balanced accuracy's.
+Where the classes include malignant ones (``edge.tasks``), it also scores the screening view's AUC: the
+summed malignant probability ranking malignant lesions above benign ones.
 
 Images of one lesion are resampled independently, so the intervals are, if anything, a little narrow.
 """
@@ -46,6 +48,8 @@ class Comparison:
         left_out: Images only one evaluation holds (``{"a": n, "b": n}``), left out with ``shared_only``.
         macro_auc: ``{"a", "b", "difference", "interval", "b_better_share"}``: one-vs-rest AUC averaged over
             the classes, on the same resamples; None when a table has no class probabilities.
+        malignant_auc: The same for malignant against benign lesions (the summed probability of the
+            malignant classes, named in ``"classes"``); None without probabilities or without both kinds.
     """
 
     n: int
@@ -58,6 +62,7 @@ class Comparison:
     per_class: dict[str, dict] = field(default_factory=dict)
     left_out: dict[str, int] = field(default_factory=dict)
     macro_auc: dict | None = None
+    malignant_auc: dict | None = None
 
     @property
     def verdict(self) -> str:
@@ -138,6 +143,7 @@ def compare_predictions(
         per_class=per_class,
         left_out=left_out if shared_only else {},
         macro_auc=_macro_auc_comparison(merged, classes, y_true, draws, level),
+        malignant_auc=_malignant_auc_comparison(merged, classes, y_true, draws, level),
     )
 
 
@@ -177,12 +183,10 @@ def format_comparison(comparison: Comparison, name_a: str, name_b: str) -> str:
         if n
     ]
     if comparison.macro_auc is not None:
-        auc = comparison.macro_auc
-        lines.append(
-            f"macro AUC A {auc['a']:.3f}  B {auc['b']:.3f}  B - A {100 * auc['difference']:+.1f} pt "
-            f"({100 * auc['interval'][0]:+.1f} to {100 * auc['interval'][1]:+.1f}; B higher in "
-            f"{auc['b_better_share']:.0%} of resamples)"
-        )
+        lines.append(_auc_line("macro AUC", comparison.macro_auc))
+    if comparison.malignant_auc is not None:
+        malignant = ", ".join(comparison.malignant_auc["classes"])
+        lines.append(_auc_line(f"malignant AUC ({malignant} against the rest)", comparison.malignant_auc))
     if comparison.per_class:
         lines.append("recall per class (B - A, interval)")
     lines += [
@@ -191,6 +195,14 @@ def format_comparison(comparison: Comparison, name_a: str, name_b: str) -> str:
         for code, row in comparison.per_class.items()
     ]
     return "\n".join(lines)
+
+
+def _auc_line(name: str, auc: dict) -> str:
+    return (
+        f"{name} A {auc['a']:.3f}  B {auc['b']:.3f}  B - A {100 * auc['difference']:+.1f} pt "
+        f"({100 * auc['interval'][0]:+.1f} to {100 * auc['interval'][1]:+.1f}; B higher in "
+        f"{auc['b_better_share']:.0%} of resamples)"
+    )
 
 
 def _stratified_draws(y_true: np.ndarray, resamples: int, seed: int) -> list[np.ndarray]:
@@ -225,12 +237,7 @@ def _macro_auc_comparison(
     columns = [[f"p_{code}_{side}" for code in present] for side in ("a", "b")]
     if len(present) < 2 or not all(c in merged.columns for side in columns for c in side):
         return None
-    # How often each image is drawn in each resample; the first row is the evaluated set itself.
-    counts = np.zeros((len(draws[0]) + 1, len(y_true)))
-    counts[0] = 1
-    rows = np.arange(1, len(counts))[:, None]
-    for drawn in draws:
-        np.add.at(counts, (rows, drawn), 1)
+    counts = _draw_counts(draws, len(y_true))
     aucs = np.stack(
         [
             np.mean(
@@ -243,6 +250,39 @@ def _macro_auc_comparison(
             for side in columns
         ]
     )
+    return _auc_comparison(aucs, level)
+
+
+def _malignant_auc_comparison(
+    merged: pd.DataFrame, classes: list[str], y_true: np.ndarray, draws: list[np.ndarray], level: float
+) -> dict | None:
+    """Both models' malignant-against-benign AUC and the paired interval (see :class:`Comparison`)."""
+    from edge.tasks import known_class
+
+    malignant = [code for code in classes if (info := known_class(code)) is not None and info.malignant]
+    columns = [[f"p_{code}_{side}" for code in malignant] for side in ("a", "b")]
+    positive = np.isin(np.asarray(classes)[y_true], malignant)
+    if positive.all() or not positive.any() or not all(c in merged.columns for side in columns for c in side):
+        return None
+    counts = _draw_counts(draws, len(y_true))
+    aucs = np.stack(
+        [_weighted_auc(positive, merged[side].to_numpy(float).sum(axis=1), counts) for side in columns]
+    )
+    return {**_auc_comparison(aucs, level), "classes": malignant}
+
+
+def _draw_counts(draws: list[np.ndarray], n: int) -> np.ndarray:
+    """How often each image is drawn in each resample; the first row is the evaluated set itself."""
+    counts = np.zeros((len(draws[0]) + 1, n))
+    counts[0] = 1
+    rows = np.arange(1, len(counts))[:, None]
+    for drawn in draws:
+        np.add.at(counts, (rows, drawn), 1)
+    return counts
+
+
+def _auc_comparison(aucs: np.ndarray, level: float) -> dict:
+    """``aucs`` (2 models, 1 + resamples): each model's AUC on the set, B's minus A's with its interval."""
     differences = aucs[1, 1:] - aucs[0, 1:]
     return {
         "a": float(aucs[0, 0]),

@@ -167,3 +167,25 @@ def test_tables_without_probabilities_are_compared_on_balanced_accuracy_alone():
     a = predictions({"akiec": 0.6, "df": 0.5, "nv": 0.9}, 30)
     comparison = compare_predictions(a, _with_probabilities(a, 1.0, seed=3))
     assert comparison.macro_auc is None
+
+
+def test_the_screening_views_auc_is_compared_on_the_same_resamples_and_matches_the_report():
+    from build.analysis.metrics import evaluate
+
+    decisions = predictions({"akiec": 0.6, "df": 0.5, "nv": 0.9}, 150)
+    flat, ranked = _with_probabilities(decisions, 0.0, seed=1), _with_probabilities(decisions, 1.5, seed=2)
+    auc = compare_predictions(flat, ranked).malignant_auc
+    # akiec is the one malignant class here: its probability ranks malignant above benign lesions.
+    assert auc["classes"] == ["akiec"]
+    assert auc["interval"][0] > 0 and auc["b_better_share"] > 0.99
+    for table, value in ((flat, auc["a"]), (ranked, auc["b"])):
+        y = table["label"].map(CLASSES.index).to_numpy()
+        probabilities = table[[f"p_{code}" for code in CLASSES]].to_numpy()
+        assert value == pytest.approx(
+            evaluate(y, probabilities, CLASSES, malignant_indices=[0]).malignant["auc"], abs=1e-12
+        )
+
+
+def test_without_malignant_lesions_there_is_no_screening_auc():
+    benign = _with_probabilities(predictions({"df": 0.5, "nv": 0.9}, 40), 1.0, seed=4)
+    assert compare_predictions(benign, benign).malignant_auc is None
