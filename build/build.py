@@ -144,6 +144,7 @@ def export_run(
     from build.analysis.trust import fit_abstain_rule
     from build.make.card import make_card
     from build.make.export import PARITY_FILE, SHIPPED_INT8, export_checked, operating_point_fields
+    from build.make.external import external_test_sets
     from build.make.final import export_calibrated
     from build.make.framing import runtime_view
     from converters.bundle import write_bundle
@@ -235,6 +236,16 @@ def export_run(
             training_log=run.root / "float" / "log.csv",
         )
         metrics[split] = result.to_dict()
+    for name, images in external_test_sets(config.export, ctx.frame, ctx.classes):
+        result = evaluate_model(
+            staging,
+            images,
+            out / f"report-external-{name}",
+            variant=SHIPPED_INT8 if SHIPPED_INT8 in shipped else None,
+            title=f"{config.name} on {name}, images the run's data lack",
+            context={"data": name, "split": "external: images none of the run's sources hold"},
+        )
+        metrics[f"external {name}"] = result.to_dict()
     card = dataclasses.replace(card, metrics=metrics)
     bundle = write_bundle(run.root / "bundle", card, shipped, reference=floated.path, report_dir=report_dir)
     log.info("bundle: %s", bundle)

@@ -25,6 +25,18 @@ from edge.variants import ParityGate, names as variant_names
 from models.config import ModelConfig
 
 
+def check_label_maps(sources: tuple[str, ...], maps: tuple[str, ...], key: str) -> None:
+    """Raises ValueError unless ``maps`` holds at most one built-in label map name (or "") per source."""
+    if len(maps) > len(sources):
+        raise ValueError(
+            f"{key} has {len(maps)} entries for {len(sources)} source(s); give one per source, in the "
+            'same order ("" for none)'
+        )
+    unknown = sorted({m for m in maps if m and m not in LABEL_MAPS})
+    if unknown:
+        raise ValueError(f"{key}: unknown label map(s) {unknown}; built-in maps: {sorted(LABEL_MAPS)}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which images, labels and split.
@@ -62,20 +74,8 @@ class DataConfig:
                 f"data.task = {self.task!r} is not a known task; choose one of {', '.join(TASKS)} "
                 "(edge.tasks.TASKS)"
             )
-        for sources, maps, key in (
-            (self.sources, self.label_maps, "label_maps"),
-            (self.train_only_sources, self.train_only_label_maps, "train_only_label_maps"),
-        ):
-            if len(maps) > len(sources):
-                raise ValueError(
-                    f"data.{key} has {len(maps)} entries for {len(sources)} source(s); give one "
-                    'per source, in the same order ("" for none)'
-                )
-            unknown = sorted({m for m in maps if m and m not in LABEL_MAPS})
-            if unknown:
-                raise ValueError(
-                    f"data.{key}: unknown label map(s) {unknown}; built-in maps: {sorted(LABEL_MAPS)}"
-                )
+        check_label_maps(self.sources, self.label_maps, "data.label_maps")
+        check_label_maps(self.train_only_sources, self.train_only_label_maps, "data.train_only_label_maps")
 
 
 @dataclass(frozen=True)
@@ -279,6 +279,10 @@ class ExportConfig:
         test_time_views: Mirror images of each photo every file scores and averages inside its graph
             (``converters.views``): 1 (the photo alone), 2, 4 or 8 (square inputs). Each view is another
             pass through the network (8 views: 7.7x the invoke time of one, measured); no more weights.
+        external_data: Data sets the bundle is also evaluated on, each without the images the run's
+            sources hold (by ``image_id``): an external test beside the split (e.g. the ISIC archive's
+            images HAM10000 lacks). Each gets a report and an entry in the card's metrics; none gates.
+        external_label_maps: Per external data set, a built-in label map name or "" for none.
     """
 
     variants: tuple[str, ...] = field(default_factory=variant_names)
@@ -297,8 +301,11 @@ class ExportConfig:
     abstain_min_refused: float = 0.91
     abstain_min_synthetic_refused: float = 1.0
     test_time_views: int = 1
+    external_data: tuple[str, ...] = ()
+    external_label_maps: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_label_maps(self.external_data, self.external_label_maps, "export.external_label_maps")
         if self.test_time_views not in VIEW_COUNTS:
             raise ValueError(
                 f"export.test_time_views must be one of {', '.join(map(str, VIEW_COUNTS))}, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,17 @@ class RunContext:
 
 def prepare(run: Run, config: BuildConfig) -> RunContext:
     """Builds the context of ``run``: loads or makes the split (``split.csv``), names the classes and
-    the input spec. The images are decoded later, when a stage first reads them."""
+    the input spec. The images are decoded later, when a stage first reads them.
+
+    Raises:
+        FileNotFoundError: An external test set (``export.external_data``) is missing: said before hours of
+            training, not after them.
+    """
+    missing = [data for data in config.export.external_data if not Path(data).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"export.external_data: {', '.join(missing)} not found; fix the path or drop it from the config"
+        )
     frame = prepare_split(run, config)
     return RunContext(
         run=run,

@@ -84,6 +84,12 @@ def test_data_summary_writes_rules_and_prints_counts(tmp_path, capsys):
 @pytest.mark.slow
 def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, capsys, caplog):
     data = write_synthetic_dataset(tmp_path / "data", n_per_class=24)
+    # An external test set that repeats some of the training data's images (same class folder and name).
+    external = write_synthetic_dataset(tmp_path / "external", n_per_class=30)
+    ids = {
+        root: {str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.png")}
+        for root in (data, external)
+    }
     published = tmp_path / "published"
     caplog.set_level(logging.INFO)
     status = main(
@@ -97,6 +103,8 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
             str(tmp_path / "run"),
             "--publish",
             str(published),
+            "--set",
+            f"export.external_data=['{external}']",
         ]
     )
     captured = capsys.readouterr()
@@ -118,6 +126,14 @@ def test_build_publishes_a_bundle_that_predict_and_evaluate_accept(tmp_path, cap
     assert bundle.card.training["split"]["grouped_by"] == "lesion_id"
     assert len(bundle.card.training["float"]["logit_shift"]) == 3  # to quantize the release again later
     assert {"val", "test"} <= set(bundle.card.metrics) and bundle.card.temperature > 0
+    # The external set is scored on the images the run's data lack, and says so in its report.
+    assert (
+        0
+        < bundle.card.metrics["external external"]["n"]
+        == len(ids[external] - ids[data])
+        < len(ids[external])
+    )
+    assert (tmp_path / "run" / "export" / "report-external-external" / "report.md").exists()
     assert bundle.card.test_time_views == 2  # tiny.toml's: every file averages two views in its graph
 
     # Exporting again with nothing changed reuses every file and its parity check, the calibrated ones too,
