@@ -166,6 +166,8 @@ TASKS: dict[str, Task] = {
             "minority classes (df, vasc, akiec) have few validation images, so their recall is uncertain.",
             "Non-square photos are stretched to a square, the framing it was validated on; crop around the "
             "lesion for best results.",
+            "Dermoscopy from other clinics and cameras is harder for it than HAM10000's own: on ISIC-archive "
+            "images HAM10000 lacks it ranks malignant lesions markedly worse (the card's external metrics).",
         ),
         texts=TaskTexts(
             key="ham10000",
