@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from build.config import ExportConfig
-from build.make.datasets import load_dataset, merge_datasets
+from build.make.datasets import merge_datasets
+from build.make.run import load_sources
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,9 @@ def external_test_sets(
     Raises:
         FileNotFoundError: An external data set is missing.
     """
-    maps = list(export.external_label_maps) + [""] * (
-        len(export.external_data) - len(export.external_label_maps)
-    )
-    for source, label_map in zip(export.external_data, maps):
-        images, report = merge_datasets([load_dataset(source, label_map=label_map or None)], labels=classes)
+    sources = load_sources(export.external_data, export.external_label_maps)
+    for source, loaded in zip(export.external_data, sources):
+        images, report = merge_datasets([loaded], labels=classes)
         for line in report.lines()[1:]:
             log.info("external %s: %s", source, line)
         unseen = images[~images["image_id"].isin(set(frame["image_id"]))].reset_index(drop=True)

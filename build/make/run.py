@@ -148,7 +148,7 @@ def prepare_split(run: Run, config: BuildConfig) -> pd.DataFrame:
     if run.split_file.exists():
         return pd.read_csv(run.split_file)
     labels = _fixed_classes(config)
-    sources = _load_sources(
+    sources = load_sources(
         config.data.sources,
         config.data.label_maps,
         merge_duplicate_lesions=config.data.merge_duplicate_lesions,
@@ -158,7 +158,7 @@ def prepare_split(run: Run, config: BuildConfig) -> pd.DataFrame:
         log.info("data: %s", line)
     frame = split_by_group(frame, config.data.split)
     if config.data.train_only_sources:
-        extras = _load_sources(
+        extras = load_sources(
             config.data.train_only_sources,
             config.data.train_only_label_maps,
             merge_duplicate_lesions=config.data.merge_duplicate_lesions,
@@ -176,9 +176,10 @@ def _fixed_classes(config: BuildConfig) -> tuple[str, ...] | None:
     return config.data.classes or (task.codes if task.fixed_classes else None)
 
 
-def _load_sources(
+def load_sources(
     sources: tuple[str, ...], label_maps: tuple[str, ...], *, merge_duplicate_lesions: bool = True
 ) -> list[pd.DataFrame]:
+    """Each source's table (``load_dataset``) with its label map; ``label_maps`` may stop early."""
     maps = list(label_maps) + [""] * (len(sources) - len(label_maps))
     return [
         load_dataset(source, label_map=label_map or None, merge_duplicate_lesions=merge_duplicate_lesions)
