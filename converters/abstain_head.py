@@ -24,6 +24,7 @@ lesion classes' features. With negatives, the MSID photos the head never saw are
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -49,6 +50,8 @@ INT8_KERNEL_LEVELS = 127
 # Where the kernel's bound may sit: the largest weight, or a high quantile of the weights' magnitudes.
 KERNEL_BOUND_QUANTILES = (1.0, 0.999, 0.998, 0.995, 0.99, 0.98, 0.95)
 BATCH = 64
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,15 @@ def int8_kernel_weights(weights: np.ndarray, val: np.ndarray, negative: np.ndarr
         return float(np.mean((val_moved - common) ** 2) + np.mean((negative_moved - common) ** 2))
 
     bounds = np.unique(np.quantile(magnitudes, KERNEL_BOUND_QUANTILES))
-    return held(min(bounds[bounds > 0], key=error))
+    bound = min(bounds[bounds > 0], key=error)
+    log.info(
+        "abstain head: int8 kernel bound %.3g (largest weight %.3g; %.1f %% of the weights clipped, %.0f %% zero)",
+        bound,
+        magnitudes.max(),
+        100 * np.mean(magnitudes > bound),
+        100 * np.mean(held(bound) == 0),
+    )
+    return held(bound)
 
 
 def answering_limit(logits: np.ndarray, quantile: float, labels: Sequence[int] | None = None) -> float:
