@@ -144,22 +144,31 @@ def _with_probabilities(table: pd.DataFrame, sharpness: float, seed: int) -> pd.
     return table
 
 
-def test_macro_auc_is_compared_on_the_same_resamples_and_matches_the_report():
+def _same_decisions_ranked_apart() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two tables with the same decisions; the second ranks the true class higher among the rest."""
+    decisions = predictions({"akiec": 0.6, "df": 0.5, "nv": 0.9}, 150)
+    return _with_probabilities(decisions, 0.0, seed=1), _with_probabilities(decisions, 1.5, seed=2)
+
+
+def _reported(table: pd.DataFrame):
+    """The metrics ``skinlesion evaluate`` reports for ``table``'s probabilities (akiec is malignant)."""
     from build.analysis.metrics import evaluate
 
-    decisions = predictions({"akiec": 0.6, "df": 0.5, "nv": 0.9}, 150)
-    flat, ranked = _with_probabilities(decisions, 0.0, seed=1), _with_probabilities(decisions, 1.5, seed=2)
+    probabilities = table[[f"p_{code}" for code in CLASSES]].to_numpy()
+    return evaluate(
+        table["label"].map(CLASSES.index).to_numpy(), probabilities, CLASSES, malignant_indices=[0]
+    )
+
+
+def test_macro_auc_is_compared_on_the_same_resamples_and_matches_the_report():
+    flat, ranked = _same_decisions_ranked_apart()
     comparison = compare_predictions(flat, ranked)
     # The same decisions: balanced accuracy cannot tell them apart, the ranking of the rest can.
     assert comparison.difference == 0 and comparison.verdict == "no measurable difference"
     auc = comparison.macro_auc
     assert auc["interval"][0] > 0 and auc["b_better_share"] > 0.99
     for table, value in ((flat, auc["a"]), (ranked, auc["b"])):
-        y = table["label"].map(CLASSES.index).to_numpy()
-        probabilities = table[[f"p_{code}" for code in CLASSES]].to_numpy()
-        assert value == pytest.approx(
-            evaluate(y, probabilities, CLASSES, malignant_indices=[0]).macro["auc"], abs=1e-12
-        )
+        assert value == pytest.approx(_reported(table).macro["auc"], abs=1e-12)
     assert compare_predictions(ranked, flat).macro_auc["difference"] == pytest.approx(-auc["difference"])
 
 
@@ -170,20 +179,13 @@ def test_tables_without_probabilities_are_compared_on_balanced_accuracy_alone():
 
 
 def test_the_screening_views_auc_is_compared_on_the_same_resamples_and_matches_the_report():
-    from build.analysis.metrics import evaluate
-
-    decisions = predictions({"akiec": 0.6, "df": 0.5, "nv": 0.9}, 150)
-    flat, ranked = _with_probabilities(decisions, 0.0, seed=1), _with_probabilities(decisions, 1.5, seed=2)
+    flat, ranked = _same_decisions_ranked_apart()
     auc = compare_predictions(flat, ranked).malignant_auc
     # akiec is the one malignant class here: its probability ranks malignant above benign lesions.
     assert auc["classes"] == ["akiec"]
     assert auc["interval"][0] > 0 and auc["b_better_share"] > 0.99
     for table, value in ((flat, auc["a"]), (ranked, auc["b"])):
-        y = table["label"].map(CLASSES.index).to_numpy()
-        probabilities = table[[f"p_{code}" for code in CLASSES]].to_numpy()
-        assert value == pytest.approx(
-            evaluate(y, probabilities, CLASSES, malignant_indices=[0]).malignant["auc"], abs=1e-12
-        )
+        assert value == pytest.approx(_reported(table).malignant["auc"], abs=1e-12)
 
 
 def test_without_malignant_lesions_there_is_no_screening_auc():
