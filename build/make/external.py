@@ -1,9 +1,9 @@
 """The build's external tests: data sets beyond the split (``export.external_data``), each without the
 images the run's own sources hold, so what is left is data the model never saw in any split.
 
-The ISIC archive beside HAM10000 is the case it was made for: 2,049 of its images are HAM10000's own, the
-687 left come from other clinics and cameras (mostly melanomas and moles), closer to the external test
-set the maintainers score releases on than anything in the split::
+The ISIC archive beside HAM10000 is the case it was made for: 1,362 of its 2,049 images (each counted
+once) are HAM10000's own; the 687 left come from other clinics and cameras (mostly melanomas and moles),
+closer to the external test set the maintainers score releases on than anything in the split::
 
     >>> for name, images in external_test_sets(config.export, ctx.frame, ctx.classes):
     ...     evaluate_model(bundle, images, out / f"report-external-{name}")
