@@ -120,6 +120,7 @@ def compare_predictions(
     score_a, score_b = (balanced_accuracy(y_true, p) for p in predictions)
     draws = _stratified_draws(y_true, resamples, seed)
     recalls = _resampled_recalls(y_true, predictions, draws)
+    counts = _draw_counts(draws, len(y_true))  # the same resamples, for both AUCs
     scores_a, scores_b = recalls.mean(axis=2)
     differences = scores_b - scores_a
     per_class = {}
@@ -142,8 +143,8 @@ def compare_predictions(
         level=level,
         per_class=per_class,
         left_out=left_out if shared_only else {},
-        macro_auc=_macro_auc_comparison(merged, classes, y_true, draws, level),
-        malignant_auc=_malignant_auc_comparison(merged, classes, y_true, draws, level),
+        macro_auc=_macro_auc_comparison(merged, classes, y_true, counts, level),
+        malignant_auc=_malignant_auc_comparison(merged, classes, y_true, counts, level),
     )
 
 
@@ -230,14 +231,13 @@ def _resampled_recalls(
 
 
 def _macro_auc_comparison(
-    merged: pd.DataFrame, classes: list[str], y_true: np.ndarray, draws: list[np.ndarray], level: float
+    merged: pd.DataFrame, classes: list[str], y_true: np.ndarray, counts: np.ndarray, level: float
 ) -> dict | None:
     """Both models' macro AUC and the paired interval of B's minus A's (see :class:`Comparison`)."""
     present = [classes[k] for k in np.unique(y_true)]
     columns = [[f"p_{code}_{side}" for code in present] for side in ("a", "b")]
     if len(present) < 2 or not all(c in merged.columns for side in columns for c in side):
         return None
-    counts = _draw_counts(draws, len(y_true))
     aucs = np.stack(
         [
             np.mean(
@@ -254,7 +254,7 @@ def _macro_auc_comparison(
 
 
 def _malignant_auc_comparison(
-    merged: pd.DataFrame, classes: list[str], y_true: np.ndarray, draws: list[np.ndarray], level: float
+    merged: pd.DataFrame, classes: list[str], y_true: np.ndarray, counts: np.ndarray, level: float
 ) -> dict | None:
     """Both models' malignant-against-benign AUC and the paired interval (see :class:`Comparison`)."""
     from edge.tasks import known_class
@@ -264,7 +264,6 @@ def _malignant_auc_comparison(
     positive = np.isin(np.asarray(classes)[y_true], malignant)
     if positive.all() or not positive.any() or not all(c in merged.columns for side in columns for c in side):
         return None
-    counts = _draw_counts(draws, len(y_true))
     aucs = np.stack(
         [_weighted_auc(positive, merged[side].to_numpy(float).sum(axis=1), counts) for side in columns]
     )
