@@ -30,6 +30,7 @@ import pandas as pd
 from build.atomic import write_with
 from build.make.datasets import (
     METADATA,
+    MergeReport,
     SPLITS,
     SplitConfig,
     duplicate_lesion_pairs,
@@ -393,23 +394,12 @@ PLOTS: dict[str, Callable[[pd.DataFrame, Path], str | None]] = {
 
 
 def _merge_lines(summary: Summary) -> list[str]:
-    lines = [f"kept {n:,} images from {source}" for source, n in summary.kept.items()]
-    lines += [
-        f"dropped {n:,} images from {source}: same image_id already kept (from an earlier source or "
-        "earlier in this one)"
-        for source, n in summary.dropped_duplicates.items()
-        if n
-    ]
-    lines += [
-        f"dropped {n:,} images labelled {label!r}: not a target class"
-        for label, n in summary.dropped_unmapped.items()
-        if n
-    ]
-    lines += [
-        f"dropped {n:,} images from {source}: it lists each of them under two or more classes"
-        for source, n in summary.dropped_conflicting.items()
-        if n
-    ]
+    lines = MergeReport(
+        kept=summary.kept,
+        dropped_duplicates=summary.dropped_duplicates,
+        dropped_unmapped=summary.dropped_unmapped,
+        dropped_conflicting=summary.dropped_conflicting,
+    ).lines()
     disagree = {pair: n for pair, n in summary.duplicate_labels.items() if len(set(pair.split(" -> "))) > 1}
     if summary.duplicate_labels:
         same = sum(summary.duplicate_labels.values()) - sum(disagree.values())

@@ -64,19 +64,19 @@ class MergeReport:
     dropped_conflicting: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        out = [f"kept {n} images from {source}" for source, n in self.kept.items()]
+        out = [f"kept {n:,} images from {source}" for source, n in self.kept.items()]
         out += [
-            f"dropped {n} images from {source}: it lists each of them under two or more classes"
+            f"dropped {n:,} images from {source}: it lists each of them under two or more classes"
             for source, n in self.dropped_conflicting.items()
             if n
         ]
         out += [
-            f"dropped {n} images from {source}: their image_id is listed before (here or in an earlier source)"
+            f"dropped {n:,} images from {source}: their image_id is listed before (here or in an earlier source)"
             for source, n in self.dropped_duplicates.items()
             if n
         ]
         out += [
-            f"dropped {n} images labelled {label!r}: no mapping to a target class"
+            f"dropped {n:,} images labelled {label!r}: no mapping to a target class"
             for label, n in self.dropped_unmapped.items()
             if n
         ]
