@@ -18,7 +18,7 @@ from typing import Any
 
 from build.stage_configs import LABEL_MAPS, AugmentConfig, BalanceConfig, MixConfig, SplitConfig
 from converters.abstain_head import DEFAULT_QUANTILE as ABSTAIN_QUANTILE
-from converters.abstain_head import DEFAULT_REGULARIZATION as ABSTAIN_REGULARIZATION
+from converters.abstain_head import REGULARIZATION_CANDIDATES as ABSTAIN_REGULARIZATION
 from edge.preprocess import VIEW_COUNTS
 from edge.tasks import TASKS
 from edge.variants import ParityGate, names as variant_names
@@ -267,8 +267,9 @@ class ExportConfig:
         abstain_negatives: Data sets of images that are not the training data's kind (e.g. clinical
             photos for a dermoscopy model); the in-graph abstain head learns to refuse their fit half
             (``build.make.negatives``) and synthetic images. Empty: synthetic images only.
-        abstain_regularization: Inverse L2 strength of the head's logistic regression: larger fits the
-            negatives more closely (the default was measured on HAM10000's features).
+        abstain_regularization: Inverse L2 strengths of the head's logistic regression (larger fits the
+            negatives more closely): one fixes it; of several, each model's head takes the one that
+            refuses most held-out negatives in grouped cross-validation (``converters.abstain_head``).
         abstain_quantile: Share of validation images the head's limit answers, averaged over classes
             (the file's int8 rounding moves images that sit near the limit either way).
         abstain_min_answered: Gate: share of validation images each file's abstain head answers.
@@ -295,7 +296,7 @@ class ExportConfig:
     float_max_drop_points: float = ParityGate.for_variant("float16").max_balanced_accuracy_drop
     int8_source: str = "best"
     abstain_negatives: tuple[str, ...] = ()
-    abstain_regularization: float = ABSTAIN_REGULARIZATION
+    abstain_regularization: tuple[float, ...] = ABSTAIN_REGULARIZATION
     abstain_quantile: float = ABSTAIN_QUANTILE
     abstain_min_answered: float = 0.95
     abstain_min_refused: float = 0.91
@@ -318,9 +319,12 @@ class ExportConfig:
             raise ValueError(
                 f"export.abstain_quantile must be a share in [0.5, 1), got {self.abstain_quantile}"
             )
-        if not self.abstain_regularization > 0:
+        if isinstance(self.abstain_regularization, (int, float)):  # one strength, given as a number
+            object.__setattr__(self, "abstain_regularization", (float(self.abstain_regularization),))
+        if not self.abstain_regularization or not min(self.abstain_regularization) > 0:
             raise ValueError(
-                f"export.abstain_regularization must be > 0 (inverse L2 strength), got {self.abstain_regularization}"
+                "export.abstain_regularization must be one or more inverse L2 strengths > 0, got "
+                f"{list(self.abstain_regularization)}"
             )
         if self.int8_source not in ("qat", "ptq", "best"):
             raise ValueError(f"export.int8_source must be qat|ptq|best, got {self.int8_source!r}")
@@ -383,7 +387,7 @@ def from_dict(cls, data: dict[str, Any], *, where: str):
         if dataclasses.is_dataclass(default):
             kwargs[name] = from_dict(type(default), value, where=f"{where}:{name}")
         elif isinstance(default, tuple):
-            kwargs[name] = tuple(value)
+            kwargs[name] = tuple(value) if isinstance(value, (list, tuple)) else (value,)
         elif isinstance(default, float) and isinstance(value, int):
             kwargs[name] = float(value)
         else:

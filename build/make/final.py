@@ -224,8 +224,10 @@ def export_safe_variants(
     fitted: dict[Path, tuple[bool, object]] = {}
     files, heads = {}, {}
     if sources:
-        positives, positive_labels = head_training_images(ctx, sample)
-        negatives = head_negative_images(config.export.abstain_negatives, spec, seed=config.train.seed)
+        positives, positive_labels, positive_groups = head_training_images(ctx, sample)
+        negatives, negative_groups = head_negative_images(
+            config.export.abstain_negatives, spec, seed=config.train.seed
+        )
     for variant, source in sources.items():
         if source not in fitted:
             model = load_keras_model(source)
@@ -240,6 +242,8 @@ def export_safe_variants(
                     val_labels=val_labels,
                     quantile=config.export.abstain_quantile,
                     regularization=config.export.abstain_regularization,
+                    train_groups=positive_groups,
+                    negative_groups=negative_groups,
                     labels=(task.abstain_label, "other"),
                 )
                 head = dataclasses.replace(head, negatives=tuple(config.export.abstain_negatives))

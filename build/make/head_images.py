@@ -8,8 +8,8 @@ so the framing itself tells the head nothing and only what the image shows does 
 2's QAT features, docs/experiments.md: originals answered 0.88 -> 0.96, point-sampled 0.71 -> 0.90,
 MSID's unseen half still refused 0.98)::
 
-    >>> positives, labels = head_training_images(ctx, sample)
-    >>> negatives = head_negative_images(config.export.abstain_negatives, spec, seed=config.train.seed)
+    >>> positives, labels, groups = head_training_images(ctx, sample)
+    >>> negatives, negative_groups = head_negative_images(sources, spec, seed=config.train.seed)
 """
 
 from __future__ import annotations
@@ -55,24 +55,43 @@ def head_views(sources: Sequence[np.ndarray], spec: InputSpec, rng: np.random.Ge
     return views
 
 
-def head_training_images(ctx: RunContext, sample: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """The first :data:`HEAD_SAMPLE` training images of ``sample`` in their three views, and the class
-    of each view."""
+def head_training_images(
+    ctx: RunContext, sample: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The first :data:`HEAD_SAMPLE` training images of ``sample`` in their three views, the class of each
+    view and the source image it shows (views of one image share a cross-validation fold)."""
     indices = np.sort(np.asarray(sample)[:HEAD_SAMPLE])
     sources = [ctx.train.source(i) for i in indices]
     views = head_views(sources, ctx.spec, np.random.default_rng(ctx.config.train.seed))
-    return views, np.tile(ctx.train.labels[indices], 3)
+    return views, np.tile(ctx.train.labels[indices], 3), view_sources(len(sources))
 
 
 def head_negative_images(
     sources: Sequence[str | Path], spec: InputSpec, *, seed: int = 0
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], np.ndarray]:
     """The negative sources' fit halves in their three views, and synthetic images no camera would take:
-    drawn at the model's input size as they are, and drawn at a photo's size in the three views."""
-    views = head_views(negative_sources(sources, spec, seed=seed), spec, np.random.default_rng(seed + 1))
-    synthetic = synthetic_images(SYNTHETIC_PER_KIND, (spec.height, spec.width), seed=SYNTHETIC_SEED)
+    drawn at the model's input size as they are, and drawn at a photo's size in the three views. With
+    each image, the source image it shows."""
+    photographs = negative_sources(sources, spec, seed=seed)
+    views = head_views(photographs, spec, np.random.default_rng(seed + 1))
+    synthetic = [
+        image
+        for images in synthetic_images(
+            SYNTHETIC_PER_KIND, (spec.height, spec.width), seed=SYNTHETIC_SEED
+        ).values()
+        for image in images
+    ]
     photos = synthetic_images(SYNTHETIC_PER_KIND, photo_size(spec), seed=SYNTHETIC_SEED + 1)
-    photo_views = head_views(
-        [image for images in photos.values() for image in images], spec, np.random.default_rng(seed + 2)
-    )
-    return views + [image for images in synthetic.values() for image in images] + photo_views
+    photo_sources = [image for images in photos.values() for image in images]
+    photo_views = head_views(photo_sources, spec, np.random.default_rng(seed + 2))
+    groups = np.r_[
+        view_sources(len(photographs)),
+        len(photographs) + np.arange(len(synthetic)),
+        len(photographs) + len(synthetic) + view_sources(len(photo_sources)),
+    ]
+    return views + synthetic + photo_views, groups
+
+
+def view_sources(n: int) -> np.ndarray:
+    """The source image of each of :func:`head_views`' ``3 * n`` views."""
+    return np.tile(np.arange(n), 3)

@@ -102,7 +102,8 @@ def test_unknown_keys_are_named_with_the_known_ones(tmp_path):
         ("train.epochs", "must look like section.key=value"),
         ("data.label_maps=['', '']", "data.label_maps has 2 entries for 1 source"),
         ("data.label_maps=['isic']", "data.label_maps: unknown label map(s) ['isic']"),
-        ("export.abstain_regularization=0", "export.abstain_regularization must be > 0"),
+        ("export.abstain_regularization=0", "export.abstain_regularization must be one or more inverse L2"),
+        ("export.abstain_regularization=[]", "export.abstain_regularization must be one or more inverse L2"),
         (
             "export.external_label_maps=['isic-archive']",
             "export.external_label_maps has 1 entries for 0 source",

@@ -35,13 +35,15 @@ def test_negatives_come_in_the_same_three_views_plus_synthetic_images(tmp_path: 
         folder = tmp_path / ("Rash" if index % 2 else "Normal")
         folder.mkdir(exist_ok=True)
         Image.fromarray(lesion_photo(45, 30, seed=index)).save(folder / f"photo{index}.png")
-    images = head_negative_images([tmp_path], SPEC, seed=0)
+    images, groups = head_negative_images([tmp_path], SPEC, seed=0)
     fit_half = len(negative_paths([tmp_path]))
     # Synthetic images drawn at the input size as they are, and drawn at a photo's size in three views.
     synthetic = 4 * len(SYNTHETIC_KINDS) * SYNTHETIC_PER_KIND
     assert fit_half and len(images) == 3 * fit_half + synthetic
     assert all(image.shape == (32, 32, 3) for image in images)
-    assert len(head_negative_images([], SPEC)) == synthetic
+    # Each photo's three views share a group; every synthetic image is its own or its views'.
+    assert len(groups) == len(images) and len(np.unique(groups)) == fit_half + 2 * synthetic // 4
+    assert len(head_negative_images([], SPEC)[0]) == synthetic
 
 
 def test_synthetic_photos_reach_the_head_as_the_runtime_resizes_a_saved_file():
@@ -59,7 +61,7 @@ def test_synthetic_photos_reach_the_head_as_the_runtime_resizes_a_saved_file():
     # noise (images drawn at the input size: 4 of 100 look like that).
     smoothed = [
         image
-        for image in head_negative_images([], SPEC)
+        for image in head_negative_images([], SPEC)[0]
         if image.std() > 55 and 25 < roughness(image) < 0.8 * roughness(drawn)
     ]
     assert len(smoothed) >= SYNTHETIC_PER_KIND
