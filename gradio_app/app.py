@@ -179,7 +179,10 @@ def build_demo(models: Any, config: AppConfig = AppConfig()) -> gr.Blocks:
             api_name="select_model",
             api_visibility="private",
         )
-        follow_up(selected.then(api_name="analyse_again", api_visibility="private", **analyse), again=True)
+        answered_again = {**analyse, "fn": service.analyse_again}
+        follow_up(
+            selected.then(api_name="analyse_again", api_visibility="private", **answered_again), again=True
+        )
         switch.click(
             service.switch,
             inputs=[crop, raw, model_menu],

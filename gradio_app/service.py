@@ -71,6 +71,16 @@ class Service:
             result,
         )
 
+    def analyse_again(self, upload: dict[str, Any] | None, model_name: str | None) -> tuple[Any, ...]:
+        """The photo on the page answered by a newly chosen model; with no photo the page stays as it is.
+
+        A photo uploaded while the model switched is answered by its own event, which may finish first:
+        the switch's answer for the empty page would then blank it (seen in a slow browser run).
+        """
+        if upload is None:
+            return tuple(gr.skip() for _ in range(5))
+        return self.analyse(upload, model_name)
+
     def _cant_tell(self, model: Model, pixels: np.ndarray) -> str:
         """The "I can't tell" text in the model's task words: what was wrong, and a better-fitting model."""
         card = model.card

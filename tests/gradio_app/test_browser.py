@@ -87,3 +87,16 @@ def test_model_tab_shows_the_card(page):
     sync_api.expect(card).to_contain_text("Limitations")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "gradio_app_model_card.png"), full_page=True)
+
+
+def test_choosing_another_model_answers_the_photo_on_the_page_again(page, photos):
+    upload(page, photos["red"])
+    sync_api.expect(page.locator("#findings")).to_contain_text("Reddish test lesion", timeout=TIMEOUT_MS)
+
+    page.get_by_role("combobox", name="Model").click()
+    page.get_by_role("option", name="tiny-unsure", exact=False).click()
+
+    sync_api.expect(page.locator("#advice")).to_contain_text(
+        "I can't tell from this photo", timeout=TIMEOUT_MS
+    )
+    sync_api.expect(page.locator("#findings")).not_to_contain_text("Reddish test lesion")
