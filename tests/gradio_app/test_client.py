@@ -126,7 +126,7 @@ def test_abstaining_model_says_it_cannot_tell_instead_of_a_confident_label(clien
 
 def test_switching_models_on_an_empty_page_leaves_an_answer_being_made_alone(served):
     # A photo uploaded while the model switched is answered by its own event; the switch's answer for
-    # the empty page came last in a slow browser run and put the upload prompt back over it.
+    # the empty page could land last and put the upload prompt back over it (read from a slow browser run).
     import gradio as gr
 
     from gradio_app.service import Service
