@@ -75,7 +75,8 @@ class Service:
         """The photo on the page answered by a newly chosen model; with no photo the page stays as it is.
 
         A photo uploaded while the model switched is answered by its own event, which may finish first:
-        the switch's answer for the empty page would then blank it (what a browser test on a loaded machine showed).
+        the switch's answer for the empty page would then blank it (as a browser test on a loaded
+        machine showed).
         """
         if upload is None:
             return tuple(gr.skip() for _ in range(5))
