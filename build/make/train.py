@@ -213,10 +213,12 @@ def train_float(ctx: RunContext, *, finish: bool = False) -> FloatResult:
         best.settle(state)
 
     if total_epochs == 0:
-        # Nothing to train: the warm start is the model (a release re-exported with today's export).
+        # Nothing to train: the warm start is the model (a release re-exported with today's export). It is
+        # also this stage's best weights, which FixRes and later warm starts read.
         state["best"] = validation_balanced_accuracy(
             model, val, spec, prior_shift(prior, cfg.prior_correction)
         )
+        save_weights_atomic(model, stage / "best.weights.npz")
         log.info("float: no epochs planned, the warm start from %s is the float model", cfg.init_from)
     else:
         load_weights(model, stage / "best.weights.npz")

@@ -220,6 +220,14 @@ def test_with_no_epoch_planned_the_warm_start_is_the_float_model(trained_run, tm
     )
     result = train_float(prepare(start_run(tmp_path / "reexport", reexport, resume=False), reexport))
     assert result.epoch == 0 and not (tmp_path / "reexport" / "float" / "log.csv").exists()
+    # Its best weights are the warm start's, where FixRes (or a later warm start) continues from.
+    with (
+        np.load(run.root / "float" / "best.weights.npz") as warm_start,
+        np.load(tmp_path / "reexport" / "float" / "best.weights.npz") as best,
+    ):
+        assert sorted(best.files) == sorted(warm_start.files)
+        for name in warm_start.files:
+            np.testing.assert_array_equal(best[name], warm_start[name])
     images = np.random.default_rng(1).uniform(-1, 1, (6, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(
         load_keras_model(result.path).predict(images, verbose=0),
