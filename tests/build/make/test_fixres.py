@@ -64,12 +64,26 @@ def test_fixres_settings_may_change_on_resume_until_fixres_or_qat_has_started(tm
         start_run(tmp_path / "run", config, resume=True)
 
 
-def test_the_ham10000_recipe_is_the_two_runs_that_made_release_3_in_one():
+def test_the_ham10000_recipe_is_the_two_runs_that_made_release_4_in_one():
+    # Release 4: runs/ham10000-blur (this recipe's float stage; its QAT from the labels alone failed the
+    # export's gate), then ham10000-blur-qatd.toml warm-started from its best weights with no float epoch,
+    # FixRes, QAT distilled and the export as this recipe.
+    recipe = load_config(CONFIGS / "ham10000.toml")
+    float_run = load_config(CONFIGS / "ham10000-blur.toml")
+    second_run = load_config(CONFIGS / "ham10000-blur-qatd.toml")
+    assert recipe.train == float_run.train and recipe.model == float_run.model
+    assert recipe.data == float_run.data and recipe.fixres == float_run.fixres
+    assert second_run.train.init_from == "runs/ham10000-blur/float/best.weights.npz"
+    assert second_run.train.epochs == second_run.train.head_epochs == 0
+    assert dataclasses.replace(recipe, train=second_run.train) == second_run
+
+
+def test_the_release_3_recipe_is_the_two_runs_that_made_release_3_in_one():
     # Release 3 was made before the FixRes stage existed: runs/ham10000-v4 (this recipe's float stage),
     # then ham10000-192.toml warm-started from its best weights, with no float epoch. Here the recipe's
     # stages after FixRes are that second run's config; only the schedule of the epochs neither trains
     # is written differently.
-    recipe = load_config(CONFIGS / "ham10000.toml")
+    recipe = load_config(CONFIGS / "ham10000-release3.toml")
     second_run = load_config(CONFIGS / "ham10000-192.toml")
     stages = release_config(recipe, Path("runs/ham10000-v4"))
     assert stages.train.epochs == second_run.train.epochs == 0
